@@ -1,0 +1,294 @@
+"""The `ivr` command. Exit codes: 0 ok, 1 a failed check, 2 bad usage (see shared/CLI.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ivr import log
+from ivr.config import EngineConfig, load_config
+from ivr.errors import IvrError, Problem, ProblemsError
+from ivr.flow.channel import Prompt
+from ivr.flow.loader import iter_yaml_files
+from ivr.flow.scripted import Step
+from ivr.flow.validate import FlowSet, load_flows
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
+
+
+def _print_problems(problems: list[Problem], warnings: list[Problem] | None = None) -> None:
+    for p in problems:
+        click.echo(str(p), err=True)
+    for w in warnings or []:
+        click.echo(f"{w.file}:{w.line}:{w.col}: warning: {w.message}", err=True)
+
+
+def config_option(fn: F) -> F:
+    return click.option(
+        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+        help="engine config (default ./ivr.yaml when present, else built-in defaults)",
+    )(fn)
+
+
+def _config(path: Path | None) -> EngineConfig:
+    if path is not None and not path.is_file():
+        raise click.BadParameter(f"{path} does not exist", param_hint="--config")
+    return load_config(path)
+
+
+def _flow_files(paths: tuple[Path, ...], config: EngineConfig) -> list[Path]:
+    roots = list(paths) or [Path(config.flows)]
+    for p in roots:
+        if not p.exists():
+            raise click.BadParameter(f"{p} does not exist", param_hint="PATH")
+    return list(iter_yaml_files(roots, tests=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="WARNING", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def cli(log_level: str) -> None:
+    """ivr: an offline, SIP-native IVR engine with flows tested like code."""
+    log.setup(log_level.upper())
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+def validate(paths: tuple[Path, ...], config_path: Path | None, as_json: bool) -> None:
+    """Check flow files: schema, targets, reachability, audio, queues, calendars, templates."""
+    config = _config(config_path)
+    files = _flow_files(paths, config)
+    result = load_flows(files, config)
+    test_files = list(iter_yaml_files(list(paths) or [Path(config.flows)], tests=True))
+    from ivr.flow.testing import load_test_file
+
+    for tf in test_files:
+        try:
+            test = load_test_file(tf)
+        except ProblemsError as exc:
+            result.errors += exc.problems
+            continue
+        if test.flow not in result.flows and not any(p.file.endswith(tf.name) for p in result.errors):
+            result.errors.append(Problem(str(tf), 1, 1, f"test file names unknown flow {test.flow!r}"))
+    ok = not result.errors
+    if as_json:
+        _emit_json({"ok": ok, "problems": [p.as_json() for p in result.errors],
+                    "warnings": [p.as_json() for p in result.warnings],
+                    "flows": sorted(result.flows)})
+    else:
+        _print_problems(result.errors, result.warnings)
+        n = len(files)
+        click.echo(f"{'ok' if ok else 'FAILED'}: {n} flow file{'s' * (n != 1)}, "
+                   f"{len(test_files)} test file{'s' * (len(test_files) != 1)}, "
+                   f"{len(result.errors)} problem{'s' * (len(result.errors) != 1)}", err=not ok)
+    sys.exit(0 if ok else 1)
+
+
+def _load_for(flow_path: Path, config: EngineConfig) -> tuple[FlowSet, str]:
+    """Load the flow file and its siblings (subflows), returning the set and the flow's id."""
+    if not flow_path.is_file():
+        raise click.BadParameter(f"{flow_path} is not a file", param_hint="FLOW")
+    siblings = list(iter_yaml_files([flow_path.parent], tests=False))
+    flowset = load_flows(siblings if flow_path in siblings else [flow_path, *siblings], config)
+    own = [p for p in flowset.errors if Path(p.file) == flow_path]
+    if own:
+        raise ProblemsError(own)
+    for flow in flowset.flows.values():
+        if Path(flow.file).resolve() == flow_path.resolve():
+            return flowset, flow.id
+    raise ProblemsError(flowset.errors or [Problem(str(flow_path), 1, 1, "flow did not load")])
+
+
+def parse_input(text: str) -> Step:
+    kind, sep, value = text.partition(":")
+    kind = kind.strip().lower()
+    if kind in ("silence", "hangup") and not value:
+        return Step(kind)  # type: ignore[arg-type]
+    if sep and kind == "dtmf" and value and all(c in "0123456789*#ABCD" for c in value):
+        return Step("dtmf", value)
+    if sep and kind == "speech" and value.strip():
+        return Step("say", value.strip())
+    if sep and kind == "audio" and value:
+        if not Path(value).is_file():
+            raise click.BadParameter(f"audio file {value} does not exist", param_hint="--input")
+        return Step("audio", value)
+    raise click.BadParameter(
+        f"{text!r}: use dtmf:DIGITS, speech:TEXT, audio:FILE.wav, silence or hangup",
+        param_hint="--input",
+    )
+
+
+def _interactive_reader() -> Step | None:
+    click.echo("  (keys like 12#, words to speak, empty line for silence, 'hangup' to end)",
+               err=True)
+    try:
+        line = input("caller> ").strip()
+    except EOFError:
+        return Step("hangup")
+    if not line:
+        return Step("silence")
+    if line.lower() in ("hangup", "quit", "exit", "bye"):
+        return Step("hangup")
+    if ":" in line:
+        try:
+            return parse_input(line)
+        except click.BadParameter as exc:
+            click.echo(str(exc), err=True)
+            return _interactive_reader()
+    if all(c in "0123456789*#" for c in line):
+        return Step("dtmf", line)
+    return Step("say", line)
+
+
+@cli.command()
+@click.argument("flow", type=click.Path(path_type=Path))
+@click.option("--input", "inputs", multiple=True, metavar="dtmf:12#|speech:TEXT|audio:F|silence",
+              help="caller input, in order")
+@click.option("--caller", "caller_number", default="+15550000000", show_default=True)
+@click.option("--clock", help="ISO 8601 time with offset, fixes `hours`")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+def simulate(flow: Path, inputs: tuple[str, ...], caller_number: str, clock: str | None,
+             config_path: Path | None, as_json: bool) -> None:
+    """Run a flow over a text channel (interactive with no --input on a terminal)."""
+    from ivr.flow.context import CallContext
+    from ivr.flow.interpreter import Interpreter
+    from ivr.flow.scripted import ScriptedChannel
+
+    steps = [parse_input(i) for i in inputs]
+    fixed: dt.datetime | None = None
+    if clock:
+        try:
+            fixed = dt.datetime.fromisoformat(clock)
+        except ValueError:
+            raise click.BadParameter(f"{clock!r} is not ISO 8601", param_hint="--clock") from None
+        if fixed.tzinfo is None:
+            raise click.BadParameter("give a UTC offset, e.g. 2026-03-02T10:00:00-05:00",
+                                     param_hint="--clock")
+    config = _config(config_path)
+    flowset, flow_id = _load_for(flow, config)
+    interactive = not inputs and sys.stdin.isatty() and not as_json
+
+    def show(prompt: Prompt) -> None:
+        if not as_json:
+            click.echo(f"ivr: {prompt.describe()}")
+
+    channel = ScriptedChannel(steps=steps, on_prompt=show,
+                              read_step=_interactive_reader if interactive else None)
+    ctx = CallContext(channel=channel, config=config, flows=flowset.flows,
+                      flow=flowset.flows[flow_id],
+                      clock=(lambda: fixed) if fixed else (lambda: dt.datetime.now(dt.timezone.utc)),
+                      caller={"number": caller_number})
+    result = asyncio.run(Interpreter(ctx).run())
+    if as_json:
+        _emit_json(result.as_json())
+    else:
+        end = result.end
+        click.echo(f"-- path: {' > '.join(ctx.path)}")
+        click.echo(f"-- variables: {json.dumps(ctx.masked_variables(), default=str)}")
+        click.echo(f"-- end: {end.kind} at {end.node}"
+                   + (f" ({end.message})" if end.message else "")
+                   + (f" queue={end.queue} context={json.dumps(end.context)}" if end.queue else "")
+                   + (f" target={end.target}" if end.target else ""))
+    sys.exit(1 if result.end.kind == "error" else 0)
+
+
+@cli.command("test")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+def test_cmd(paths: tuple[Path, ...], config_path: Path | None, as_json: bool) -> None:
+    """Run every *.test.yaml case offline and report node coverage per flow."""
+    from ivr.flow.testing import run_tests
+
+    config = _config(config_path)
+    files = _flow_files(paths, config)
+    flowset = load_flows(files, config)
+    roots = list(paths) or [Path(config.flows)]
+    test_files = list(iter_yaml_files(roots, tests=True))
+    report = asyncio.run(run_tests(test_files, flowset.flows, config))
+    report.problems = flowset.errors + report.problems
+    if not test_files:
+        report.problems.append(Problem(str(roots[0]), 1, 1, "no *.test.yaml files found"))
+    if as_json:
+        _emit_json(report.as_json())
+    else:
+        _print_problems(report.problems)
+        for c in report.cases:
+            mark = "PASS" if c.passed else "FAIL"
+            click.echo(f"{mark} {c.flow}: {c.name}" + ("" if c.passed else f"\n     {c.message}"))
+        for fid, cov in report.coverage.items():
+            pct = 100 * cov["reached"] / max(cov["nodes"], 1)
+            click.echo(f"coverage {fid}: {cov['reached']}/{cov['nodes']} nodes ({pct:.0f}%)"
+                       + (f"; never reached: {', '.join(cov['unreached'])}" if cov["unreached"]
+                          else ""))
+        failed = sum(not c.passed for c in report.cases)
+        click.echo(f"{len(report.cases) - failed} passed, {failed} failed")
+    sys.exit(0 if report.passed else 1)
+
+
+@cli.command()
+@click.argument("flow", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
+              show_default=True)
+@config_option
+def graph(flow: Path, fmt: str, config_path: Path | None) -> None:
+    """Draw the flow as a graph (Mermaid or Graphviz dot)."""
+    from ivr.flow import graph as drawing
+
+    config = _config(config_path)
+    flowset, flow_id = _load_for(flow, config)
+    f = flowset.flows[flow_id]
+    click.echo(drawing.mermaid(f) if fmt == "mermaid" else drawing.dot(f), nl=False)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of flow files (for editor validation and completion)."""
+    from ivr.flow.schema import flow_schema
+
+    _emit_json(flow_schema())
+
+
+def main() -> None:
+    """Entry point: known errors print cleanly; tracebacks only with IVR_DEBUG=1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ProblemsError as exc:
+        _print_problems(exc.problems)
+        sys.exit(1)
+    except IvrError as exc:
+        click.echo(f"ivr: {exc}", err=True)
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if os.environ.get("IVR_DEBUG"):
+            raise
+        click.echo(f"ivr: internal error: {type(exc).__name__}: {exc} (IVR_DEBUG=1 shows where)",
+                   err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

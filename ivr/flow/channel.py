@@ -1,0 +1,123 @@
+"""The seam between a flow and whatever carries the call.
+
+The same interpreter runs over a SIP call in a worker, a text console (`ivr simulate`) and scripted
+steps (`ivr test`). A channel plays prompts, listens for one input, and performs the terminal
+actions (queue, transfer, record, hang up). Input that arrives while a prompt plays (barge-in,
+type-ahead) is kept by the channel and returned by the next `listen`.
+
+A channel raises `CallerHangup` from any method once the caller is gone.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+InputMode = Literal["dtmf", "speech"]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One thing to play: synthesised text or an audio file (absolute path)."""
+
+    text: str | None = None
+    audio: str | None = None
+    language: str = "en-US"
+
+    def describe(self) -> str:
+        return self.text if self.text is not None else f"[audio {self.audio}]"
+
+
+@dataclass(frozen=True)
+class ListenSpec:
+    """What the flow waits for now; a channel uses as much of it as its medium allows."""
+
+    timeout: float = 5.0
+    interdigit_timeout: float = 3.0
+    max_digits: int = 1
+    min_digits: int = 1
+    terminator: str | None = None
+    dtmf_keys: tuple[str, ...] = ()
+    """Whole keys that end a DTMF entry at once (menu options and globals)."""
+    speech: bool = True
+    phrases: tuple[str, ...] = ()
+    """Phrase grammar for the recogniser (options and globals); empty with `builtin`."""
+    builtin: str | None = None
+    barge_in: bool = True
+    language: str = "en-US"
+
+
+@dataclass(frozen=True)
+class Input:
+    """One thing the caller did."""
+
+    mode: InputMode
+    value: str
+    confidence: float = 1.0
+    alternatives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QueueRequest:
+    name: str
+    priority: int = 0
+    skills: Mapping[str, int] = field(default_factory=dict)
+    context: Mapping[str, Any] = field(default_factory=dict)
+    announce: Mapping[str, Any] = field(default_factory=dict)
+    max_wait: float | None = None
+    callback: Mapping[str, Any] | None = None
+    mode: str = "bridge"
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    """How waiting ended: an agent took the call, the wait ran out, or the queue failed."""
+
+    status: Literal["connected", "timeout", "error", "callback"]
+    agent: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    to: str
+    mode: str = "refer"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordRequest:
+    max_seconds: float = 60.0
+    beep: bool = True
+    name: str = "recording"
+
+
+class Channel(abc.ABC):
+    """What a flow may ask of the call that carries it."""
+
+    @abc.abstractmethod
+    async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = True) -> None:
+        """Play prompts in order; returns early when the caller barges in."""
+
+    @abc.abstractmethod
+    async def listen(self, spec: ListenSpec) -> Input | None:
+        """One input, or None when the caller gave none in time (noinput)."""
+
+    @abc.abstractmethod
+    async def enqueue(self, request: QueueRequest) -> QueueResult:
+        """Hand the caller to an agent queue and wait for the outcome."""
+
+    @abc.abstractmethod
+    async def transfer(self, request: TransferRequest) -> bool:
+        """Transfer the call; False when the far end refused or failed."""
+
+    @abc.abstractmethod
+    async def record(self, request: RecordRequest) -> str | None:
+        """Record the caller; the file path, or None when nothing was recorded."""
+
+    @abc.abstractmethod
+    async def hangup(self) -> None:
+        """End the call from the IVR side."""

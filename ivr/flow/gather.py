@@ -1,0 +1,138 @@
+"""The prompt-listen-escalate loop shared by every input node (VoiceXML's FIA, in small).
+
+Rules (from the flow language): noinput and nomatch events count together against `retries`;
+after each of the first `retries` events the next escalation prompt plays (lists are used in order,
+the last one repeats), then the node's prompt again; one more event goes to `on_fail`. Globals are
+active in every input node; node options win over globals with the same key. A `repeat` global
+replays the prompt without counting an event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ivr.flow.channel import Input, ListenSpec, Prompt
+from ivr.flow.context import CallContext
+from ivr.flow.grammar import best_phrase
+from ivr.flow.model import GlobalLink
+
+DEFAULT_NOINPUT = "Sorry, I did not hear anything."
+DEFAULT_NOMATCH = "Sorry, I did not understand."
+
+
+@dataclass
+class Settings:
+    """Effective input settings of one node: its own values over the flow's defaults."""
+
+    timeout: float
+    interdigit_timeout: float
+    retries: int
+    barge_in: bool
+    confidence: float
+
+
+@dataclass
+class Gathered:
+    kind: Literal["matched", "goto", "failed"]
+    value: Any = None
+    target: str | None = None
+    set: dict[str, Any] = field(default_factory=dict)
+
+
+Interpret = Callable[[Input], Any]
+"""Returns the node's value for an input, or None for a nomatch."""
+
+
+def settings_for(ctx: CallContext, node: Any) -> Settings:
+    d = ctx.flow.header.defaults
+
+    def pick(name: str) -> Any:
+        own = getattr(node, name, None)
+        return own if own is not None else getattr(d, name)
+
+    return Settings(
+        timeout=pick("timeout"),
+        interdigit_timeout=pick("interdigit_timeout"),
+        retries=pick("retries"),
+        barge_in=pick("barge_in"),
+        confidence=pick("confidence"),
+    )
+
+
+def global_for(links: list[GlobalLink], got: Input) -> GlobalLink | None:
+    for link in links:
+        if got.mode == "dtmf" and link.dtmf is not None and got.value == link.dtmf:
+            return link
+        if got.mode == "speech" and link.speech and best_phrase(got.value, link.speech):
+            return link
+    return None
+
+
+def global_keys(links: list[GlobalLink]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """DTMF keys and phrases of the globals, for the listen spec and the grammar."""
+    keys = tuple(link.dtmf for link in links if link.dtmf)
+    phrases = tuple(p for link in links for p in link.speech)
+    return keys, phrases
+
+
+def _escalation(texts: list[str], count: int, fallback: str) -> str:
+    if not texts:
+        return fallback
+    return texts[min(count, len(texts)) - 1]
+
+
+async def gather(
+    ctx: CallContext,
+    *,
+    prompts: Callable[[], list[Prompt]],
+    spec: ListenSpec,
+    settings: Settings,
+    interpret: Interpret,
+    noinput: list[str],
+    nomatch: list[str],
+    sensitive: bool = False,
+    confirm: Callable[[Any], Awaitable[bool]] | None = None,
+) -> Gathered:
+    """Run the input loop until a match, a global's goto, or too many failures."""
+    events = noinputs = nomatches = 0
+    before: list[Prompt] = []
+    language = ctx.flow.header.language
+    while True:
+        await ctx.play([*before, *prompts()], barge_in=settings.barge_in)
+        before = []
+        got = await ctx.listen(spec)
+        kind: str
+        if got is None:
+            kind = "noinput"
+        elif got.mode == "speech" and got.confidence < settings.confidence:
+            kind = "nomatch"
+        else:
+            value = interpret(got)
+            link = None if value is not None else global_for(ctx.flow.header.globals, got)
+            if value is not None:
+                shown = str(value) if isinstance(value, (str, int, float)) else None
+                ctx.note_input(got, sensitive=sensitive, value=shown)
+                if confirm is None or await confirm(value):
+                    return Gathered("matched", value=value)
+                kind = "rejected"
+            elif link is not None:
+                ctx.note_input(got)
+                if link.action == "repeat":
+                    continue
+                return Gathered("goto", target=link.goto, set=dict(link.set))
+            else:
+                ctx.transcript.append({"who": "caller", "text": "(no match)"})
+                kind = "nomatch"
+        events += 1
+        if events > settings.retries:
+            return Gathered("failed")
+        if kind == "noinput":
+            noinputs += 1
+            before = [Prompt(text=ctx.render(_escalation(noinput, noinputs, DEFAULT_NOINPUT)),
+                             language=language)]
+        elif kind == "nomatch":
+            nomatches += 1
+            before = [Prompt(text=ctx.render(_escalation(nomatch, nomatches, DEFAULT_NOMATCH)),
+                             language=language)]

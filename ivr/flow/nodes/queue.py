@@ -1,0 +1,86 @@
+"""`queue`: hand the caller to an agent queue with what the IVR learned."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ivr.durations import Duration
+from ivr.flow.channel import QueueRequest
+from ivr.flow.loader import Path_
+from ivr.flow.model import Node
+from ivr.flow.templates import render_value
+
+if TYPE_CHECKING:
+    from ivr.flow.context import CallContext
+    from ivr.flow.validate import Checker
+
+
+class Announce(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    position: bool = False
+    wait_time: bool = False
+    every: Duration = 30.0
+
+
+class Callback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    offer_after: Duration = 60.0
+    dtmf: str = Field("1", pattern=r"^[0-9*#]$")
+
+
+class QueueSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    priority: int | str = 0
+    skills: dict[str, int] = Field(default_factory=dict)
+    context: list[str] = Field(default_factory=list)
+    announce: Announce = Field(default_factory=Announce)
+    max_wait: Duration | None = None
+    callback: Callback | None = None
+    mode: Literal["bridge", "refer"] = "bridge"
+    whisper: str | None = None
+
+
+class QueueNode(Node):
+    kind = "queue"
+
+    queue: QueueSpec
+    on_timeout: str | None = None
+    on_error: str | None = None
+
+    def check(self, checker: Checker, path: Path_) -> None:
+        checker.queue((*path, "queue", "name"), self.queue.name)
+        if isinstance(self.queue.priority, str):
+            checker.template((*path, "queue", "priority"), self.queue.priority)
+        if self.queue.whisper:
+            checker.template((*path, "queue", "whisper"), self.queue.whisper)
+
+    def _priority(self, ctx: CallContext) -> int:
+        value: Any = render_value(self.queue.priority, ctx.scope())
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return 0
+
+    async def run(self, ctx: CallContext) -> str | None:
+        spec = self.queue
+        context = ctx.context_of(spec.context)
+        request = QueueRequest(
+            name=spec.name, priority=self._priority(ctx), skills=spec.skills, context=context,
+            announce=spec.announce.model_dump(), max_wait=spec.max_wait,
+            callback=spec.callback.model_dump() if spec.callback else None, mode=spec.mode,
+        )
+        result = await ctx.channel.enqueue(request)
+        if result.status in ("connected", "callback"):
+            ctx.end("queue", queue=spec.name, context=context)
+            return None
+        target = self.on_timeout if result.status == "timeout" else self.on_error
+        if target is None:
+            ctx.end("error", queue=spec.name, message=f"queue {spec.name} {result.status}"
+                    f"{': ' + result.detail if result.detail else ''} and the node has no exit")
+        return target

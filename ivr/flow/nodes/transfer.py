@@ -1,0 +1,51 @@
+"""`transfer`: send the call elsewhere (REFER, or a bridged second leg)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ivr.flow.channel import TransferRequest
+from ivr.flow.loader import Path_
+from ivr.flow.model import Node
+
+if TYPE_CHECKING:
+    from ivr.flow.context import CallContext
+    from ivr.flow.validate import Checker
+
+
+class TransferSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(description="SIP URI, may be a template")
+    mode: Literal["refer", "bridge"] = "refer"
+    headers: dict[str, str] = Field(default_factory=dict)
+    context: list[str] = Field(default_factory=list)
+
+
+class TransferNode(Node):
+    kind = "transfer"
+
+    transfer: TransferSpec
+    on_fail: str | None = None
+
+    def check(self, checker: Checker, path: Path_) -> None:
+        checker.template((*path, "transfer", "to"), self.transfer.to)
+        for name, value in self.transfer.headers.items():
+            checker.template((*path, "transfer", "headers", name), value)
+
+    async def run(self, ctx: CallContext) -> str | None:
+        spec = self.transfer
+        target = ctx.render(spec.to)
+        headers = {k: ctx.mask_text(ctx.render(v)) for k, v in spec.headers.items()}
+        ok = await ctx.channel.transfer(
+            TransferRequest(to=target, mode=spec.mode, headers=headers,
+                            context=ctx.context_of(spec.context))
+        )
+        if ok:
+            ctx.end("transfer", target=target)
+            return None
+        if self.on_fail is None:
+            ctx.end("error", target=target, message=f"transfer to {target} failed")
+        return self.on_fail

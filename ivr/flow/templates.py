@@ -1,0 +1,182 @@
+"""Sandboxed templates and conditions for flows.
+
+Flows are written by ops staff, not programmers we trust with the process: templates run in
+jinja2's immutable sandbox, and we also refuse, at load time, any attribute or item lookup of a
+name starting with an underscore, so `{{ ''.__class__ }}` is a validation error with a line number
+rather than a runtime surprise on a live call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.nativetypes import NativeCodeGenerator, native_concat
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from num2words import num2words
+
+from ivr.errors import FlowRuntimeError
+
+MAX_RENDER_CHARS = 10_000
+"""A prompt longer than this is a bug in the flow, not something to synthesise."""
+
+
+def _lang(language: str) -> str:
+    return language.split("-")[0].lower() or "en"
+
+
+def say_digits(value: Any) -> str:
+    """Digits spoken one by one: TTS reads '12345678' as a number otherwise."""
+    return " ".join(ch for ch in str(value) if not ch.isspace())
+
+
+def say_number(value: Any, language: str = "en-US") -> str:
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    return str(num2words(number, lang=_lang(language))).replace("-", " ")
+
+
+def say_currency(value: Any, currency: str = "USD", language: str = "en-US") -> str:
+    try:
+        amount = Decimal(str(value)).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        return str(value)
+    whole = int(amount)
+    cents = int((abs(amount) - abs(whole)) * 100)
+    lang = _lang(language)
+    names = {"USD": ("dollar", "dollars", "cent", "cents"), "EUR": ("euro", "euros", "cent", "cents"),
+             "GBP": ("pound", "pounds", "penny", "pence")}
+    unit1, units, sub1, subs = names.get(currency.upper(), (currency, currency, "cent", "cents"))
+    text = f"{num2words(whole, lang=lang)} {unit1 if abs(whole) == 1 else units}"
+    if cents:
+        text += f" and {num2words(cents, lang=lang)} {sub1 if cents == 1 else subs}"
+    return text.replace("-", " ")
+
+
+def say_date(value: Any, language: str = "en-US") -> str:
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return str(value)
+    if not isinstance(value, dt.date):
+        return str(value)
+    lang = _lang(language)
+    day = str(num2words(value.day, lang=lang, to="ordinal"))
+    year = str(num2words(value.year, lang=lang, to="year"))
+    return f"{value:%B} {day}, {year}".replace("-", " ")
+
+
+def mask(value: Any, keep: int = 4) -> str:
+    """`****1234`: enough for a caller or agent to recognise, too little to reuse."""
+    text = str(value)
+    if not text:
+        return ""
+    shown = text[-keep:] if keep and len(text) > keep else ""
+    return "****" + shown
+
+
+class _SandboxedNativeEnvironment(ImmutableSandboxedEnvironment):
+    """Sandbox that returns native Python values, for `set` and numeric fields."""
+
+    code_generator_class = NativeCodeGenerator
+    concat = staticmethod(native_concat)  # type: ignore[assignment]
+
+
+def _configure(env: ImmutableSandboxedEnvironment) -> None:
+    env.filters.update(
+        say_digits=say_digits,
+        say_number=say_number,
+        say_currency=say_currency,
+        say_date=say_date,
+        mask=mask,
+    )
+
+
+@lru_cache(maxsize=1)
+def text_env() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+    _configure(env)
+    return env
+
+
+@lru_cache(maxsize=1)
+def native_env() -> ImmutableSandboxedEnvironment:
+    env = _SandboxedNativeEnvironment(undefined=ChainableUndefined, autoescape=False)
+    _configure(env)
+    return env
+
+
+def check_source(source: str, *, expression: bool = False) -> str | None:
+    """Return why a template or condition is unacceptable, or None when it is fine."""
+    env = text_env()
+    try:
+        tree = env.parse("{{ (" + source + ") }}" if expression else source)
+    except TemplateSyntaxError as exc:
+        return f"template syntax error: {exc.message}"
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        key: Any = node.attr if isinstance(node, nodes.Getattr) else getattr(node, "arg", None)
+        name = getattr(key, "value", key)
+        if isinstance(name, str) and name.startswith("_"):
+            return f"template may not access '{name}' (private names are blocked by the sandbox)"
+    return None
+
+
+_PLAIN = re.compile(r"^[^{}]*$")
+
+
+def is_template(source: str) -> bool:
+    return not _PLAIN.match(source)
+
+
+def render(source: str, scope: Mapping[str, Any]) -> str:
+    """Render a text template; sandbox violations become a flow error, not a crash."""
+    if not is_template(source):
+        return source
+    try:
+        out = text_env().from_string(source).render(dict(scope))
+    except (SecurityError, UndefinedError, TemplateSyntaxError) as exc:
+        raise FlowRuntimeError(f"template {source!r} failed: {exc}") from None
+    except Exception as exc:  # filters run user data; a bad value must not kill the call
+        raise FlowRuntimeError(f"template {source!r} failed: {type(exc).__name__}: {exc}") from None
+    if len(out) > MAX_RENDER_CHARS:
+        raise FlowRuntimeError(f"template {source!r} rendered {len(out)} characters")
+    return out
+
+
+def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
+    """Render a `set` value: templates give native types ('{{ 1 + 1 }}' is 2), others stay."""
+    if isinstance(value, dict):
+        return {k: render_value(v, scope) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, scope) for v in value]
+    if not isinstance(value, str) or not is_template(value):
+        return value
+    try:
+        out = native_env().from_string(value).render(dict(scope))
+    except (SecurityError, UndefinedError, TemplateSyntaxError) as exc:
+        raise FlowRuntimeError(f"template {value!r} failed: {exc}") from None
+    except Exception as exc:
+        raise FlowRuntimeError(f"template {value!r} failed: {type(exc).__name__}: {exc}") from None
+    if isinstance(out, ChainableUndefined):
+        return None
+    return out
+
+
+def evaluate(condition: str, scope: Mapping[str, Any]) -> bool:
+    """Evaluate a `switch` condition; undefined names are falsy, never an exception."""
+    try:
+        expr = text_env().compile_expression(condition, undefined_to_none=True)
+        return bool(expr(**dict(scope)))
+    except (SecurityError, TemplateSyntaxError) as exc:
+        raise FlowRuntimeError(f"condition {condition!r} failed: {exc}") from None
+    except Exception as exc:
+        raise FlowRuntimeError(f"condition {condition!r} failed: {type(exc).__name__}: {exc}") from None

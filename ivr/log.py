@@ -1,0 +1,48 @@
+"""Structured logs: one JSON object a line when not on a terminal, call id on every line."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+call_id: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="-")
+
+
+class _CallIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.call_id = call_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "call_id": getattr(record, "call_id", "-"),
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup(level: str = "INFO", *, json_lines: bool | None = None) -> None:
+    """Configure the root logger once; JSON unless stderr is a terminal."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines is None:
+        json_lines = not sys.stderr.isatty()
+    handler.setFormatter(
+        JsonFormatter() if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s [%(call_id)s] %(name)s: %(message)s")
+    )
+    handler.addFilter(_CallIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
