@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -215,9 +216,13 @@ def test_cmd(paths: tuple[Path, ...], config_path: Path | None, as_json: bool) -
     """Run every *.test.yaml case offline and report node coverage per flow."""
     from ivr.flow.testing import run_tests
 
+    # back-end failures are expected in test cases; only real trouble should reach stderr
+    logging.getLogger("ivr.flow").setLevel(logging.ERROR)
     config = _config(config_path)
     files = _flow_files(paths, config)
-    flowset = load_flows(files, config)
+    # a file given by name (a test, or a flow with subflows) needs the flows beside it
+    beside = [f for p in paths if p.is_file() for f in iter_yaml_files([p.parent], tests=False)]
+    flowset = load_flows(sorted(set(files) | set(beside)), config)
     roots = list(paths) or [Path(config.flows)]
     test_files = list(iter_yaml_files(roots, tests=True))
     report = asyncio.run(run_tests(test_files, flowset.flows, config))

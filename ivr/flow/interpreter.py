@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ivr import log as log_context
 from ivr.errors import CallerHangup, FlowRuntimeError, InputsExhausted
 from ivr.flow.context import CallContext, End
 from ivr.flow.model import Flow
@@ -58,6 +59,7 @@ class Interpreter:
 
     async def run(self) -> Result:
         ctx = self.ctx
+        log_context.call_id.set(ctx.call_id)
         try:
             await self._walk(ctx.flow)
             ctx.end("hangup", by="ivr")

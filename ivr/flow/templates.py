@@ -84,7 +84,15 @@ def mask(value: Any, keep: int = 4) -> str:
     return "****" + shown
 
 
-class _SandboxedNativeEnvironment(ImmutableSandboxedEnvironment):
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, made strict: reaching for an unsafe attribute is an error, not a blank."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} "
+                            "object is unsafe")
+
+
+class _SandboxedNativeEnvironment(_Sandbox):
     """Sandbox that returns native Python values, for `set` and numeric fields."""
 
     code_generator_class = NativeCodeGenerator
@@ -103,7 +111,7 @@ def _configure(env: ImmutableSandboxedEnvironment) -> None:
 
 @lru_cache(maxsize=1)
 def text_env() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+    env = _Sandbox(undefined=ChainableUndefined, autoescape=False)
     _configure(env)
     return env
 
@@ -131,6 +139,7 @@ def check_source(source: str, *, expression: bool = False) -> str | None:
 
 
 _PLAIN = re.compile(r"^[^{}]*$")
+_SINGLE = re.compile(r"^\{\{-?(?P<expr>.*?)-?\}\}$", re.DOTALL)
 
 
 def is_template(source: str) -> bool:
@@ -160,6 +169,22 @@ def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
         return [render_value(v, scope) for v in value]
     if not isinstance(value, str) or not is_template(value):
         return value
+    single = _SINGLE.match(value)
+    if single:
+        # exactly one {{ expression }}: its value as is (a string stays a string, never
+        # literal_eval'd into a number the way jinja's native rendering would)
+        try:
+            expr = text_env().compile_expression(single.group("expr"), undefined_to_none=True)
+        except TemplateSyntaxError:
+            pass  # e.g. "{{ a }} and {{ b }}": not one expression; render it below
+        else:
+            try:
+                return expr(**dict(scope))
+            except (SecurityError, UndefinedError) as exc:
+                raise FlowRuntimeError(f"template {value!r} failed: {exc}") from None
+            except Exception as exc:
+                raise FlowRuntimeError(f"template {value!r} failed: {type(exc).__name__}: {exc}") \
+                    from None
     try:
         out = native_env().from_string(value).render(dict(scope))
     except (SecurityError, UndefinedError, TemplateSyntaxError) as exc:
@@ -176,6 +201,8 @@ def evaluate(condition: str, scope: Mapping[str, Any]) -> bool:
     try:
         expr = text_env().compile_expression(condition, undefined_to_none=True)
         return bool(expr(**dict(scope)))
+    except UndefinedError:
+        return False  # e.g. `customer.balance > 1000` when the lookup failed: not true
     except (SecurityError, TemplateSyntaxError) as exc:
         raise FlowRuntimeError(f"condition {condition!r} failed: {exc}") from None
     except Exception as exc:

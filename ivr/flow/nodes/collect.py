@@ -13,6 +13,7 @@ from ivr.flow.gather import gather, global_keys, settings_for
 from ivr.flow.grammar import BUILTINS, best_phrase, builtin_phrases, dtmf_builtin, parse_builtin
 from ivr.flow.loader import Path_
 from ivr.flow.model import Node
+from ivr.flow.nodes.set import assign_all
 from ivr.flow.prompts import PromptSpec
 
 if TYPE_CHECKING:
@@ -157,5 +158,6 @@ class CollectNode(Node):
             ctx.assign(spec.into, result.value, sensitive=spec.sensitive)
             return self.next
         if result.kind == "goto":
+            assign_all(ctx, result.set)
             return result.target
         return self.on_fail

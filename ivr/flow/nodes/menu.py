@@ -48,6 +48,7 @@ class MenuSpec(BaseModel):
     retries: int | None = Field(None, ge=0, le=10)
     barge_in: bool | None = None
     confidence: float | None = Field(None, ge=0.0, le=1.0)
+    on_fail: str | None = Field(None, description="same as the node-level on_fail (either place)")
 
 
 class MenuNode(Node):
@@ -57,12 +58,25 @@ class MenuNode(Node):
     menu: MenuSpec
     on_fail: str | None = None
 
+    @model_validator(mode="after")
+    def _one_on_fail(self) -> MenuNode:
+        if self.on_fail is not None and self.menu.on_fail is not None:
+            raise ValueError("on_fail is given both in the node and in menu; keep one")
+        return self
+
+    @property
+    def fail_target(self) -> str | None:
+        """`on_fail` as a node key or, as the flow language's example writes it, inside menu."""
+        return self.on_fail if self.on_fail is not None else self.menu.on_fail
+
     def edges(self) -> list[Edge]:
         out = [
             Edge(("menu", "options", i, "goto"), opt.dtmf or (opt.speech[0] if opt.speech else ""),
                  opt.goto)
             for i, opt in enumerate(self.menu.options)
         ]
+        if self.menu.on_fail is not None:
+            out.append(Edge(("menu", "on_fail"), "on_fail", self.menu.on_fail))
         return out + super().edges()
 
     def check(self, checker: Checker, path: Path_) -> None:
@@ -71,7 +85,7 @@ class MenuNode(Node):
         for key in ("noinput", "nomatch"):
             for i, text in enumerate(getattr(spec, key)):
                 checker.template((*path, "menu", key, i), text)
-        if self.on_fail is None:
+        if self.fail_target is None:
             checker.error(path, "menu has no on_fail: say where callers go after the last retry")
         seen_keys: dict[str, int] = {}
         seen_phrases: dict[str, int] = {}
@@ -127,4 +141,4 @@ class MenuNode(Node):
         if result.kind == "goto":
             assign_all(ctx, result.set)
             return result.target
-        return self.on_fail
+        return self.fail_target

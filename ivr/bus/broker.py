@@ -1,0 +1,52 @@
+"""A private Mosquitto for `ivr serve` when the config names no broker."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(state_dir: Path, port: int) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    conf = state_dir / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"
+        "persistence true\n"
+        f"persistence_location {state_dir}/\n"
+        "autosave_interval 5\n"
+        "max_queued_messages 100000\n"
+        "log_dest stderr\n"
+        "log_type error\nlog_type warning\n"
+    )
+    return conf
+
+
+async def start_broker(state_dir: Path, port: int) -> asyncio.subprocess.Process:
+    """Start mosquitto and wait until it accepts connections."""
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    conf = write_config(state_dir, port)
+    proc = await asyncio.create_subprocess_exec(
+        exe, "-c", str(conf), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    for _ in range(100):
+        if proc.returncode is not None:
+            err = (await proc.stderr.read()).decode() if proc.stderr else ""
+            raise RuntimeError(f"mosquitto exited: {err.strip()}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return proc
+        except OSError:
+            await asyncio.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("mosquitto did not start listening within 5s")

@@ -1,0 +1,91 @@
+"""Durable outbox: whatever leaves a process is written here first, deleted after PUBACK.
+
+A broker restart or a killed worker loses nothing: on the next start the sender resends what is
+left. Each message carries an idempotency key (call id + sequence) so consumers drop duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "key TEXT UNIQUE NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL)"
+        )
+        self.wakeup = asyncio.Event()
+
+    def put(self, topic: str, payload: dict[str, Any], key: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO outbox(key, topic, payload, created) VALUES (?,?,?,?)",
+                (key, topic, json.dumps(payload, default=str, ensure_ascii=False), time.time()),
+            )
+        self.wakeup.set()
+
+    def pending(self, limit: int = 100) -> list[tuple[int, str, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, payload FROM outbox ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def done(self, row_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    """`mqtt://host:port` into (host, port)."""
+    rest = url.split("://", 1)[-1]
+    host, _, port = rest.partition(":")
+    return host or "127.0.0.1", int(port or 1883)
+
+
+async def send_forever(outbox: Outbox, url: str, client_id: str) -> None:
+    """Deliver the outbox at least once; reconnects with backoff while the broker is away."""
+    host, port = broker_address(url)
+    delay = 0.2
+    while True:
+        try:
+            async with aiomqtt.Client(host, port, identifier=client_id, timeout=5) as client:
+                delay = 0.2
+                while True:
+                    rows = outbox.pending()
+                    if not rows:
+                        outbox.wakeup.clear()
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(outbox.wakeup.wait(), timeout=1.0)
+                        continue
+                    for row_id, topic, payload in rows:
+                        await client.publish(topic, payload, qos=1)
+                        outbox.done(row_id)
+        except aiomqtt.MqttError as exc:
+            log.warning("bus unavailable (%s); %d messages wait in the outbox", exc, outbox.count())
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,107 @@
+"""SQLite store of the supervisor: CDRs and call events, idempotent by (call id, sequence).
+
+Events arrive at least once (workers resend from their outbox until acknowledged), so every write is
+keyed and a duplicate is a no-op. WAL mode lets `ivr report` read while the supervisor writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+  call_id TEXT PRIMARY KEY,
+  flow TEXT, flow_version TEXT, caller TEXT, dialed TEXT, worker TEXT,
+  started_at REAL, answered_at REAL, ended_at REAL,
+  end_kind TEXT, end_reason TEXT, end_node TEXT, queue TEXT, target TEXT,
+  path TEXT, variables TEXT, transcript TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+  call_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL,
+  data TEXT NOT NULL, PRIMARY KEY (call_id, seq)
+);
+CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
+"""
+
+_CALL_FIELDS = (
+    "flow", "flow_version", "caller", "dialed", "worker", "started_at", "answered_at", "ended_at",
+    "end_kind", "end_reason", "end_node", "queue", "target", "path", "variables", "transcript",
+)
+
+
+class Store:
+    """One connection, used from the supervisor's loop (writes are small and quick)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def record_event(self, event: dict[str, Any]) -> bool:
+        """Apply one worker event; False when it was a duplicate."""
+        call_id, seq, kind = str(event["call_id"]), int(event["seq"]), str(event["kind"])
+        at = float(event.get("at", time.time()))
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO events(call_id, seq, kind, at, data) VALUES (?,?,?,?,?)",
+                (call_id, seq, kind, at, json.dumps(event, default=str)),
+            )
+            if cur.rowcount == 0:
+                return False
+            self._apply(call_id, kind, at, event)
+        return True
+
+    def _apply(self, call_id: str, kind: str, at: float, event: dict[str, Any]) -> None:
+        self._db.execute("INSERT OR IGNORE INTO calls(call_id, started_at) VALUES (?, ?)",
+                         (call_id, at))
+        fields: dict[str, Any] = {}
+        if kind == "call.start":
+            fields = {k: event.get(k) for k in ("flow", "flow_version", "caller", "dialed", "worker")}
+            fields["started_at"] = at
+        elif kind == "call.answer":
+            fields = {"answered_at": at}
+        elif kind == "call.end":
+            end = event.get("end") or {}
+            fields = {
+                "ended_at": at, "end_kind": end.get("kind"), "end_reason": event.get("reason"),
+                "end_node": end.get("node"), "queue": end.get("queue"), "target": end.get("target"),
+                "path": json.dumps(event.get("path", [])),
+                "variables": json.dumps(event.get("variables", {}), default=str),
+                "transcript": json.dumps(event.get("transcript", []), default=str),
+            }
+        fields = {k: v for k, v in fields.items() if k in _CALL_FIELDS and v is not None}
+        if fields:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            self._db.execute(f"UPDATE calls SET {sets} WHERE call_id = ?", (*fields.values(), call_id))
+
+    def call(self, call_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            cur = self._db.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            names = [d[0] for d in cur.description]
+        out = dict(zip(names, row, strict=True))
+        for key in ("path", "variables", "transcript"):
+            if out.get(key):
+                out[key] = json.loads(out[key])
+        return out
+
+    def calls(self, since: float = 0.0) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._db.execute("SELECT call_id FROM calls WHERE started_at >= ? "
+                                   "ORDER BY started_at", (since,))
+            ids = [r[0] for r in cur.fetchall()]
+        return [c for c in (self.call(i) for i in ids) if c is not None]
