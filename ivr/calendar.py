@@ -95,4 +95,12 @@ class Calendar(BaseModel):
                 for start, end in _ranges(hours):
                     if start <= now < end or (end == dt.time.max and now >= start):
                         return True
+                    # an overnight range (22:00-06:00) belongs to the day it starts on
+                    if end < start and now >= start:
+                        return True
+            yesterday = (local.weekday() - 1) % 7
+            if yesterday in _day_set(days) and (local.date() - dt.timedelta(days=1)) not in self.holidays:
+                for start, end in _ranges(hours):
+                    if end < start and now < end:
+                        return True
         return False

@@ -146,7 +146,8 @@ class CallContext:
 
     def note_input(self, got: Input, *, sensitive: bool = False, value: str | None = None) -> None:
         """Record an accepted input (and make it `last`)."""
-        shown = mask(got.value) if sensitive else got.value
+        # mask what was understood ("one two ... eight" shows as ****5678), not the raw utterance
+        shown = mask(value if value is not None else got.value) if sensitive else got.value
         self.last = {"value": value if value is not None else got.value, "mode": got.mode,
                      "confidence": got.confidence}
         self.inputs.append({"node": self.node_id, "mode": got.mode, "value": shown,

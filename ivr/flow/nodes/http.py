@@ -74,7 +74,8 @@ class HttpNode(Node):
         try:
             result = await self._request(ctx)
         except (httpx.HTTPError, ValueError, json.JSONDecodeError) as exc:
-            reason = f"{type(exc).__name__}: {exc}".strip()
+            # the URL in the error may hold a sensitive variable: mask before logging or storing it
+            reason = ctx.mask_text(f"{type(exc).__name__}: {exc}".strip())
             log.warning("http node %s failed: %s", ctx.node_id, reason)
             ctx.assign("http_error", reason)
             if self.on_error is None:

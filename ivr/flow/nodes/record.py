@@ -38,8 +38,9 @@ class RecordNode(Node):
 
     async def run(self, ctx: CallContext) -> str | None:
         spec = self.record
+        # no reset of the loop guard here: a record-only goto cycle has no caller decision in it,
+        # and a scripted channel (ivr test / simulate) would otherwise record forever
         await ctx.play(prompts.build(ctx, spec.prompt), barge_in=False)
-        ctx.steps_since_input = 0
         path = await ctx.channel.record(
             RecordRequest(max_seconds=spec.max, beep=spec.beep, name=spec.into or ctx.node_id)
         )

@@ -1,0 +1,123 @@
+"""The engine config: defaults, and load errors at file:line:col."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import dedent, position
+
+from ivr.config import DEFAULTS_FILE, load_config
+from ivr.errors import ProblemsError
+
+
+def test_built_in_defaults_load_when_there_is_no_ivr_yaml(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    assert config.source == str(DEFAULTS_FILE)
+    assert config.calendars["business"].tz == "America/New_York"
+    assert "general" in config.queues
+
+
+def test_ivr_yaml_in_the_working_directory_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ivr.yaml").write_text("queues: {only: {}}\n")
+    config = load_config()
+    assert config.source == "ivr.yaml"
+    assert list(config.queues) == ["only"]
+    assert config.calendars == {}
+
+
+def test_durations_in_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "ivr.yaml"
+    path.write_text("queues: {q: {wrap_up: 500ms, max_wait: 2m}}\n")
+    q = load_config(path).queues["q"]
+    assert (q.wrap_up, q.max_wait) == (0.5, 120.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle", "message"),
+    [
+        (
+            """
+            calendars:
+              business:
+                tz: America/Nowhere
+            """,
+            "tz:", "calendars.business.tz: unknown time zone 'America/Nowhere'",
+        ),
+        (
+            """
+            sip:
+              listen: ["udp:0.0.0.0:5060"]
+              max_callz: 10
+            """,
+            "max_callz", "unknown field 'sip.max_callz'",
+        ),
+        (
+            """
+            flows: flows/
+            colour: blue
+            """,
+            "colour", "unknown field 'colour'",
+        ),
+        (
+            """
+            sip:
+              listen: ["0.0.0.0:5060"]
+            """,
+            "listen", "is not proto:host:port",
+        ),
+        (
+            """
+            calendars:
+              care:
+                weekly: {mon-fri: "8-18"}
+            """,
+            "weekly", "calendars.care.weekly: '8-18' is not a time range like 08:00-18:00",
+        ),
+        (
+            """
+            calendars:
+              care:
+                holidays: [christmas]
+            """,
+            "christmas", "calendars.care.holidays.0: Input should be a valid date",
+        ),
+        (
+            """
+            queues:
+              general: {wrap_up: soon}
+            """,
+            "wrap_up", "queues.general.wrap_up: 'soon' is not a duration",
+        ),
+        (
+            """
+            speech:
+              asr: {engine: whisper}
+            """,
+            "engine", "speech.asr.engine: Input should be 'pocketsphinx', 'vosk' or 'none'",
+        ),
+        ("- a\n- list\n", "- a", "the engine config must be a mapping"),
+        ("sip: [unclosed\n", "\n", "YAML syntax error"),
+    ],
+)
+def test_config_problems_are_positioned(tmp_path: Path, text: str, needle: str, message: str) -> None:
+    path = tmp_path / "ivr.yaml"
+    body = dedent(text)
+    path.write_text(body)
+    with pytest.raises(ProblemsError) as err:
+        load_config(path)
+    (problem,) = err.value.problems
+    assert problem.file == str(path)
+    if needle == "\n":  # YAML syntax errors point at where the parser gave up: the end
+        assert problem.line == 2
+    else:
+        assert (problem.line, problem.col) == position(body, needle)
+    assert message in problem.message, problem.message
+
+
+def test_missing_config_file_is_a_problem(tmp_path: Path) -> None:
+    with pytest.raises(ProblemsError, match="cannot read file"):
+        load_config(tmp_path / "absent.yaml")
