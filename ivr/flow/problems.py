@@ -28,10 +28,7 @@ def _real_loc(data: Any, loc: tuple[Any, ...], missing: bool) -> tuple[Any, ...]
     out: list[Any] = []
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
-        if isinstance(data, dict) and part in data:
-            out.append(part)
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        if (isinstance(data, dict) and part in data) or (isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)):
             out.append(part)
             data = data[part]
         elif last and missing:

@@ -73,7 +73,7 @@ CASES = [
         nodes:
           a: {say: 5}
         """,
-        "5}", "say: Input should be a valid string; or Input should be a valid dictionary",
+        "say: 5}", "say: Input should be a valid string; or Input should be a valid dictionary",
     ),
     Bad(
         "unknown-field",
