@@ -28,7 +28,9 @@ def _real_loc(data: Any, loc: tuple[Any, ...], missing: bool) -> tuple[Any, ...]
     out: list[Any] = []
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
-        if (isinstance(data, dict) and part in data) or (isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)):
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if in_dict or in_list:
             out.append(part)
             data = data[part]
         elif last and missing:
