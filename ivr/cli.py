@@ -262,6 +262,20 @@ def graph(flow: Path, fmt: str, config_path: Path | None) -> None:
 
 
 @cli.command()
+@config_option
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+              show_default=True, help="runtime state: prompt cache, outboxes, recordings, front")
+def serve(config_path: Path | None, state_dir: Path) -> None:
+    """Run the IVR: front (Kamailio), workers, broker, store and HTTP API."""
+    from ivr.serve import serve as run_server
+
+    config = _config(config_path)
+    if "--log-level" not in sys.argv:
+        log.setup("INFO")
+    sys.exit(run_server(config, config_path, state_dir))
+
+
+@cli.command()
 def schema() -> None:
     """Print the JSON Schema of flow files (for editor validation and completion)."""
     from ivr.flow.schema import flow_schema

@@ -56,7 +56,9 @@ class AsrSettings(_Strict):
 
 
 class TtsSettings(_Strict):
-    engine: Literal["pyttsx3", "espeak-ng"] = "pyttsx3"
+    engine: Literal["espeak-ng", "pyttsx3"] = Field(
+        "espeak-ng", description="pyttsx3 is accepted and renders with espeak-ng (same voice)"
+    )
     voice: str = "en-us"
     rate: int = Field(165, ge=50, le=500)
 

@@ -32,6 +32,7 @@ class Outbox:
             "key TEXT UNIQUE NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL)"
         )
         self.wakeup = asyncio.Event()
+        self.emptied = asyncio.Event()
 
     def put(self, topic: str, payload: dict[str, Any], key: str) -> None:
         with self._lock:
@@ -51,6 +52,13 @@ class Outbox:
     def done(self, row_id: int) -> None:
         with self._lock:
             self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+
+    async def drained(self) -> None:
+        """Wait until every message has been acknowledged."""
+        while self.count():
+            self.wakeup.set()
+            self.emptied.clear()
+            await self.emptied.wait()
 
     def count(self) -> int:
         with self._lock:
@@ -78,6 +86,7 @@ async def send_forever(outbox: Outbox, url: str, client_id: str) -> None:
                 while True:
                     rows = outbox.pending()
                     if not rows:
+                        outbox.emptied.set()
                         outbox.wakeup.clear()
                         with contextlib.suppress(asyncio.TimeoutError):
                             await asyncio.wait_for(outbox.wakeup.wait(), timeout=1.0)

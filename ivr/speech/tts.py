@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import logging
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ class TtsError(Exception):
 
 @dataclass(frozen=True)
 class Voice:
-    engine: str = "pyttsx3"
+    engine: str = "espeak-ng"
     voice: str = "en-us"
     rate: int = 165
 
@@ -43,9 +42,9 @@ def _espeak_voice(language: str, voice: str) -> str:
     return {"zh-cn": "cmn", "zh": "cmn", "ko-kr": "ko"}.get(lang, lang.split("-")[0])
 
 
-def _render_cmd(engine: str, text: str, out: Path, voice: str, rate: int) -> list[str]:
-    if engine == "pyttsx3":
-        return [sys.executable, "-m", "ivr.speech.render_pyttsx3", str(out), voice, str(rate), text]
+def _render_cmd(text: str, out: Path, voice: str, rate: int) -> list[str]:
+    # `engine: pyttsx3` renders through espeak-ng directly: pyttsx3 2.99's espeak driver
+    # truncates save_to_file output ("one. two" came out as 30 ms), and it is the same voice.
     return ["espeak-ng", "-w", str(out), "-v", voice, "-s", str(rate), "--", text]
 
 
@@ -78,7 +77,7 @@ class PromptCache:
         voice = _espeak_voice(language, self.voice.voice)
         with tempfile.TemporaryDirectory(prefix="ivr-tts-") as tmp:
             raw = Path(tmp) / "raw.wav"
-            cmd = _render_cmd(self.voice.engine, text, raw, voice, self.voice.rate)
+            cmd = _render_cmd(text, raw, voice, self.voice.rate)
             try:
                 proc = subprocess.run(cmd, capture_output=True, timeout=RENDER_TIMEOUT, check=False)
             except subprocess.TimeoutExpired:
@@ -86,14 +85,7 @@ class PromptCache:
             except FileNotFoundError as exc:
                 raise TtsError(f"TTS engine not found: {exc.filename}") from None
             if proc.returncode != 0 or not raw.is_file() or raw.stat().st_size < 100:
-                if self.voice.engine == "pyttsx3":
-                    # pyttsx3 needs libespeak-ng's shared library; the CLI is the same voice
-                    log.warning("pyttsx3 render failed (%s); using espeak-ng directly",
-                                proc.stderr.decode(errors="replace").strip()[-200:])
-                    proc = subprocess.run(_render_cmd("espeak-ng", text, raw, voice, self.voice.rate),
-                                          capture_output=True, timeout=RENDER_TIMEOUT, check=False)
-                if proc.returncode != 0 or not raw.is_file():
-                    raise TtsError(f"TTS failed: {proc.stderr.decode(errors='replace').strip()}")
+                raise TtsError(f"TTS failed: {proc.stderr.decode(errors='replace').strip()}")
             convert(raw, dst, self.sample_rate)
         return dst
 

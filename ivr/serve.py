@@ -1,0 +1,361 @@
+"""`ivr serve`: the supervisor. Starts and watches the broker, the workers and the front.
+
+It owns what must outlive any one call or worker: the worker pool (pre-started, grown with load up
+to max_calls / calls_per_worker, restarted when one dies), the CDR store (fed by worker events
+over MQTT), flow reloads (SIGHUP or a changed file: validated here, then each worker re-reads), and
+the HTTP API. SIGTERM drains: workers refuse new calls with 503 and finish live ones, then the
+front and broker stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from aiohttp import web
+
+from ivr.bus.broker import free_port, start_broker
+from ivr.bus.outbox import broker_address
+from ivr.config import EngineConfig
+from ivr.flow.catalog import prompt_texts
+from ivr.flow.loader import iter_yaml_files
+from ivr.flow.templates import is_template
+from ivr.flow.validate import load_flows
+from ivr.front.kamailio import Front, FrontSettings
+from ivr.speech.tts import PromptCache, TtsError, Voice
+from ivr.store.db import Store
+
+log = logging.getLogger("ivr.serve")
+
+RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0)
+DRAIN_BOUND = 60.0
+
+
+@dataclass
+class WorkerProc:
+    """One worker process as the supervisor sees it."""
+
+    worker_id: str
+    port: int
+    proc: asyncio.subprocess.Process | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    restarts: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    reader: asyncio.Task[None] | None = None
+    stopping: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    @property
+    def calls(self) -> int:
+        return int(self.status.get("calls", 0)) if self.alive else 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.worker_id, "port": self.port, "pid": self.proc.pid if self.proc else None,
+                "alive": self.alive, "calls": self.calls, "restarts": self.restarts,
+                "draining": bool(self.status.get("draining")), "media": self.status.get("media", {}),
+                "tasks": self.status.get("tasks", 0), "flows": self.status.get("flows", {})}
+
+
+class Supervisor:
+    def __init__(self, config: EngineConfig, config_path: Path | None, state_dir: Path) -> None:
+        self.config = config
+        self.config_path = config_path.resolve() if config_path else None
+        self.state = state_dir.resolve()
+        self.workers: dict[str, WorkerProc] = {}
+        self.max_workers = max(1, -(-config.sip.max_calls // config.sip.calls_per_worker))
+        self.broker_url = config.bus.mqtt
+        self._broker: asyncio.subprocess.Process | None = None
+        self.front: Front | None = None
+        self.store = Store(Path(config.store.path) if Path(config.store.path).is_absolute()
+                           else Path.cwd() / config.store.path)
+        tts = config.speech.tts
+        self.cache = PromptCache(self.state / "prompts", Voice(tts.engine, tts.voice, tts.rate), 8000)
+        self.stop = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.flow_versions: dict[str, str] = {}
+        self._flow_stamp: tuple[tuple[str, float, int], ...] = ()
+        self.draining = False
+        self.started = time.time()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # -- flows ----------------------------------------------------------------------------
+    def _flow_files(self) -> list[Path]:
+        return list(iter_yaml_files([Path(self.config.flows)], tests=False))
+
+    def _stamp(self) -> tuple[tuple[str, float, int], ...]:
+        out = []
+        for f in self._flow_files():
+            with contextlib.suppress(OSError):
+                st = f.stat()
+                out.append((str(f), st.st_mtime, st.st_size))
+        return tuple(out)
+
+    async def check_flows(self) -> bool:
+        """Validate and pre-render static prompts; problems are logged, the last good stays."""
+        result = await asyncio.to_thread(load_flows, self._flow_files(), self.config)
+        for problem in result.errors:
+            log.error("flow problem (the last good version keeps serving): %s", problem)
+        texts = [(t, f.header.language) for f in result.flows.values()
+                 for t in prompt_texts(f) if not is_template(t)]
+        rendered = 0
+        for text, language in texts:
+            if self.cache.cached(text, language) is None:
+                try:
+                    await self.cache.render(text, language)
+                    rendered += 1
+                except TtsError as exc:
+                    log.error("cannot pre-render prompt %r: %s", text[:60], exc)
+        self.flow_versions = {k: v.version for k, v in result.flows.items()}
+        log.info("flows ready: %s (%d prompts rendered)", self.flow_versions, rendered)
+        return not result.errors
+
+    async def reload(self) -> None:
+        await self.check_flows()
+        for w in self.workers.values():
+            if w.alive and w.proc is not None:
+                w.proc.send_signal(signal.SIGHUP)
+
+    # -- workers --------------------------------------------------------------------------
+    def _worker_cmd(self, w: WorkerProc) -> list[str]:
+        cmd = [sys.executable, "-m", "ivr.worker", "--id", w.worker_id, "--sip-port", str(w.port),
+               "--state-dir", str(self.state)]
+        if self.config_path:
+            cmd += ["--config", str(self.config_path)]
+        if self.broker_url:
+            cmd += ["--broker", self.broker_url]
+        return cmd
+
+    async def start_worker(self, w: WorkerProc) -> None:
+        w.ready.clear()
+        w.status = {}
+        w.proc = await asyncio.create_subprocess_exec(
+            *self._worker_cmd(w), stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
+        )
+        w.reader = self._spawn(self._read_status(w, w.proc))
+
+    async def _read_status(self, w: WorkerProc, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            if not line.startswith(b'{"status"'):
+                continue
+            with contextlib.suppress(ValueError):
+                w.status = json.loads(line)["status"]
+                w.ready.set()
+
+    async def add_worker(self) -> WorkerProc:
+        n = len(self.workers) + 1
+        w = WorkerProc(str(n), free_port(kind=socket.SOCK_DGRAM))
+        self.workers[w.worker_id] = w
+        await self.start_worker(w)
+        try:
+            await asyncio.wait_for(w.ready.wait(), 15)
+        except asyncio.TimeoutError:
+            log.error("worker %s did not start within 15s", w.worker_id)
+        return w
+
+    async def _sync_front(self) -> None:
+        if self.front is not None and self.front.alive:
+            await self.front.set_workers([w.address for w in self.workers.values()])
+
+    async def watch(self) -> None:
+        """Restart dead workers, grow the pool, notice changed flow files."""
+        while not self.stop.is_set():
+            for w in list(self.workers.values()):
+                if w.proc is not None and w.proc.returncode is not None and not w.stopping:
+                    delay = RESTART_BACKOFF[min(w.restarts, len(RESTART_BACKOFF) - 1)]
+                    log.error("worker %s exited with %s; restarting in %.1fs", w.worker_id,
+                              w.proc.returncode, delay)
+                    w.restarts += 1
+                    await asyncio.sleep(delay)
+                    await self.start_worker(w)
+            live = [w for w in self.workers.values() if w.alive]
+            free = sum(self.config.sip.calls_per_worker - w.calls for w in live)
+            if free < self.config.sip.calls_per_worker and len(self.workers) < self.max_workers:
+                await self.add_worker()
+                await self._sync_front()
+            stamp = self._stamp()
+            if stamp != self._flow_stamp:
+                if self._flow_stamp:
+                    log.info("flow files changed; reloading")
+                    await self.reload()
+                self._flow_stamp = stamp
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                await self.reload()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 1.0)
+
+    # -- events ---------------------------------------------------------------------------
+    async def consume_events(self) -> None:
+        assert self.broker_url is not None
+        host, port = broker_address(self.broker_url)
+        while not self.stop.is_set():
+            try:
+                async with aiomqtt.Client(host, port, identifier="ivr-supervisor",
+                                          clean_session=False) as client:
+                    await client.subscribe("ivr/events/#", qos=1)
+                    async for message in client.messages:
+                        try:
+                            event = json.loads(bytes(message.payload))
+                            self.store.record_event(event)
+                        except (ValueError, KeyError, TypeError) as exc:
+                            log.error("bad event on %s: %s", message.topic, exc)
+            except aiomqtt.MqttError as exc:
+                log.warning("bus unavailable for events (%s); retrying", exc)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), 1.0)
+
+    # -- HTTP API -------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        workers = [w.as_json() for w in self.workers.values()]
+        alive = [w for w in workers if w["alive"]]
+        front = self.front is not None and self.front.alive
+        ok = front and bool(alive) and not self.draining
+        return {"status": "ok" if ok else ("draining" if self.draining else "degraded"),
+                "calls": sum(w["calls"] for w in workers), "workers": workers,
+                "capacity": len(alive) * self.config.sip.calls_per_worker,
+                "max_workers": self.max_workers, "front": front, "bus": self.broker_url,
+                "flows": self.flow_versions, "uptime_s": round(time.time() - self.started, 1)}
+
+    def app(self) -> web.Application:
+        async def health(_: web.Request) -> web.Response:
+            doc = self.health()
+            return web.json_response(doc, status=200 if doc["status"] == "ok" else 503)
+
+        async def metrics(_: web.Request) -> web.Response:
+            h = self.health()
+            lines = [f"ivr_calls_active {h['calls']}",
+                     f"ivr_workers_alive {sum(1 for w in h['workers'] if w['alive'])}",
+                     f"ivr_capacity_calls {h['capacity']}",
+                     f"ivr_worker_restarts_total {sum(w['restarts'] for w in h['workers'])}"]
+            return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+        async def call(request: web.Request) -> web.Response:
+            cdr = self.store.call(request.match_info["call_id"])
+            if cdr is None:
+                raise web.HTTPNotFound(text=json.dumps({"error": "unknown call"}),
+                                       content_type="application/json")
+            return web.json_response(cdr)
+
+        async def calls(request: web.Request) -> web.Response:
+            since = float(request.query.get("since", "0") or 0)
+            return web.json_response({"calls": self.store.calls(since)})
+
+        app = web.Application()
+        app.add_routes([web.get("/health", health), web.get("/metrics", metrics),
+                        web.get("/calls", calls), web.get("/calls/{call_id}", call)])
+        return app
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        self.state.mkdir(parents=True, exist_ok=True)
+        runner: web.AppRunner | None = None
+        try:
+            if self.broker_url is None:
+                port = free_port()
+                self._broker = await start_broker(self.state / "mosquitto", port)
+                self.broker_url = f"mqtt://127.0.0.1:{port}"
+                log.info("private broker on %s", self.broker_url)
+            self._spawn(self.consume_events())
+            await self.check_flows()
+            self._flow_stamp = self._stamp()
+            initial = min(self.max_workers, 2)
+            await asyncio.gather(*(self.add_worker() for _ in range(initial)))
+            self.front = Front(FrontSettings.from_config(
+                self.config, self.state / "front", [w.address for w in self.workers.values()]))
+            await self.front.start()
+            host, _, http_port = self.config.http.listen.rpartition(":")
+            runner = web.AppRunner(self.app(), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, int(http_port)).start()
+            self._banner()
+            watcher = self._spawn(self.watch())
+            await self.stop.wait()
+            watcher.cancel()
+            await self.drain()
+            return 0
+        finally:
+            await self._teardown(runner)
+
+    def _banner(self) -> None:
+        sip = self.config.sip.listen[0]
+        _, _, hostport = sip.partition(":")
+        dialed = next((k for k in self.config.routes if k != "default"), "ivr")
+        sys.stderr.write(
+            f"ivr serving flows {sorted(self.flow_versions)} on {sip} "
+            f"({len(self.workers)} workers, up to {self.max_workers}); health on "
+            f"http://{self.config.http.listen}/health\n"
+            f"  place a test call:  ivr call sip:{dialed}@{hostport} --dtmf 1\n"
+            f"  or dial sip:{dialed}@{hostport} from a softphone; SIGHUP or editing flows/ reloads.\n"
+        )
+        sys.stderr.flush()
+
+    async def drain(self) -> None:
+        """No new calls (workers answer 503), live calls finish, bounded by DRAIN_BOUND."""
+        self.draining = True
+        log.info("draining %d live calls", sum(w.calls for w in self.workers.values()))
+        for w in self.workers.values():
+            w.stopping = True
+            if w.alive and w.proc is not None:
+                w.proc.send_signal(signal.SIGTERM)
+        procs = [w.proc.wait() for w in self.workers.values() if w.proc is not None and w.alive]
+        if procs:
+            _, pending = await asyncio.wait([asyncio.ensure_future(p) for p in procs],
+                                            timeout=DRAIN_BOUND)
+            for p in pending:
+                p.cancel()
+
+    async def _teardown(self, runner: web.AppRunner | None) -> None:
+        self.stop.set()
+        for w in self.workers.values():
+            w.stopping = True
+            if w.alive and w.proc is not None:
+                w.proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    await w.proc.wait()
+        if self.front is not None:
+            await self.front.stop()
+        if runner is not None:
+            await runner.cleanup()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=2)
+        if self._broker is not None and self._broker.returncode is None:
+            self._broker.terminate()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._broker.wait(), 5)
+        self.store.close()
+
+
+def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> int:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return asyncio.run(Supervisor(config, config_path, state_dir).run())

@@ -1,0 +1,398 @@
+"""One SIP call on the worker's loop: the pjsua2 Call, its media objects, and its events.
+
+pjsua2 callbacks (on the loop thread, inside `libHandleEvents`) only update state here and set
+events; flow code awaits those events. Every pjsua2 object a call creates (players, recorders, a
+second leg) is counted in `MediaRegistry` and released in a fixed order: stop transmitting while
+the call is up, then drop the reference so the destructor removes the conference port. A Call's
+last reference is dropped inside its own DISCONNECTED callback: pjsua reuses call ids at once,
+and a late destructor would hang up the next call on that id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pjsua2 as pj
+
+from ivr.sip.pj import guard
+
+log = logging.getLogger("ivr.sip")
+
+
+class MediaRegistry:
+    """Live pjsua2 objects by kind, for leak tests and /health."""
+
+    def __init__(self) -> None:
+        self.live: Counter[str] = Counter()
+        self.created: Counter[str] = Counter()
+
+    def add(self, kind: str) -> None:
+        self.live[kind] += 1
+        self.created[kind] += 1
+
+    def remove(self, kind: str) -> None:
+        self.live[kind] -= 1
+
+    def snapshot(self) -> dict[str, int]:
+        return {k: v for k, v in self.live.items() if v}
+
+
+class PromptPlayer(pj.AudioMediaPlayer):  # type: ignore[misc]
+    """A playlist player whose end of file wakes the loop (onEof2 runs on the clock thread)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
+        super().__init__()
+        self._loop = loop
+        self._done = done
+
+    @guard
+    def onEof2(self) -> None:
+        self._loop.call_soon_threadsafe(self._done.set)
+
+
+def header_vector(headers: dict[str, str]) -> Any:
+    vec = pj.SipHeaderVector()
+    for name, value in headers.items():
+        h = pj.SipHeader()
+        h.hName = name
+        h.hValue = value
+        vec.append(h)
+    return vec
+
+
+_URI_USER = re.compile(r"sip:([^@;>]+)@", re.I)
+
+
+def parse_invite(msg: str) -> dict[str, Any]:
+    """Dialled number, caller number/name and headers from the raw INVITE text."""
+    head = msg.split("\r\n\r\n", 1)[0]
+    lines = head.split("\r\n")
+    out: dict[str, Any] = {"dialed": "", "number": "", "name": "", "sip_headers": {}}
+    if lines:
+        m = _URI_USER.search(lines[0])
+        out["dialed"] = m.group(1) if m else ""
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip()] = value.strip()
+    sender = headers.get("From") or headers.get("f") or ""
+    m = _URI_USER.search(sender)
+    out["number"] = m.group(1) if m else ""
+    name_m = re.match(r'\s*"([^"]*)"', sender)
+    out["name"] = name_m.group(1) if name_m else ""
+    keep = {k: v for k, v in headers.items() if k.lower().startswith(("x-", "user-to-user",
+                                                                       "p-asserted", "diversion"))}
+    out["sip_headers"] = keep
+    return out
+
+
+@dataclass
+class CallSession:
+    """State of one inbound call, owned by the worker loop."""
+
+    loop: asyncio.AbstractEventLoop
+    registry: MediaRegistry
+    call_id: str
+    info: dict[str, Any]
+    call: Any = None
+    aud: Any = None
+    media_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    digit_event: asyncio.Event = field(default_factory=asyncio.Event)
+    digits: list[str] = field(default_factory=list)
+    end_code: int = 0
+    end_reason: str = ""
+    hung_up_by: str = ""
+    started: float = field(default_factory=time.monotonic)
+    answered_at: float | None = None
+    on_gone: Callable[[CallSession], None] | None = None
+    _player: Any = None
+    _player_done: asyncio.Event | None = None
+    _barge: bool = False
+    _recorder: Any = None
+    _legs: list[Any] = field(default_factory=list)
+    _xfer: asyncio.Future[int] | None = None
+
+    # -- callbacks (loop thread, inside libHandleEvents) -----------------------------------
+    def on_state(self, state: int, code: int, reason: str) -> None:
+        if state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.answered_at = time.monotonic()
+            self.confirmed.set()
+        elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.end_code, self.end_reason = code, reason
+            if not self.hung_up_by:
+                self.hung_up_by = "caller"
+            self._release_media(call_alive=False)
+            self.call = None
+            self.gone.set()
+            self.digit_event.set()
+            if self._xfer is not None and not self._xfer.done():
+                self._xfer.set_result(0)
+            if self.on_gone:
+                self.on_gone(self)
+
+    def on_media(self, aud: Any) -> None:
+        """Media became active (answer, or unhold after a re-INVITE): (re)connect what plays."""
+        self.aud = aud
+        if self._player is not None:
+            with contextlib.suppress(pj.Error):
+                self._player.startTransmit(aud)
+        if self._recorder is not None:
+            with contextlib.suppress(pj.Error):
+                aud.startTransmit(self._recorder)
+        self.media_ready.set()
+
+    def on_dtmf(self, digit: str) -> None:
+        self.digits.append(digit)
+        self.digit_event.set()
+        if self._barge and self._player_done is not None:
+            self._player_done.set()  # barge-in: control before data
+
+    def on_xfer_status(self, code: int, final: bool) -> None:
+        if self._xfer is not None and not self._xfer.done() and (final or code >= 200):
+            self._xfer.set_result(code)
+
+    # -- media ----------------------------------------------------------------------------
+    def _release_media(self, call_alive: bool) -> None:
+        """Stop transmitting (only while the call is up), then drop references."""
+        if self._player is not None:
+            if call_alive and self.aud is not None:
+                with contextlib.suppress(pj.Error):
+                    self._player.stopTransmit(self.aud)
+            self._player = None
+            self.registry.remove("player")
+        if self._recorder is not None:
+            if call_alive and self.aud is not None:
+                with contextlib.suppress(pj.Error):
+                    self.aud.stopTransmit(self._recorder)
+            self._recorder = None
+            self.registry.remove("recorder")
+        if not call_alive:
+            self.aud = None
+
+    async def play_files(self, paths: Sequence[str], *, barge_in: bool) -> bool:
+        """Play files back to back; False when a digit or hangup cut it short."""
+        if self.gone.is_set() or not paths:
+            return not self.gone.is_set()
+        await self.media_ready.wait()
+        done = asyncio.Event()
+        player = PromptPlayer(self.loop, done)
+        if len(paths) == 1:
+            player.createPlayer(paths[0], pj.PJMEDIA_FILE_NO_LOOP)
+        else:
+            vec = pj.StringVector()
+            for p in paths:
+                vec.append(p)
+            player.createPlaylist(vec, "prompt", pj.PJMEDIA_FILE_NO_LOOP)
+        self.registry.add("player")
+        self._player, self._player_done, self._barge = player, done, barge_in
+        if self.aud is not None:
+            player.startTransmit(self.aud)
+        gone = asyncio.ensure_future(self.gone.wait())
+        try:
+            await asyncio.wait([asyncio.ensure_future(done.wait()), gone],
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            self._barge = False
+            self._player_done = None
+            if self._player is player:
+                self._release_media_player_only()
+        return not self.gone.is_set() and not (barge_in and self.digits)
+
+    def _release_media_player_only(self) -> None:
+        if self._player is not None:
+            if self.aud is not None and not self.gone.is_set():
+                with contextlib.suppress(pj.Error):
+                    self._player.stopTransmit(self.aud)
+            self._player = None
+            self.registry.remove("player")
+
+    async def wait_digit(self, timeout: float) -> str | None:
+        """Next digit (type-ahead first), None on timeout; hangup is checked by the caller."""
+        deadline = time.monotonic() + timeout
+        while not self.digits and not self.gone.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.digit_event.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.digit_event.wait(), remaining)
+        return self.digits.pop(0) if self.digits else None
+
+    async def record(self, path: str, max_seconds: float, stop_digits: str = "#") -> float:
+        """Record the caller into `path` until max, a stop digit or hangup; seconds recorded."""
+        await self.media_ready.wait()
+        if self.gone.is_set():
+            return 0.0
+        rec = pj.AudioMediaRecorder()
+        rec.createRecorder(path)
+        self.registry.add("recorder")
+        self._recorder = rec
+        if self.aud is not None:
+            self.aud.startTransmit(rec)
+        start = time.monotonic()
+        self.digits.clear()
+        while not self.gone.is_set() and time.monotonic() - start < max_seconds:
+            digit = await self.wait_digit(max(0.0, max_seconds - (time.monotonic() - start)))
+            if digit is not None and digit in stop_digits:
+                break
+        if self._recorder is rec:
+            self._release_recorder()
+        return time.monotonic() - start
+
+    def _release_recorder(self) -> None:
+        if self._recorder is not None:
+            if self.aud is not None and not self.gone.is_set():
+                with contextlib.suppress(pj.Error):
+                    self.aud.stopTransmit(self._recorder)
+            self._recorder = None
+            self.registry.remove("recorder")
+
+    # -- call control ---------------------------------------------------------------------
+    def hangup(self, code: int = 200) -> None:
+        if self.call is not None and not self.gone.is_set():
+            if not self.hung_up_by:
+                self.hung_up_by = "ivr"
+            op = pj.CallOpParam()
+            op.statusCode = code
+            with contextlib.suppress(pj.Error):
+                self.call.hangup(op)
+
+    async def refer(self, target: str, headers: dict[str, str], timeout: float = 10.0) -> bool:
+        """Blind transfer by REFER; True once the far end reports a 2xx."""
+        if self.call is None:
+            return False
+        self._xfer = self.loop.create_future()
+        op = pj.CallOpParam(True)
+        op.txOption.headers = header_vector(headers)
+        try:
+            self.call.xfer(target, op)
+        except pj.Error as exc:
+            log.warning("REFER to %s failed: %s", target, exc.info())
+            return False
+        try:
+            code = await asyncio.wait_for(self._xfer, timeout)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._xfer = None
+        ok = 200 <= code < 300
+        if ok:
+            self.hung_up_by = "transfer"
+            self.hangup()
+        return ok
+
+    async def bridge(self, account: Any, target: str, headers: dict[str, str],
+                     ring_timeout: float = 30.0) -> bool:
+        """Call `target` from this worker and bridge the caller to it until either hangs up."""
+        leg = OutboundLeg(self.loop, account)
+        self.registry.add("leg")
+        self._legs.append(leg)
+        try:
+            op = pj.CallOpParam(True)
+            op.txOption.headers = header_vector(headers)
+            try:
+                leg.makeCall(target, op)
+            except pj.Error as exc:
+                log.warning("bridge call to %s failed: %s", target, exc.info())
+                return False
+            waiter = asyncio.ensure_future(leg.media_ready.wait())
+            stopper = asyncio.ensure_future(leg.gone.wait())
+            lost = asyncio.ensure_future(self.gone.wait())
+            await asyncio.wait([waiter, stopper, lost], timeout=ring_timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for t in (waiter, stopper, lost):
+                t.cancel()
+            if not leg.media_ready.is_set() or self.gone.is_set() or self.aud is None:
+                leg.hangup()
+                return False
+            self.aud.startTransmit(leg.aud)
+            leg.aud.startTransmit(self.aud)
+            self.hung_up_by = "transfer"
+            a, b = asyncio.ensure_future(leg.gone.wait()), asyncio.ensure_future(self.gone.wait())
+            await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
+            a.cancel()
+            b.cancel()
+            leg.hangup()
+            self.hangup()
+            return True
+        finally:
+            await leg.closed(2.0)
+            self._legs.remove(leg)
+            self.registry.remove("leg")
+
+
+class OutboundLeg(pj.Call):  # type: ignore[misc]
+    """The second leg of a bridged transfer; its last reference goes when it disconnects."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, account: Any) -> None:
+        super().__init__(account)
+        self.media_ready = asyncio.Event()
+        self.gone = asyncio.Event()
+        self.aud: Any = None
+        self.keep: OutboundLeg | None = self
+
+    @guard
+    def onCallState(self, prm: Any) -> None:
+        ci = self.getInfo()
+        if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.aud = None
+            self.gone.set()
+            self.keep = None
+
+    @guard
+    def onCallMediaState(self, prm: Any) -> None:
+        ci = self.getInfo()
+        for mi in ci.media:
+            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                self.aud = self.getAudioMedia(mi.index)
+                self.media_ready.set()
+
+    def hangup(self) -> None:
+        if not self.gone.is_set():
+            with contextlib.suppress(pj.Error):
+                super().hangup(pj.CallOpParam())
+
+    async def closed(self, timeout: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.gone.wait(), timeout)
+
+
+class IvrCall(pj.Call):  # type: ignore[misc]
+    """The inbound call object; forwards callbacks to its session and nothing more."""
+
+    def __init__(self, account: Any, call_index: int, session: CallSession) -> None:
+        super().__init__(account, call_index)
+        self.session = session
+
+    @guard
+    def onCallState(self, prm: Any) -> None:
+        ci = self.getInfo()
+        self.session.on_state(ci.state, ci.lastStatusCode, ci.lastReason)
+
+    @guard
+    def onCallMediaState(self, prm: Any) -> None:
+        ci = self.getInfo()  # keep the CallInfo: `self.getInfo().media` reads freed memory
+        for mi in ci.media:
+            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                self.session.on_media(self.getAudioMedia(mi.index))
+
+    @guard
+    def onDtmfDigit(self, prm: Any) -> None:
+        self.session.on_dtmf(str(prm.digit))
+
+    @guard
+    def onCallTransferStatus(self, prm: Any) -> None:
+        self.session.on_xfer_status(int(prm.statusCode), bool(prm.finalNotify))
+        prm.cont = not prm.finalNotify

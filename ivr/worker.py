@@ -1,0 +1,280 @@
+"""A worker process: one pjsua2 UA with at most `calls_per_worker` calls, running flows.
+
+Started by `ivr serve` (one per 4 calls with the PyPI wheel), behind the Kamailio front. The worker
+owns its calls and nothing else: queues, agents and CDRs live in the supervisor, reached over the
+bus. Flows are re-read on SIGHUP; a call keeps the flow version it started with. SIGTERM drains:
+new INVITEs get 503 (the front moves them to another worker), live calls finish, then exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pjsua2 as pj
+
+from ivr import log as logs
+from ivr.bus.outbox import Outbox, send_forever
+from ivr.config import EngineConfig, load_config
+from ivr.flow.context import CallContext
+from ivr.flow.interpreter import Interpreter
+from ivr.flow.loader import iter_yaml_files
+from ivr.flow.model import Flow
+from ivr.flow.validate import load_flows
+from ivr.sip.channel import SipChannel
+from ivr.sip.pj import Endpoint, EndpointConfig, guard
+from ivr.sip.session import CallSession, IvrCall, MediaRegistry, parse_invite
+from ivr.speech.audio import write_wav
+from ivr.speech.tts import PromptCache, Voice
+
+log = logging.getLogger("ivr.worker")
+
+TEARDOWN_BOUND = 5.0
+
+
+def flow_for(config: EngineConfig, flows: dict[str, Flow], dialed: str) -> Flow | None:
+    """Routing: the dialled number's flow, else `default`, else the only flow there is."""
+    fid = config.routes.get(dialed) or config.routes.get("default")
+    if fid in flows:
+        return flows[fid]
+    return next(iter(flows.values())) if len(flows) == 1 else None
+
+
+def make_beep(path: Path, rate: int) -> Path:
+    if not path.is_file():
+        t = np.arange(int(rate * 0.25)) / rate
+        write_wav(path, (np.sin(2 * np.pi * 1000 * t) * 8000).astype(np.int16), rate)
+    return path
+
+
+class _Account(pj.Account):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self.worker = worker
+
+    @guard
+    def onIncomingCall(self, prm: Any) -> None:
+        self.worker.incoming(self, prm)
+
+
+@dataclass
+class Worker:
+    worker_id: str
+    sip_port: int
+    config: EngineConfig
+    state_dir: Path
+    broker: str | None = None
+    registry: MediaRegistry = field(default_factory=MediaRegistry)
+    sessions: dict[str, CallSession] = field(default_factory=dict)
+    rejected: dict[str, CallSession] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    flows: dict[str, Flow] = field(default_factory=dict)
+    draining: bool = False
+    _seq: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        tts = self.config.speech.tts
+        self.cache = PromptCache(self.state_dir / "prompts", Voice(tts.engine, tts.voice, tts.rate),
+                                 sample_rate=8000)
+        self.outbox = Outbox(self.state_dir / "outbox" / f"worker-{self.worker_id}.sqlite")
+        self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
+
+    # -- flows ----------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load flows; on problems keep serving the last good version of each broken file."""
+        files = list(iter_yaml_files([Path(self.config.flows)], tests=False))
+        result = load_flows(files, self.config)
+        for p in result.errors:
+            log.error("flow problem, keeping the last good version: %s", p)
+        broken = {p.file for p in result.errors}
+        fresh = {fid: f for fid, f in result.flows.items() if f.file not in broken}
+        for fid, old in self.flows.items():
+            if fid not in fresh and old.file in broken:
+                fresh[fid] = old
+        self.flows = fresh
+        log.info("flows loaded: %s", {k: v.version for k, v in fresh.items()})
+        self._emit_status()
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(self, call_id: str, kind: str, **data: Any) -> None:
+        seq = self._seq.get(call_id, 0) + 1
+        self._seq[call_id] = seq
+        event = {"call_id": call_id, "seq": seq, "kind": kind, "at": time.time(),
+                 "worker": self.worker_id, **data}
+        self.outbox.put(f"ivr/events/{self.worker_id}", event, key=f"{call_id}:{seq}")
+
+    def _emit_status(self) -> None:
+        status = {"worker": self.worker_id, "calls": len(self.sessions), "draining": self.draining,
+                  "media": self.registry.snapshot(), "tasks": len(self.tasks),
+                  "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid()}
+        sys.stdout.write(json.dumps({"status": status}) + "\n")
+        sys.stdout.flush()
+
+    # -- calls ----------------------------------------------------------------------------
+    def incoming(self, account: Any, prm: Any) -> None:
+        info = parse_invite(str(prm.rdata.wholeMsg))
+        call_id = uuid.uuid4().hex
+        session = CallSession(loop=asyncio.get_running_loop(), registry=self.registry,
+                              call_id=call_id, info=info)
+        call = IvrCall(account, prm.callId, session)
+        session.call = call
+        op = pj.CallOpParam()
+        limit = self.config.sip.calls_per_worker
+        flow = flow_for(self.config, self.flows, info["dialed"])
+        if self.draining or flow is None or len(self.sessions) >= limit:
+            op.statusCode = 503 if self.draining or flow is None else 486
+        else:
+            op.statusCode = 200
+        # 503 takes a draining worker out of the front's rotation; 486 only skips a full one
+        session.on_gone = self._gone
+        if op.statusCode != 200 or flow is None:
+            # a final error reply; the session (and so the Call) is kept until DISCONNECTED
+            self.rejected[call_id] = session
+            call.answer(op)
+            return
+        self.registry.add("call")
+        self.sessions[call_id] = session
+        call.answer(op)
+        task = asyncio.get_running_loop().create_task(self._run_call(session, flow, account))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _gone(self, session: CallSession) -> None:
+        self.rejected.pop(session.call_id, None)
+        if self.sessions.pop(session.call_id, None) is not None:
+            self.registry.remove("call")
+
+    async def _run_call(self, session: CallSession, flow: Flow, account: Any) -> None:
+        logs.call_id.set(session.call_id)
+        info = session.info
+        self.emit(session.call_id, "call.start", flow=flow.id, flow_version=flow.version,
+                  caller=info["number"], dialed=info["dialed"])
+        result = None
+        reason = "completed"
+        try:
+            waiter = asyncio.ensure_future(session.media_ready.wait())
+            gone = asyncio.ensure_future(session.gone.wait())
+            await asyncio.wait([waiter, gone], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            gone.cancel()
+            if not session.media_ready.is_set():
+                reason = "no media" if not session.gone.is_set() else "caller hung up before media"
+                session.hangup()
+                return
+            self.emit(session.call_id, "call.answer")
+            channel = SipChannel(session=session, cache=self.cache, account=account,
+                                 recordings=self.state_dir / "recordings", beep=self.beep)
+            ctx = CallContext(channel=channel, config=self.config, flows=dict(self.flows),
+                              flow=flow, caller=info, call_id=session.call_id,
+                              audio_dir=Path(self.config.audio))
+            result = await Interpreter(ctx).run()
+            end = result.end
+            reason = {"caller": "caller hangup", "ivr": "ivr hangup"}.get(end.by or "", end.kind)
+        except Exception:
+            log.exception("call failed")
+            reason = "internal error"
+            session.hangup()
+        finally:
+            if not session.gone.is_set():
+                session.hangup()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(session.gone.wait(), TEARDOWN_BOUND)
+            payload: dict[str, Any] = {"reason": reason, "code": session.end_code,
+                                       "hung_up_by": session.hung_up_by}
+            if result is not None:
+                doc = result.as_json()
+                payload.update(end=doc["end"], path=doc["path"], variables=doc["variables"],
+                               transcript=doc["transcript"])
+            self.emit(session.call_id, "call.end", **payload)
+            self._seq.pop(session.call_id, None)
+
+    # -- process --------------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGHUP, self.load)
+        loop.add_signal_handler(signal.SIGTERM, self._drain, stop)
+        loop.add_signal_handler(signal.SIGINT, self._drain, stop)
+        self.load()
+        endpoint = Endpoint(EndpointConfig(port=self.sip_port, host=self.config.sip.workers_host,
+                                           max_calls=min(4, self.config.sip.calls_per_worker),
+                                           user_agent=f"ivr-worker/{self.worker_id}"))
+        endpoint.start()
+        account = _Account(self)
+        account.create(endpoint.account_config("ivr"))
+        endpoint.start_pump()
+        sender = None
+        if self.broker:
+            sender = loop.create_task(send_forever(self.outbox, self.broker, f"worker-{self.worker_id}"))
+        log.info("worker %s listening on udp %s:%d", self.worker_id, self.config.sip.workers_host,
+                 self.sip_port)
+        self._emit_status()
+        try:
+            while not (stop.is_set() and not self.sessions and not self.tasks):
+                await asyncio.sleep(0.5)
+                self._emit_status()
+        finally:
+            await self._shutdown(endpoint, account, sender)
+
+    def _drain(self, stop: asyncio.Event) -> None:
+        log.info("draining: %d live calls", len(self.sessions))
+        self.draining = True
+        stop.set()
+
+    async def _shutdown(self, endpoint: Endpoint, account: Any, sender: asyncio.Task[None] | None) -> None:
+        for session in list(self.sessions.values()):
+            session.hangup()
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=TEARDOWN_BOUND)
+            for task in pending:
+                log.warning("cancelling a call task that did not end in %ss", TEARDOWN_BOUND)
+                task.cancel()
+        if sender is not None:
+            # what is not delivered now stays in the outbox for the next start
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.outbox.drained(), 2.0)
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+        await endpoint.stop_pump()
+        self.sessions.clear()
+        account.shutdown()
+        del account
+        gc.collect()
+        endpoint.destroy()
+        self.outbox.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="ivr-worker")
+    ap.add_argument("--id", required=True)
+    ap.add_argument("--sip-port", type=int, required=True)
+    ap.add_argument("--config", type=Path)
+    ap.add_argument("--state-dir", type=Path, default=Path("var"))
+    ap.add_argument("--broker")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logs.setup(args.log_level, json_lines=True)
+    config = load_config(args.config)
+    worker = Worker(args.id, args.sip_port, config, args.state_dir.resolve(), args.broker)
+    asyncio.run(worker.run())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # pjsua2 objects freed during interpreter teardown would abort the process
+
+
+if __name__ == "__main__":
+    main()
