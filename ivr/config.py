@@ -29,6 +29,7 @@ class SipSettings(_Strict):
     listen: list[str] = Field(default_factory=lambda: ["udp:127.0.0.1:5060"])
     max_calls: int = Field(200, ge=1)
     calls_per_worker: int = Field(4, ge=1)
+    prestart_workers: int = Field(2, ge=1, description="workers started before the first call")
     workers_host: str = "127.0.0.1"
 
     @field_validator("listen")

@@ -181,6 +181,16 @@ class Supervisor:
         if self.front is not None and self.front.alive:
             await self.front.set_workers([w.address for w in self.workers.values()])
 
+    async def _grow(self) -> None:
+        """Keep at least one worker's worth of free slots, up to max_workers."""
+        cpw = self.config.sip.calls_per_worker
+        live = [w for w in self.workers.values() if w.alive]
+        free = sum(cpw - w.calls for w in live)
+        want = min(self.max_workers - len(self.workers), max(0, -(-(cpw - free) // cpw)))
+        if want > 0:
+            await asyncio.gather(*(self.add_worker() for _ in range(want)))
+            await self._sync_front()
+
     async def watch(self) -> None:
         """Restart dead workers, grow the pool, notice changed flow files."""
         while not self.stop.is_set():
@@ -192,11 +202,7 @@ class Supervisor:
                     w.restarts += 1
                     await asyncio.sleep(delay)
                     await self.start_worker(w)
-            live = [w for w in self.workers.values() if w.alive]
-            free = sum(self.config.sip.calls_per_worker - w.calls for w in live)
-            if free < self.config.sip.calls_per_worker and len(self.workers) < self.max_workers:
-                await self.add_worker()
-                await self._sync_front()
+            await self._grow()
             stamp = self._stamp()
             if stamp != self._flow_stamp:
                 if self._flow_stamp:
@@ -287,7 +293,7 @@ class Supervisor:
             self._spawn(self.consume_events())
             await self.check_flows()
             self._flow_stamp = self._stamp()
-            initial = min(self.max_workers, 2)
+            initial = min(self.max_workers, self.config.sip.prestart_workers)
             await asyncio.gather(*(self.add_worker() for _ in range(initial)))
             self.front = Front(FrontSettings.from_config(
                 self.config, self.state / "front", [w.address for w in self.workers.values()]))

@@ -1,0 +1,167 @@
+"""A real `ivr serve` for integration tests: own ports, own state dir, own copy of the flows.
+
+Calendars are open around the clock here so call paths do not depend on when CI runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+IVR_BIN = Path(sys.executable).parent / "ivr"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_udp_tcp_port() -> int:
+    """A port free for both UDP and TCP (kamailio and SIPp use either)."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class Server:
+    root: Path
+    sip_port: int
+    http_port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flows(self) -> Path:
+        return self.root / "flows"
+
+    @property
+    def uri_host(self) -> str:
+        return f"127.0.0.1:{self.sip_port}"
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def health(self) -> dict[str, Any]:
+        return dict(self.get("/health")[1])
+
+    def calls(self) -> list[dict[str, Any]]:
+        return list(self.get("/calls")[1]["calls"])
+
+    def wait(self, predicate: Any, timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = predicate()
+            except (OSError, ValueError, KeyError):
+                last = None
+            if last:
+                return last
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}\n{self.log_tail()}")
+
+    def wait_idle(self, timeout: float = 15.0) -> dict[str, Any]:
+        """No live call, no pjsua2 media object and no call task left in any worker."""
+        def idle() -> dict[str, Any] | None:
+            h = self.health()
+            workers = [w for w in h["workers"] if w["alive"]]
+            if h["calls"] == 0 and all(not w["media"] and w["tasks"] == 0 for w in workers):
+                return h
+            return None
+        return dict(self.wait(idle, timeout, "idle workers"))
+
+    def wait_cdrs(self, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+        def ended() -> list[dict[str, Any]] | None:
+            done = [c for c in self.calls() if c.get("ended_at")]
+            return done if len(done) >= n else None
+        return list(self.wait(ended, timeout, f"{n} ended CDRs"))
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything the server left behind
+        return int(self.proc.returncode or 0)
+
+
+def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int = 4,
+                 allow_from: list[str] | None = None, trunks: list[dict[str, Any]] | None = None,
+                 extra: dict[str, Any] | None = None, extra_sip: dict[str, Any] | None = None,
+                 timeout: float = 30.0) -> Server:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "flows", root / "flows", dirs_exist_ok=True)
+    defaults = yaml.safe_load((REPO / "ivr" / "defaults.yaml").read_text())
+    sip_port, http_port = free_udp_tcp_port(), free_port()
+    config = {
+        **defaults,
+        "sip": {"listen": [f"udp:127.0.0.1:{sip_port}"], "max_calls": max_calls,
+                "calls_per_worker": calls_per_worker, "workers_host": "127.0.0.1",
+                **(extra_sip or {})},
+        "flows": str(root / "flows"),
+        "audio": str(REPO / "audio"),
+        "store": {"path": str(root / "var" / "ivr.sqlite")},
+        "http": {"listen": f"127.0.0.1:{http_port}"},
+        "allow_from": allow_from or [],
+        "trunks": trunks or [],
+        "calendars": {"business": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}},
+                      "care": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}}},
+        **(extra or {}),
+    }
+    cfg_path = root / "ivr.yaml"
+    cfg_path.write_text(yaml.safe_dump(config))
+    log_path = root / "serve.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [str(IVR_BIN), "serve", "--config", str(cfg_path), "--state-dir", str(root / "var")],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    server = Server(root, sip_port, http_port, proc, log_path, config)
+    try:
+        server.wait(lambda: proc.poll() is None and server.health()["status"] == "ok", timeout,
+                    "ivr serve to be healthy")
+    except BaseException:
+        server.stop()
+        raise
+    return server
