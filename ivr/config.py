@@ -30,6 +30,7 @@ class SipSettings(_Strict):
     max_calls: int = Field(200, ge=1)
     calls_per_worker: int = Field(4, ge=1)
     prestart_workers: int = Field(2, ge=1, description="workers started before the first call")
+    answer_delay: Duration = Field(0.0, description="ring (180) this long before answering")
     workers_host: str = "127.0.0.1"
 
     @field_validator("listen")
@@ -89,6 +90,16 @@ class AgentSettings(_Strict):
     skills: dict[str, int] = Field(default_factory=dict)
 
 
+class FrontTuning(_Strict):
+    """Flood control of the front (Kamailio pike): requests per source per sampling window."""
+
+    pike_density: int = Field(150, ge=1)
+    pike_sampling_s: int = Field(2, ge=1)
+    pike_exempt_loopback: bool = Field(
+        True, description="local test calls and benchmarks from 127.0.0.0/8 are never throttled"
+    )
+
+
 class StoreSettings(_Strict):
     path: str = "var/ivr.sqlite"
 
@@ -111,6 +122,7 @@ class EngineConfig(_Strict):
     calendars: dict[str, Calendar] = Field(default_factory=dict)
     queues: dict[str, QueueSettings] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
+    front: FrontTuning = Field(default_factory=FrontTuning)
     store: StoreSettings = Field(default_factory=StoreSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
 

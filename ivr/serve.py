@@ -200,6 +200,9 @@ class Supervisor:
                     log.error("worker %s exited with %s; restarting in %.1fs", w.worker_id,
                               w.proc.returncode, delay)
                     w.restarts += 1
+                    lost = self.store.close_calls_of(w.worker_id, "worker died")
+                    if lost:
+                        log.error("worker %s took %d calls with it", w.worker_id, lost)
                     await asyncio.sleep(delay)
                     await self.start_worker(w)
             await self._grow()

@@ -147,6 +147,8 @@ class Worker:
             return
         self.registry.add("call")
         self.sessions[call_id] = session
+        if self.config.sip.answer_delay > 0:
+            op.statusCode = 180  # ring first; the call task answers after the delay
         call.answer(op)
         task = asyncio.get_running_loop().create_task(self._run_call(session, flow, account))
         self.tasks.add(task)
@@ -165,6 +167,13 @@ class Worker:
         result = None
         reason = "completed"
         try:
+            if self.config.sip.answer_delay > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(session.gone.wait(), self.config.sip.answer_delay)
+                if session.gone.is_set():
+                    reason = "caller cancelled"
+                    return
+                session.answer(200)
             waiter = asyncio.ensure_future(session.media_ready.wait())
             gone = asyncio.ensure_future(session.gone.wait())
             await asyncio.wait([waiter, gone], timeout=10, return_when=asyncio.FIRST_COMPLETED)

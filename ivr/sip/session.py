@@ -260,6 +260,12 @@ class CallSession:
             self.registry.remove("recorder")
 
     # -- call control ---------------------------------------------------------------------
+    def answer(self, code: int = 200) -> None:
+        if self.call is not None and not self.gone.is_set():
+            op = pj.CallOpParam()
+            op.statusCode = code
+            self.call.answer(op)
+
     def hangup(self, code: int = 200) -> None:
         if self.call is not None and not self.gone.is_set():
             if not self.hung_up_by:

@@ -86,6 +86,16 @@ class Store:
             sets = ", ".join(f"{k} = ?" for k in fields)
             self._db.execute(f"UPDATE calls SET {sets} WHERE call_id = ?", (*fields.values(), call_id))
 
+    def close_calls_of(self, worker: str, reason: str) -> int:
+        """A worker died: its open calls ended with it (no call.end event will come)."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE calls SET ended_at = ?, end_kind = 'error', end_reason = ? "
+                "WHERE worker = ? AND ended_at IS NULL",
+                (time.time(), reason, worker),
+            )
+            return int(cur.rowcount)
+
     def call(self, call_id: str) -> dict[str, Any] | None:
         with self._lock:
             cur = self._db.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,))

@@ -131,6 +131,7 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int = 4,
                  timeout: float = 30.0) -> Server:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "flows", root / "flows", dirs_exist_ok=True)
+    shutil.copy(Path(__file__).with_name("flows") / "quick.yaml", root / "flows" / "quick.yaml")
     defaults = yaml.safe_load((REPO / "ivr" / "defaults.yaml").read_text())
     sip_port, http_port = free_udp_tcp_port(), free_port()
     config = {
@@ -144,6 +145,7 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int = 4,
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "allow_from": allow_from or [],
         "trunks": trunks or [],
+        "routes": {**defaults["routes"], "3000": "quick"},
         "calendars": {"business": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}},
                       "care": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}}},
         **(extra or {}),

@@ -1,0 +1,118 @@
+"""SIPp scenario XML built from small parts, so each fault test reads as the SIP it sends.
+
+All in-dialog requests use [next_url] and [routes] from the 200's Record-Route (rrs), since the
+front record-routes.
+"""
+
+from __future__ import annotations
+
+FROM = '"SIPp" <sip:+15550001111@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]'
+TO = "<sip:[service]@[remote_ip]:[remote_port]>"
+
+
+def sdp(payloads: str = "8 101", direction: str = "sendrecv") -> str:
+    maps = {"0": "a=rtpmap:0 PCMU/8000", "8": "a=rtpmap:8 PCMA/8000", "18": "a=rtpmap:18 G729/8000",
+            "101": "a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-11,16"}
+    lines = [maps[p] for p in payloads.split()]
+    return "\n".join([
+        "v=0", "o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]", "s=-",
+        "c=IN IP[local_ip_type] [local_ip]", "t=0 0",
+        f"m=audio [auto_media_port] RTP/AVP {payloads}", *lines, f"a={direction}",
+    ])
+
+
+def _send(text: str, retrans: bool = True) -> str:
+    attr = ' retrans="500"' if retrans else ""
+    return f"  <send{attr}>\n    <![CDATA[\n\n{text}\n\n    ]]>\n  </send>\n"
+
+
+def invite(body: str | None = None, cseq: int = 1) -> str:
+    content = ("Content-Type: application/sdp\nContent-Length: [len]\n\n" + body) if body is not None \
+        else "Content-Length: 0"
+    return _send(
+        f"INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n"
+        f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        f"From: {FROM}\nTo: {TO}\nCall-ID: [call_id]\nCSeq: {cseq} INVITE\n"
+        f"Contact: sip:sipp@[local_ip]:[local_port]\nMax-Forwards: 70\n{content}"
+    )
+
+
+def in_dialog(method: str, cseq: int, body: str | None = None, retrans: bool = True) -> str:
+    content = ("Content-Type: application/sdp\nContent-Length: [len]\n\n" + body) if body is not None \
+        else "Content-Length: 0"
+    return _send(
+        f"{method} [next_url] SIP/2.0\n[routes]\n"
+        f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        f"From: {FROM}\nTo: {TO}[peer_tag_param]\nCall-ID: [call_id]\nCSeq: {cseq} {method}\n"
+        f"Contact: sip:sipp@[local_ip]:[local_port]\nMax-Forwards: 70\n{content}",
+        retrans=retrans and method not in ("ACK",),
+    )
+
+
+def info_dtmf(digit: str, cseq: int) -> str:
+    """DTMF by SIP INFO (application/dtmf-relay), for peers without RFC 4733."""
+    return _send(
+        f"INFO [next_url] SIP/2.0\n[routes]\n"
+        f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        f"From: {FROM}\nTo: {TO}[peer_tag_param]\nCall-ID: [call_id]\nCSeq: {cseq} INFO\n"
+        f"Contact: sip:sipp@[local_ip]:[local_port]\nMax-Forwards: 70\n"
+        f"Content-Type: application/dtmf-relay\nContent-Length: [len]\n\n"
+        f"Signal={digit}\nDuration=160"
+    ) + recv(200)
+
+
+def cancel(invite_back: int) -> str:
+    """CANCEL of the INVITE sent `invite_back` scenario elements earlier (same branch)."""
+    return _send(
+        "CANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n"
+        f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-{invite_back}]\n"
+        f"From: {FROM}\nTo: {TO}\nCall-ID: [call_id]\nCSeq: 1 CANCEL\nMax-Forwards: 70\n"
+        "Content-Length: 0"
+    )
+
+
+def ack_for_error(invite_back: int) -> str:
+    """ACK of a non-2xx final response: the INVITE's branch (`invite_back` elements earlier)."""
+    return _send(
+        "ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n"
+        f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-{invite_back}]\n"
+        f"From: {FROM}\nTo: {TO}[peer_tag_param]\nCall-ID: [call_id]\nCSeq: 1 ACK\n"
+        "Max-Forwards: 70\nContent-Length: 0", retrans=False
+    )
+
+
+def recv(code: int | str, optional: bool = False, rrs: bool = False, timeout_ms: int = 0) -> str:
+    kind = "request" if isinstance(code, str) else "response"
+    attrs = f' {kind}="{code}"' + (' optional="true"' if optional else "") + \
+        (' rrs="true"' if rrs else "") + (f' timeout="{timeout_ms}"' if timeout_ms else "")
+    return f"  <recv{attrs}/>\n"
+
+
+def answer_200(cseq: int = 2) -> str:
+    """Reply 200 to a request the IVR sent us (its BYE)."""
+    return ("  <send>\n    <![CDATA[\n\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n"
+            "[last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n    ]]>\n  </send>\n")
+
+
+def pause(ms: int) -> str:
+    return f'  <pause milliseconds="{ms}"/>\n'
+
+
+def dtmf(digit: str) -> str:
+    name = {"#": "pound", "*": "star"}.get(digit, digit)
+    return f'  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_{name}.pcap"/>' \
+           f"</action></nop>\n"
+
+
+def call_setup() -> str:
+    return invite(sdp()) + recv(100, optional=True) + recv(180, optional=True) + \
+        recv(200, rrs=True) + in_dialog("ACK", 1)
+
+
+def bye(cseq: int = 2) -> str:
+    return in_dialog("BYE", cseq) + recv(200)
+
+
+def scenario(name: str, *parts: str) -> str:
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
+            f'<scenario name="{name}">\n' + "".join(parts) + "</scenario>\n")
