@@ -71,7 +71,8 @@ class WorkerProc:
         return {"id": self.worker_id, "port": self.port, "pid": self.proc.pid if self.proc else None,
                 "alive": self.alive, "calls": self.calls, "restarts": self.restarts,
                 "draining": bool(self.status.get("draining")), "media": self.status.get("media", {}),
-                "tasks": self.status.get("tasks", 0), "flows": self.status.get("flows", {})}
+                "tasks": self.status.get("tasks", 0), "flows": self.status.get("flows", {}),
+                "rss_kb": self.status.get("rss_kb", 0), "created": self.status.get("created", {})}
 
 
 class Supervisor:

@@ -45,6 +45,15 @@ log = logging.getLogger("ivr.worker")
 TEARDOWN_BOUND = 5.0
 
 
+def _rss_kb() -> int:
+    """Resident memory now (not the peak), for the leak tests and /health."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
 def flow_for(config: EngineConfig, flows: dict[str, Flow], dialed: str) -> Flow | None:
     """Routing: the dialled number's flow, else `default`, else the only flow there is."""
     fid = config.routes.get(dialed) or config.routes.get("default")
@@ -119,7 +128,8 @@ class Worker:
     def _emit_status(self) -> None:
         status = {"worker": self.worker_id, "calls": len(self.sessions), "draining": self.draining,
                   "media": self.registry.snapshot(), "tasks": len(self.tasks),
-                  "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid()}
+                  "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid(),
+                  "rss_kb": _rss_kb(), "created": dict(self.registry.created)}
         sys.stdout.write(json.dumps({"status": status}) + "\n")
         sys.stdout.flush()
 

@@ -1,0 +1,253 @@
+"""PocketSphinx engine: the PyPI wheel's bundled en-US model, one JSGF search per grammar.
+
+- Input: 16 kHz int16 PCM; other call rates (8 kHz) are resampled with soxr.
+- Grammar: JSGF `public <g> = phrase | phrase | <loop>` where phrases are the flow's phrases as
+  the dictionary spells them (digits written out) and `<loop>` is `<digits>` (digit words, one or
+  more) or `<number>` (number words) for the built-ins. A word the dictionary lacks gets an
+  espeak-ng-derived pronunciation (shared helper of ivr.speech.prompt_asr); if that fails the
+  phrase is dropped with a warning, and a grammar left empty raises EngineError.
+- Confidence: PocketSphinx's lattice posterior of the best path (`Hypothesis.prob`, in [0, 1]).
+  The posterior mass is split between the alternate silence/filler paths of the same words, so a
+  clean match of espeak-ng audio measures 0.2-0.5; we report min(1, 2 x posterior). When the best
+  path ends inside a phrase (a partial, "does not match the grammar"), the first n-best entry that
+  is a whole phrase is used with confidence FALLBACK_CONFIDENCE (0.5: accepted at the flows'
+  default threshold, rejected by a node asking for more).
+- Alternatives: distinct whole-phrase entries of the n-best list (PocketSphinx `nbest()`).
+- Decoding: the utterance is buffered (at most 20 s) and decoded in one pass at `finalize()`
+  (`full_utt`: batch cepstral mean normalisation, clearly more accurate than live CMN on short
+  commands); the VAD bounds utterances, and decoding runs at ~0.02 x real time, so finalize costs
+  tens of milliseconds.
+- Digital silence (exact zeros, e.g. padding) breaks PocketSphinx's cepstral mean normalisation;
+  a +-10 LSB dither is added to the input (measured: 16/72 -> 42/72 phrases on padded audio).
+- Model sharing: a `Decoder` owns its acoustic model, and the Python API cannot share one between
+  decoders, so the engine keeps a pool: `new_recognizer` borrows a decoder (creating one only when
+  every pooled decoder is busy) and `close()` returns it. A worker with 4 calls holds at most 4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result, StreamResampler
+from ivr.speech.prompt_asr import _SLOT_RULES, espeak_pronunciation, normalize
+
+log = logging.getLogger(__name__)
+
+FALLBACK_CONFIDENCE = 0.5
+DITHER = 10
+MAX_UTTERANCE_BYTES = 16000 * 2 * 20
+"""Audio kept for one utterance (20 s at 16 kHz); the VAD's max_speech cuts well before."""
+_ALT = re.compile(r"\(\d+\)$")
+
+
+def _jsgf_word(word: str) -> str:
+    return f'"{word}"' if "'" in word else word
+
+
+class _CompiledGrammar:
+    def __init__(self, name: str, jsgf: str, spoken: dict[str, str]) -> None:
+        self.name, self.jsgf, self.spoken = name, jsgf, spoken
+
+
+def build_jsgf(grammar: Grammar, lookup: Any, add_word: Any) -> _CompiledGrammar:
+    """The JSGF text for a grammar and the map from decoded words back to the flow's phrases."""
+    spoken: dict[str, str] = {}
+    alts: list[str] = []
+    missing: dict[str, bool] = {}
+
+    def known(word: str) -> bool:
+        if word not in missing:
+            ok = lookup(word) is not None
+            if not ok:
+                phones = espeak_pronunciation(word)
+                if phones:
+                    try:
+                        add_word(word, phones)
+                        ok = True
+                    except Exception:  # a bad pronunciation drops the phrase
+                        ok = False
+            missing[word] = ok
+        return missing[word]
+
+    for phrase in grammar.all_phrases:
+        words = [w for w in normalize(phrase) if not w.startswith("\x00")]
+        if not words:
+            continue
+        if not all(known(w) for w in words):
+            log.warning("phrase %r has words PocketSphinx cannot pronounce; dropped", phrase)
+            continue
+        form = " ".join(words)
+        if form not in spoken:
+            spoken[form] = phrase
+            alts.append(" ".join(_jsgf_word(w) for w in words))
+    if grammar.builtin == "digits" and grammar.max_words:
+        lo, hi = grammar.min_words, max(grammar.min_words, grammar.max_words)
+        alts.append(" ".join(["<digit>"] * lo + ["[<digit>]"] * (hi - lo)))
+    elif grammar.builtin == "digits":
+        alts.append("<digits>")
+    elif grammar.builtin in ("number", "currency"):
+        alts.append("<number>")
+    if not alts:
+        raise EngineError("the grammar has no phrase PocketSphinx can recognise")
+    name = "g" + hashlib.sha1(grammar.key().encode()).hexdigest()[:12]
+    jsgf = "\n".join(["#JSGF V1.0;", f"grammar {name};",
+                      f"public <{name}> = {' | '.join(alts)} ;", _SLOT_RULES.rstrip()]) + "\n"
+    return _CompiledGrammar(name, jsgf, spoken)
+
+
+class PocketSphinxRecognizer(Recognizer):
+    def __init__(self, engine: PocketSphinxEngine, decoder: Any, grammar: Grammar,
+                 compiled: _CompiledGrammar, sample_rate: int) -> None:
+        self._engine = engine
+        self._decoder: Any = decoder
+        self.grammar = grammar
+        self._compiled = compiled
+        self._resample = StreamResampler(sample_rate, engine.sample_rate)
+        self._rng = np.random.default_rng(0)
+        self._started = False
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+
+    def accept(self, pcm: bytes) -> None:
+        if self._decoder is None:
+            raise EngineError("recognizer is closed")
+        data = self._resample(pcm)
+        if self._buffered + len(data) > MAX_UTTERANCE_BYTES:
+            data = data[: max(0, MAX_UTTERANCE_BYTES - self._buffered)]
+        self._buffer.append(data)
+        self._buffered += len(data)
+
+    def finalize(self) -> Result | None:
+        if self._decoder is None:
+            raise EngineError("recognizer is closed")
+        self.accept(b"")
+        self._buffer.append(self._resample(b"", last=True))
+        pcm = b"".join(self._buffer)
+        self._buffer, self._buffered = [], 0
+        self._resample.reset()
+        if not pcm:
+            return None
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.int32)
+        x += self._rng.integers(-DITHER, DITHER + 1, len(x), dtype=np.int32)
+        d = self._decoder
+        d.activate_search(self._compiled.name)
+        d.start_utt()
+        self._started = True
+        d.process_raw(np.clip(x, -32768, 32767).astype("<i2").tobytes(), False, True)
+        d.end_utt()
+        self._started = False
+        hyp = d.hyp()
+        if hyp is None or not hyp.hypstr:
+            return None
+        spoken = self._compiled.spoken
+        alternatives: list[str] = []
+        try:
+            for i, entry in enumerate(d.nbest()):
+                if i >= 20:
+                    break
+                text = getattr(entry, "hypstr", None)
+                if text:
+                    m = self.grammar.match(_ALT.sub("", text), spoken)
+                    if m is not None and m not in alternatives:
+                        alternatives.append(m)
+        except Exception:  # n-best is a nicety; the 1-best stands alone
+            log.debug("n-best failed", exc_info=True)
+        best = self.grammar.match(hyp.hypstr, spoken)
+        if best is not None:
+            confidence = min(1.0, 2.0 * float(hyp.prob))
+        elif alternatives:
+            best, confidence = alternatives[0], FALLBACK_CONFIDENCE
+        else:
+            return None
+        return Result(best, confidence, tuple(a for a in alternatives if a != best))
+
+    def reset(self) -> None:
+        if self._started:
+            self._decoder.end_utt()
+            self._started = False
+        self._buffer, self._buffered = [], 0
+        self._resample.reset()
+
+    def close(self) -> None:
+        if self._decoder is not None:
+            self.reset()
+            self._engine._release(self._decoder)
+            self._decoder = None
+
+
+class PocketSphinxEngine(Engine):
+    name = "pocketsphinx"
+    sample_rate = 16000
+
+    def __init__(self, model_dir: str | Path | None = None) -> None:
+        try:
+            from pocketsphinx import Decoder  # noqa: F401
+        except ImportError as exc:
+            raise EngineError(f"pocketsphinx is not installed: {exc}") from None
+        self._kwargs: dict[str, Any] = {"lm": None, "loglevel": "FATAL"}
+        if model_dir is not None:
+            path = Path(model_dir)
+            if not (path / "mdef").is_file():
+                raise EngineError(f"{path} is not a PocketSphinx acoustic model (no mdef)")
+            self._kwargs["hmm"] = str(path)
+        self._lock = threading.Lock()
+        self._free: list[Any] = []
+        self._searches: dict[int, set[str]] = {}
+        self._compiled: dict[str, _CompiledGrammar] = {}
+        self.created = 0
+        self._release(self._new_decoder())  # load (and check) the model now
+
+    def _new_decoder(self) -> Any:
+        from pocketsphinx import Decoder
+
+        try:
+            decoder = Decoder(**self._kwargs)
+        except Exception as exc:  # a broken model is a readiness problem
+            raise EngineError(f"PocketSphinx model failed to load: {exc}") from exc
+        self.created += 1
+        self._searches[id(decoder)] = set()
+        return decoder
+
+    def _release(self, decoder: Any) -> None:
+        with self._lock:
+            self._free.append(decoder)
+
+    def describe(self) -> str:
+        return f"pocketsphinx ({self._kwargs.get('hmm', 'bundled en-US model')})"
+
+    def new_recognizer(self, grammar: Grammar, sample_rate: int = 8000) -> Recognizer:
+        if grammar.empty:
+            raise EngineError("empty grammar")
+        with self._lock:
+            decoder = self._free.pop() if self._free else None
+        if decoder is None:
+            decoder = self._new_decoder()
+        try:
+            key = grammar.key()
+            compiled = self._compiled.get(key)
+            if compiled is None:
+                compiled = build_jsgf(grammar, decoder.lookup_word,
+                                      lambda w, p: decoder.add_word(w, p, True))
+                self._compiled[key] = compiled
+            else:
+                for words in compiled.spoken:  # words added to another pooled decoder
+                    for w in words.split():
+                        if decoder.lookup_word(w) is None:
+                            phones = espeak_pronunciation(w)
+                            if phones:
+                                decoder.add_word(w, phones, True)
+            searches = self._searches.setdefault(id(decoder), set())
+            if compiled.name not in searches:
+                decoder.add_jsgf_string(compiled.name, compiled.jsgf)
+                searches.add(compiled.name)
+        except Exception:
+            self._release(decoder)
+            raise
+        return PocketSphinxRecognizer(self, decoder, grammar, compiled, sample_rate)

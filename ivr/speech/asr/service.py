@@ -1,0 +1,216 @@
+"""Running the recognizer for a flow: WAV files for `audio:` steps, engines from the config.
+
+`recognize_file` is the `Recognizer` hook of ivr.flow.scripted (ScriptedChannel / run_tests): read
+any WAV, resample to 16 kHz, cut the utterance with the VAD, decode it, and map the result through
+the node's grammar into an `Input`:
+- no speech within `spec.timeout` -> None (noinput);
+- speech the grammar does not cover, an engine error, or a decode that takes longer than
+  `decode_timeout` -> Input("speech", "", 0.0), a nomatch (confidence 0 is below any threshold);
+- otherwise Input("speech", phrase as written in the flow (or the built-in's words), confidence,
+  alternatives).
+
+`load_engine(settings)` builds the configured engine once per process and says whether speech is
+ready; `engine_from_config(config)` is its `Engine | None` shorthand.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import struct
+import threading
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ivr.config import AsrSettings, EngineConfig
+from ivr.flow.channel import Input, ListenSpec
+from ivr.speech.asr.base import Engine, EngineError, Grammar, Result
+from ivr.speech.asr.vad import Endpointer
+from ivr.speech.audio import read_wav, resample
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+FRAME_MS = 20
+NOMATCH = Input("speech", "", 0.0)
+
+
+@dataclass(frozen=True)
+class AsrReadiness:
+    engine: Engine | None
+    ready: bool
+    message: str
+
+
+_engines: dict[tuple[str, str | None], AsrReadiness] = {}
+_lock = threading.Lock()
+
+
+def _build(settings: AsrSettings) -> AsrReadiness:
+    from ivr.speech.asr.pocketsphinx import PocketSphinxEngine
+
+    kind, model = settings.engine, settings.model
+    if kind == "none":
+        return AsrReadiness(None, False, "speech recognition disabled (speech.asr.engine: none)")
+    try:
+        if kind == "vosk":
+            from ivr.speech.asr.vosk import VoskEngine, packaged_model
+
+            if not model:
+                engine: Engine = PocketSphinxEngine()
+                return AsrReadiness(engine, True, "speech ready: no vosk model configured "
+                                    "(speech.asr.model), using PocketSphinx's bundled en-US model")
+            path: Path | None = Path(model)
+            if model.startswith("lang:"):
+                path = packaged_model(model[5:])
+                if path is None:
+                    return AsrReadiness(None, False, f"speech not ready: no installed package "
+                                        f"carries a vosk model for {model[5:]!r}")
+            assert path is not None
+            engine = VoskEngine(path)
+        else:
+            engine = PocketSphinxEngine(model)
+    except EngineError as exc:
+        return AsrReadiness(None, False, f"speech not ready: {exc}; input nodes use DTMF only")
+    except Exception as exc:  # a broken engine must not take the worker down
+        log.exception("ASR engine failed to load")
+        return AsrReadiness(None, False, f"speech not ready: {kind} failed to load ({exc}); "
+                            "input nodes use DTMF only")
+    return AsrReadiness(engine, True, f"speech ready: {engine.describe()}")
+
+
+def load_engine(settings: AsrSettings) -> AsrReadiness:
+    """The configured engine, loaded once per process (later calls share it)."""
+    key = (settings.engine, settings.model)
+    with _lock:
+        got = _engines.get(key)
+        if got is None:
+            got = _engines[key] = _build(settings)
+    return got
+
+
+def engine_from_config(config: EngineConfig) -> Engine | None:
+    """The engine of `speech.asr`, or None (with the reason logged) when speech is not ready."""
+    status = load_engine(config.speech.asr)
+    (log.info if status.ready else log.warning)("%s", status.message)
+    return status.engine
+
+
+def decode(engine: Engine, grammar: Grammar, samples_pcm: bytes, rate: int, *,
+           timeout: float | None, trailing_silence: float = 0.7,
+           max_speech: float = 15.0) -> tuple[str, Result | None]:
+    """VAD + recognizer over PCM: ("noinput", None) or ("speech", result-or-None)."""
+    ep = Endpointer(rate, frame_ms=FRAME_MS, timeout=timeout, trailing_silence=trailing_silence,
+                    max_speech=max_speech)
+    rec = engine.new_recognizer(grammar, rate)
+    try:
+        ep.feed(samples_pcm)
+        if ep.started_ms is None:
+            return "noinput", None
+        rec.accept(ep.take_audio())
+        return "speech", rec.finalize()
+    finally:
+        rec.close()
+
+
+def recognize_samples(pcm: bytes, rate: int, spec: ListenSpec, engine: Engine, *,
+                      trailing_silence: float = 0.7, max_speech: float = 15.0,
+                      decode_timeout: float | None = 10.0) -> Input | None:
+    """`recognize_file` for PCM already in memory (16-bit mono at `rate`, a VAD rate)."""
+    grammar = Grammar.from_spec(spec)
+    if grammar.empty:
+        return NOMATCH
+
+    def work() -> tuple[str, Result | None]:
+        return decode(engine, grammar, pcm, rate, timeout=spec.timeout,
+                      trailing_silence=trailing_silence, max_speech=max_speech)
+
+    try:
+        if decode_timeout is None:
+            kind, result = work()
+        else:
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asr")
+            try:
+                kind, result = pool.submit(work).result(timeout=decode_timeout)
+            finally:
+                pool.shutdown(wait=False)
+    except concurrent.futures.TimeoutError:
+        log.warning("recognizer took over %.1fs; treated as a nomatch", decode_timeout)
+        return NOMATCH
+    except Exception:  # a failing recognizer is a nomatch, never a crash
+        log.warning("recognizer failed; treated as a nomatch", exc_info=True)
+        return NOMATCH
+    if kind == "noinput":
+        return None
+    if result is None:
+        return NOMATCH
+    return Input("speech", result.text, round(result.confidence, 3), result.alternatives)
+
+
+def _g711(data: np.ndarray, tag: int) -> np.ndarray:
+    """Decode G.711 bytes (tag 7 mu-law, 6 A-law) to int16."""
+    if tag == 7:
+        u = ~data.astype(np.int32) & 0xFF
+        mag = (((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 7)
+        out = np.where(u & 0x80, 0x84 - mag, mag - 0x84)
+    else:
+        a = data.astype(np.int32) ^ 0x55
+        exp, mant = (a >> 4) & 7, a & 0x0F
+        mag = np.where(exp == 0, (mant << 4) + 8, ((mant << 4) + 0x108) << np.maximum(exp - 1, 0))
+        out = np.where(a & 0x80, mag, -mag)
+    return out.astype(np.int16)
+
+
+def read_any_wav(path: Path) -> tuple[np.ndarray, int]:
+    """`read_wav` plus G.711 (mu-law / A-law) WAV files, as telephony recordings often are."""
+    try:
+        return read_wav(path)
+    except wave.Error:
+        raw = path.read_bytes()
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise ValueError(f"{path}: not a WAV file")
+    pos, tag, channels, rate, body = 12, 0, 1, 8000, b""
+    while pos + 8 <= len(raw):
+        cid, size = raw[pos:pos + 4], struct.unpack("<I", raw[pos + 4:pos + 8])[0]
+        chunk = raw[pos + 8:pos + 8 + size]
+        if cid == b"fmt ":
+            tag, channels, rate = struct.unpack("<HHI", chunk[:8])
+        elif cid == b"data":
+            body = chunk
+        pos += 8 + size + (size & 1)
+    if tag not in (6, 7):
+        raise ValueError(f"{path}: unsupported WAV format {tag}")
+    samples = _g711(np.frombuffer(body, dtype=np.uint8), tag)
+    if channels > 1:
+        samples = samples[: len(samples) // channels * channels].reshape(-1, channels)
+        samples = samples.mean(axis=1).astype(np.int16)
+    return samples, rate
+
+
+def recognize_file(path: str | Path, spec: ListenSpec, engine: Engine, *,
+                   trailing_silence: float = 0.7, max_speech: float = 15.0,
+                   decode_timeout: float | None = 10.0) -> Input | None:
+    """The caller's utterance in a WAV file (any rate/width/channels) under a listen spec."""
+    samples, rate = read_any_wav(Path(path))
+    pcm = resample(samples, rate, RATE).astype("<i2").tobytes()
+    return recognize_samples(pcm, RATE, spec, engine, trailing_silence=trailing_silence,
+                             max_speech=max_speech, decode_timeout=decode_timeout)
+
+
+def file_recognizer(config: EngineConfig) -> Callable[[str, ListenSpec], Input | None]:
+    """The `audio:` step hook for ScriptedChannel / run_tests; loads the engine on first use.
+
+    With speech not ready, an `audio:` step is a nomatch (the flow's DTMF wording follows).
+    """
+
+    def hook(path: str, spec: ListenSpec) -> Input | None:
+        engine = engine_from_config(config)
+        if engine is None:
+            return NOMATCH
+        return recognize_file(path, spec, engine)
+
+    return hook
