@@ -72,7 +72,8 @@ class WorkerProc:
                 "alive": self.alive, "calls": self.calls, "restarts": self.restarts,
                 "draining": bool(self.status.get("draining")), "media": self.status.get("media", {}),
                 "tasks": self.status.get("tasks", 0), "flows": self.status.get("flows", {}),
-                "rss_kb": self.status.get("rss_kb", 0), "created": self.status.get("created", {})}
+                "rss_kb": self.status.get("rss_kb", 0), "created": self.status.get("created", {}),
+                "speech": self.status.get("speech", {})}
 
 
 class Supervisor:
@@ -245,7 +246,10 @@ class Supervisor:
         alive = [w for w in workers if w["alive"]]
         front = self.front is not None and self.front.alive
         ok = front and bool(alive) and not self.draining
+        speech = [w["speech"] for w in workers if w["alive"] and w["speech"]]
         return {"status": "ok" if ok else ("draining" if self.draining else "degraded"),
+                "speech": {"ready": bool(speech) and all(s.get("ready") for s in speech),
+                           "message": next((s.get("message") for s in speech), "no worker")},
                 "calls": sum(w["calls"] for w in workers), "workers": workers,
                 "capacity": len(alive) * self.config.sip.calls_per_worker,
                 "max_workers": self.max_workers, "front": front, "bus": self.broker_url,

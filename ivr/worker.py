@@ -37,6 +37,8 @@ from ivr.flow.validate import load_flows
 from ivr.sip.channel import SipChannel
 from ivr.sip.pj import Endpoint, EndpointConfig, guard
 from ivr.sip.session import CallSession, IvrCall, MediaRegistry, parse_invite
+from ivr.sip.speech import CallSpeech
+from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
 from ivr.speech.tts import PromptCache, Voice
 
@@ -100,6 +102,9 @@ class Worker:
                                  sample_rate=8000)
         self.outbox = Outbox(self.state_dir / "outbox" / f"worker-{self.worker_id}.sqlite")
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
+        self.asr = load_engine(self.config.speech.asr)
+        if not self.asr.ready:
+            log.warning("speech not ready: %s", self.asr.message)
 
     # -- flows ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -129,7 +134,8 @@ class Worker:
         status = {"worker": self.worker_id, "calls": len(self.sessions), "draining": self.draining,
                   "media": self.registry.snapshot(), "tasks": len(self.tasks),
                   "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid(),
-                  "rss_kb": _rss_kb(), "created": dict(self.registry.created)}
+                  "rss_kb": _rss_kb(), "created": dict(self.registry.created),
+                  "speech": {"ready": self.asr.ready, "message": self.asr.message}}
         sys.stdout.write(json.dumps({"status": status}) + "\n")
         sys.stdout.flush()
 
@@ -141,6 +147,8 @@ class Worker:
                               call_id=call_id, info=info)
         call = IvrCall(account, prm.callId, session)
         session.call = call
+        if self.asr.engine is not None:
+            session.speech = CallSpeech(self.asr.engine, session.loop, session.on_speech)
         op = pj.CallOpParam()
         limit = self.config.sip.calls_per_worker
         flow = flow_for(self.config, self.flows, info["dialed"])

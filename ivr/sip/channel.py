@@ -59,10 +59,16 @@ class SipChannel(Channel):
             out.append(str(path))
         return out
 
+    def _speaking(self) -> bool:
+        speech = self.session.speech
+        return speech is not None and speech.turn is not None and speech.turn.speech_started
+
     async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = True) -> None:
         self._check()
-        if barge_in and self.session.digits:
+        if barge_in and (self.session.digits or self._speaking()):
             return  # type-ahead: the caller already answered
+        if barge_in and self.session.speech is not None:
+            self.session.speech.begin()  # speech may cut this prompt
         files = await self._files(prompts)
         self._check()
         if not barge_in:
@@ -75,7 +81,19 @@ class SipChannel(Channel):
     async def listen(self, spec: ListenSpec) -> Input | None:
         self._check()
         s = self.session
-        first = await s.wait_digit(spec.timeout)
+        speech = s.speech if spec.speech else None
+        if speech is None:
+            if s.speech is not None:
+                s.speech.end_turn()
+            first = await s.wait_digit(spec.timeout)
+        else:
+            try:
+                got, first = await self._speech_or_digit(speech, spec)
+            finally:
+                speech.end_turn()
+            if got is not None or first is None:
+                self._check()
+                return got
         self._check()
         if first is None:
             return None
@@ -98,6 +116,28 @@ class SipChannel(Channel):
             if nxt is None:
                 return Input("dtmf", entry)
             entry += nxt
+
+    async def _speech_or_digit(self, speech: Any, spec: ListenSpec) -> tuple[Input | None, str | None]:
+        """Whichever comes first: an utterance (or noinput) or a DTMF digit."""
+        s = self.session
+        turn = speech.begin()
+        turn.listen(spec)
+        while True:
+            if s.digits:
+                return None, s.digits.pop(0)
+            if turn.result.done():
+                return turn.result.result(), None
+            if s.gone.is_set():
+                return None, None
+            s.digit_event.clear()
+            digit = asyncio.ensure_future(s.digit_event.wait())
+            try:
+                await asyncio.wait([digit, turn.result], timeout=spec.timeout + 20,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                digit.cancel()
+            if not s.digits and not turn.result.done() and not s.gone.is_set():
+                return None, None  # bounded: a stalled turn is a noinput
 
     async def enqueue(self, request: QueueRequest) -> QueueResult:
         self._check()

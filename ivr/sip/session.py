@@ -116,6 +116,8 @@ class CallSession:
     started: float = field(default_factory=time.monotonic)
     answered_at: float | None = None
     on_gone: Callable[[CallSession], None] | None = None
+    speech: Any = None
+    """`ivr.sip.speech.CallSpeech` when a recogniser is ready, else None (DTMF only)."""
     _player: Any = None
     _player_done: asyncio.Event | None = None
     _barge: bool = False
@@ -144,6 +146,13 @@ class CallSession:
     def on_media(self, aud: Any) -> None:
         """Media became active (answer, or unhold after a re-INVITE): (re)connect what plays."""
         self.aud = aud
+        if self.speech is not None:
+            try:
+                if self.speech.port is None:
+                    self.registry.add("asr_port")
+                self.speech.attach(aud)
+            except pj.Error as exc:
+                log.error("speech input unavailable for this call: %s", exc.info())
         if self._player is not None:
             with contextlib.suppress(pj.Error):
                 self._player.startTransmit(aud)
@@ -151,6 +160,11 @@ class CallSession:
             with contextlib.suppress(pj.Error):
                 aud.startTransmit(self._recorder)
         self.media_ready.set()
+
+    def on_speech(self) -> None:
+        """The caller started talking: speech barge-in stops a barge-in prompt at once."""
+        if self._barge and self._player_done is not None:
+            self._player_done.set()
 
     def on_dtmf(self, digit: str) -> None:
         self.digits.append(digit)
@@ -177,6 +191,11 @@ class CallSession:
                     self.aud.stopTransmit(self._recorder)
             self._recorder = None
             self.registry.remove("recorder")
+        if self.speech is not None:
+            if self.speech.port is not None:
+                self.registry.remove("asr_port")
+            self.speech.release(self.aud, call_alive)
+            self.speech = None
         if not call_alive:
             self.aud = None
 
@@ -208,7 +227,9 @@ class CallSession:
             self._player_done = None
             if self._player is player:
                 self._release_media_player_only()
-        return not self.gone.is_set() and not (barge_in and self.digits)
+        speech = self.speech is not None and self.speech.turn is not None \
+            and self.speech.turn.speech_started
+        return not self.gone.is_set() and not (barge_in and (self.digits or speech))
 
     def _release_media_player_only(self) -> None:
         if self._player is not None:
