@@ -121,3 +121,14 @@ def test_config_problems_are_positioned(tmp_path: Path, text: str, needle: str, 
 def test_missing_config_file_is_a_problem(tmp_path: Path) -> None:
     with pytest.raises(ProblemsError, match="cannot read file"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_the_shipped_deploy_config_loads() -> None:
+    from pathlib import Path
+
+    from ivr.config import load_config
+
+    config = load_config(Path(__file__).parents[2] / "deploy" / "ivr.multi-node.yaml")
+    assert config.bus.mqtt == "mqtt://broker.internal:1883"
+    assert config.trunks[0].addresses == ["203.0.113.10/32"]
+    assert {"general", "cards"} <= set(config.queues)
