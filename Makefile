@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng sox sip-tester mosquitto mosquitto-clients baresip-core kamailio
 
-.PHONY: serve test deps venv lint unit integration flows clean
+.PHONY: serve test deps venv lint unit integration flows clean bench bench-quick
 
 deps:
 	@scripts/install-deps.sh $(APT_PACKAGES)
@@ -17,10 +17,10 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-## Serve the shipped flows. Until the SIP front lands (issue 3) this runs the bank flow
-## over the console channel: type keys (12#), words, an empty line for silence.
+## Serve the shipped flows: Kamailio front on udp 127.0.0.1:5060, workers, a private broker,
+## the store and the HTTP API on 127.0.0.1:8080 (./ivr.yaml when present, else built-in defaults).
 serve: deps venv
-	$(BIN)/ivr simulate flows/acme-bank.yaml
+	$(BIN)/ivr serve
 
 lint: venv
 	$(BIN)/ruff check ivr tests
@@ -33,6 +33,17 @@ flows: venv
 ## The whole suite: lint, types, shipped flows and their tests, unit and integration tests.
 test: deps venv lint flows
 	$(BIN)/pytest -q -p no:cacheprovider tests
+
+## Benchmarks against SIPp's own UAS (bench/RESULTS.md): about 20 minutes, or under 3 with -quick.
+bench: deps venv
+	@command -v tcpdump >/dev/null || scripts/install-deps.sh tcpdump
+	@test -x $(BIN)/py-spy || $(BIN)/pip install -q py-spy
+	$(BIN)/python bench/run.py --out bench/results.json
+
+bench-quick: deps venv
+	@command -v tcpdump >/dev/null || scripts/install-deps.sh tcpdump
+	@test -x $(BIN)/py-spy || $(BIN)/pip install -q py-spy
+	$(BIN)/python bench/run.py --quick --out bench/results.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

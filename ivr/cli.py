@@ -188,7 +188,9 @@ def simulate(flow: Path, inputs: tuple[str, ...], caller_number: str, clock: str
         if not as_json:
             click.echo(f"ivr: {prompt.describe()}")
 
-    channel = ScriptedChannel(steps=steps, on_prompt=show,
+    from ivr.speech.asr.service import file_recognizer
+
+    channel = ScriptedChannel(steps=steps, on_prompt=show, recognizer=file_recognizer(config),
                               read_step=_interactive_reader if interactive else None)
     ctx = CallContext(channel=channel, config=config, flows=flowset.flows,
                       flow=flowset.flows[flow_id],
@@ -225,7 +227,10 @@ def test_cmd(paths: tuple[Path, ...], config_path: Path | None, as_json: bool) -
     flowset = load_flows(sorted(set(files) | set(beside)), config)
     roots = list(paths) or [Path(config.flows)]
     test_files = list(iter_yaml_files(roots, tests=True))
-    report = asyncio.run(run_tests(test_files, flowset.flows, config))
+    from ivr.speech.asr.service import file_recognizer
+
+    report = asyncio.run(run_tests(test_files, flowset.flows, config,
+                                   recognizer=file_recognizer(config)))
     report.problems = flowset.errors + report.problems
     if not test_files:
         report.problems.append(Problem(str(roots[0]), 1, 1, "no *.test.yaml files found"))
@@ -281,6 +286,80 @@ def schema() -> None:
     from ivr.flow.schema import flow_schema
 
     _emit_json(flow_schema())
+
+
+# -- agent queues (ivr/acd): live state from a running server, reports from the store ----------
+def _server_option(fn: F) -> F:
+    return click.option("--server", default=None,
+                        help="the running server's HTTP API (default: http.listen of the config)")(fn)
+
+
+def _server(server: str | None, config_path: Path | None) -> str:
+    from ivr.acd.remote import default_server
+
+    return server or default_server(_config(config_path))
+
+
+@cli.command()
+@config_option
+@_server_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+def queues(config_path: Path | None, server: str | None, as_json: bool) -> None:
+    """Live queue state from a running server."""
+    from ivr.acd.remote import call, render_queues
+
+    doc = call(_server(server, config_path), "GET", "/queues")
+    _emit_json(doc) if as_json else click.echo(render_queues(doc), nl=False)
+
+
+@cli.command()
+@config_option
+@_server_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+def agents(config_path: Path | None, server: str | None, as_json: bool) -> None:
+    """Live agent state from a running server."""
+    from ivr.acd.remote import call, render_agents
+
+    doc = call(_server(server, config_path), "GET", "/agents")
+    _emit_json(doc) if as_json else click.echo(render_agents(doc), nl=False)
+
+
+@cli.command()
+@click.argument("action", type=click.Choice(["login", "logout", "ready", "away"]))
+@click.argument("name")
+@config_option
+@_server_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+def agent(action: str, name: str, config_path: Path | None, server: str | None,
+          as_json: bool) -> None:
+    """Change an agent's state on a running server (login, logout, ready, away)."""
+    from ivr.acd.remote import call
+
+    doc = call(_server(server, config_path), "POST", f"/agents/{name}/{action}")
+    _emit_json(doc) if as_json else click.echo(f"{name}: {doc['state']}")
+
+
+@cli.command()
+@config_option
+@click.option("--since", default=None, help="from this date or ISO time (default: everything)")
+@click.option("--service-level", "threshold", default=20.0, show_default=True, type=float,
+              help="seconds within which an answer counts toward the service level")
+@click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+def report(config_path: Path | None, since: str | None, threshold: float, as_json: bool) -> None:
+    """Calls, containment, transfers, abandonment, service level and ASA, per flow and queue."""
+    from ivr.acd.report import build_report, render
+
+    config = _config(config_path)
+    start = 0.0
+    if since:
+        try:
+            when = dt.datetime.fromisoformat(since)
+        except ValueError:
+            raise click.BadParameter(f"{since!r} is not a date (YYYY-MM-DD or ISO 8601)",
+                                     param_hint="--since") from None
+        start = (when if when.tzinfo else when.astimezone()).timestamp()
+    doc = build_report(Path(config.store.path), start, threshold)
+    _emit_json(doc) if as_json else click.echo(render(doc), nl=False)
 
 
 def main() -> None:

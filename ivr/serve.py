@@ -25,6 +25,8 @@ from typing import Any
 import aiomqtt
 from aiohttp import web
 
+from ivr.acd.http import routes as acd_routes
+from ivr.acd.service import AcdService
 from ivr.bus.broker import free_port, start_broker
 from ivr.bus.outbox import broker_address
 from ivr.config import EngineConfig
@@ -97,6 +99,7 @@ class Supervisor:
         self._flow_stamp: tuple[tuple[str, float, int], ...] = ()
         self.draining = False
         self.started = time.time()
+        self.acd: AcdService | None = None  # the ACD (ivr/acd): queues, agents, callbacks
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -280,6 +283,7 @@ class Supervisor:
             return web.json_response({"calls": self.store.calls(since)})
 
         app = web.Application()
+        app.add_routes(acd_routes(lambda: self.acd))  # /queues, /agents, /calls/<id>/context
         app.add_routes([web.get("/health", health), web.get("/metrics", metrics),
                         web.get("/calls", calls), web.get("/calls/{call_id}", call)])
         return app
@@ -299,6 +303,9 @@ class Supervisor:
                 self.broker_url = f"mqtt://127.0.0.1:{port}"
                 log.info("private broker on %s", self.broker_url)
             self._spawn(self.consume_events())
+            self.acd = AcdService.create(self.config, self.store.path,
+                                         self.state / "outbox" / "acd.sqlite", self.broker_url)
+            self._spawn(self.acd.run())
             await self.check_flows()
             self._flow_stamp = self._stamp()
             initial = min(self.max_workers, self.config.sip.prestart_workers)
@@ -367,6 +374,8 @@ class Supervisor:
             self._broker.terminate()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._broker.wait(), 5)
+        if self.acd is not None:
+            self.acd.close()
         self.store.close()
 
 

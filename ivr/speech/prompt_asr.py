@@ -63,7 +63,7 @@ _SLOT_RULES = """\
   | nineteen ;
 <tens> = twenty | thirty | forty | fifty | sixty | seventy | eighty | ninety ;
 <n2> = <unit> | <teen> | <tens> [<unit>] ;
-<n3> = <unit> hundred [and <n2>] | <n2> | a hundred [and <n2>] ;
+<n3> = <unit> hundred [and <n2>] | <n2> ;
 <big> = <n3> [ ( million | thousand ) [ [and] <n3> [ thousand [ [and] <n3> ] ] ] ] ;
 <number> = [minus] ( zero | <big> ) [ point <digit>+ ] ;
 <currency> = <number> ( dollar | dollars | euro | euros | pound | pounds )
@@ -225,6 +225,9 @@ class PromptGrammar:
 
     patterns: list[Pattern]
     jsgf: str
+    """the static prompts (no template parts): one whole prompt per decode, fast"""
+    jsgf_dynamic: str
+    """prompts with template parts (number grammars): slower, tried second"""
     slot_words: dict[str, set[str]]
     missing: dict[str, str | None] = field(default_factory=dict)
     """words not in the dictionary -> pronunciation added (None: dropped from the grammar)"""
@@ -273,20 +276,25 @@ def build_grammar(texts: Iterable[str], lookup: Any, *, add_word: Any = None,
             continue
         seen.add(tuple(tokens))
         patterns.append(Pattern(text, tokens))
-    rules = []
-    for i, p in enumerate(patterns):
-        body = " ".join(f"<{t[1:]}>" if t.startswith(SLOT) else t for t in p.tokens)
-        rules.append(f"<p{i}> = {body} ;")
-    alts = " | ".join(f"<p{i}>" for i in range(len(patterns))) or "<number>"
-    jsgf = "\n".join([
-        "#JSGF V1.0;",
-        "grammar prompts;",
-        f"public <prompts> = ( {alts} )+ ;",
-        _SLOT_RULES.rstrip(),
-        f"<any> = ( {' | '.join(vocab)} )+ ;",
-        *rules,
-    ]) + "\n"
-    return PromptGrammar(patterns, jsgf, slot_words, missing)
+    def jsgf(chosen: list[Pattern], slots: bool) -> str:
+        rules = []
+        for i, p in enumerate(chosen):
+            body = " ".join(f"<{t[1:]}>" if t.startswith(SLOT) else t for t in p.tokens)
+            rules.append(f"<p{i}> = {body} ;")
+        alts = " | ".join(f"<p{i}>" for i in range(len(chosen))) or "<digits>"
+        return "\n".join([
+            "#JSGF V1.0;",
+            "grammar prompts;",
+            f"public <prompts> = ( {alts} ) ;",
+            *([_SLOT_RULES.rstrip(), f"<any> = ( {' | '.join(vocab)} )+ ;"] if slots or not chosen
+              else []),
+            *rules,
+        ]) + "\n"
+
+    static = [p for p in patterns if not any(t.startswith(SLOT) for t in p.tokens)]
+    dynamic = [p for p in patterns if p not in static]
+    return PromptGrammar(patterns, jsgf(static, False), jsgf(dynamic, True) if dynamic else "",
+                         slot_words, missing)
 
 
 def split_prompts(words: Sequence[str], patterns: Sequence[Pattern],
@@ -357,21 +365,36 @@ class Heard:
         return doc
 
 
+BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80, "maxhmmpf": -1}
+"""Wide beams: with the defaults a catalogue of ~40 prompts loses the right path on G.711 audio."""
+
+
 class PromptRecognizer:
-    """PocketSphinx constrained to a prompt catalogue (or its default LM without one)."""
+    """PocketSphinx constrained to a prompt catalogue (or its default LM without one).
+
+    Per stretch of speech: decode against the static prompts; if the words are not exactly one
+    prompt, against the prompts with template parts; if still not, split the stretch at its
+    longest pause and recognise both halves (back-to-back prompts).
+    """
 
     def __init__(self, catalogue: Sequence[str] | None, vocabulary: Iterable[str] = ()) -> None:
         from pocketsphinx import Decoder
 
         self.grammar: PromptGrammar | None = None
         if catalogue:
-            self.decoder = Decoder(lm=None, loglevel="FATAL")
+            self.decoder = Decoder(lm=None, loglevel="FATAL", **BEAMS)
             self.grammar = build_grammar(catalogue, self.decoder.lookup_word,
                                          add_word=self._add_word, vocabulary=vocabulary)
-            self.decoder.add_jsgf_string("prompts", self.grammar.jsgf)
-            self.decoder.activate_search("prompts")
+            self.searches = []
+            if any(not any(t.startswith(SLOT) for t in p.tokens) for p in self.grammar.patterns):
+                self.decoder.add_jsgf_string("static", self.grammar.jsgf)
+                self.searches.append("static")
+            if self.grammar.jsgf_dynamic:
+                self.decoder.add_jsgf_string("dynamic", self.grammar.jsgf_dynamic)
+                self.searches.append("dynamic")
         else:
             self.decoder = Decoder(loglevel="FATAL")
+            self.searches = []
 
     def _add_word(self, word: str, phones: str) -> None:
         self.decoder.add_word(word, phones, True)
@@ -380,10 +403,13 @@ class PromptRecognizer:
     def mode(self) -> str:
         return "catalogue" if self.grammar is not None else "default-lm"
 
-    def decode(self, samples: np.ndarray, rate: int) -> list[tuple[str, int, int]]:
+    def decode(self, samples: np.ndarray, rate: int, search: str | None = None
+               ) -> list[tuple[str, int, int]]:
         """Words with start/end in ms (relative to `samples`)."""
         pcm = resample(samples, rate, ASR_RATE) if rate != ASR_RATE else samples.astype(np.int16)
         d = self.decoder
+        if search is not None:
+            d.activate_search(search)
         d.start_utt()
         d.process_raw(pcm.astype("<i2").tobytes(), full_utt=True)
         d.end_utt()
@@ -392,27 +418,47 @@ class PromptRecognizer:
         out = []
         for seg in d.seg():
             word = re.sub(r"\(\d+\)$", "", seg.word)
-            if word.startswith(("<", "[")) or word in ("<sil>", "<s>", "</s>"):
+            if word.startswith(("<", "[", "+")):
                 continue
             out.append((word, seg.start_frame * 10, (seg.end_frame + 1) * 10))
         return out
 
-    def recognize(self, samples: np.ndarray, rate: int, offset_ms: int = 0) -> list[Heard]:
+    def _whole(self, words: list[tuple[str, int, int]]) -> Pattern | None:
+        """The pattern the words are exactly, if any."""
+        assert self.grammar is not None
+        parts = split_prompts([w for w, _, _ in words], self.grammar.patterns,
+                              self.grammar.slot_words)
+        if len(parts) == 1 and parts[0][2] is not None:
+            return parts[0][2]
+        return None
+
+    def recognize(self, samples: np.ndarray, rate: int, offset_ms: int = 0,
+                  depth: int = 0) -> list[Heard]:
         """Prompts in one stretch of speech, each with its start time (+ offset_ms)."""
-        words = self.decode(samples, rate)
-        if not words:
-            return []
         if self.grammar is None:
+            words = self.decode(samples, rate)
+            if not words:
+                return []
             return [Heard(offset_ms + words[0][1], " ".join(w for w, _, _ in words),
                           end_ms=offset_ms + words[-1][2])]
-        names = [w for w, _, _ in words]
-        out = []
-        for first, end, pattern in split_prompts(names, self.grammar.patterns,
-                                                 self.grammar.slot_words):
-            out.append(Heard(offset_ms + words[first][1], " ".join(names[first:end]),
-                             pattern.text if pattern else None,
-                             end_ms=offset_ms + words[end - 1][2]))
-        return out
+        best: list[tuple[str, int, int]] = []
+        for search in self.searches:
+            words = self.decode(samples, rate, search)
+            pattern = self._whole(words) if words else None
+            if pattern is not None:
+                return [Heard(offset_ms + words[0][1], " ".join(w for w, _, _ in words),
+                              pattern.text, end_ms=offset_ms + words[-1][2])]
+            best = best or words
+        cut = _longest_pause(samples, rate) if depth < 4 else None
+        if cut is not None:
+            left = self.recognize(samples[:cut], rate, offset_ms, depth + 1)
+            right = self.recognize(samples[cut:], rate, offset_ms + cut * 1000 // rate, depth + 1)
+            if any(h.match for h in left + right):
+                return left + right
+        if not best:
+            return []
+        return [Heard(offset_ms + best[0][1], " ".join(w for w, _, _ in best),
+                      end_ms=offset_ms + best[-1][2])]
 
     def recognize_all(self, samples: np.ndarray, rate: int) -> list[Heard]:
         """Segment then recognise a whole recording."""
@@ -421,6 +467,31 @@ class PromptRecognizer:
             heard += self.recognize(samples[seg.start:seg.end], rate,
                                     offset_ms=seg.start * 1000 // rate)
         return heard
+
+
+def _longest_pause(samples: np.ndarray, rate: int, threshold: float = 200.0,
+                   min_ms: int = 200) -> int | None:
+    """Sample index in the middle of the longest quiet run inside the audio (not at its ends)."""
+    levels = frame_levels(samples, rate)
+    quiet = levels <= threshold
+    n = rate * FRAME_MS // 1000
+    best: tuple[int, int] | None = None
+    i = 0
+    speech_seen = False
+    while i < len(quiet):
+        if not quiet[i]:
+            speech_seen = True
+            i += 1
+            continue
+        j = i
+        while j < len(quiet) and quiet[j]:
+            j += 1
+        if speech_seen and j < len(quiet) and (best is None or j - i > best[1] - best[0]):
+            best = (i, j)
+        i = j
+    if best is None or (best[1] - best[0]) * FRAME_MS < min_ms:
+        return None
+    return (best[0] + best[1]) // 2 * n
 
 
 def expect_matches(expected: str, heard_text: str) -> bool:

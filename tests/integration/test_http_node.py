@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import Harness
+from helpers import Harness
 
 pytestmark = pytest.mark.integration
 

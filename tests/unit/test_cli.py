@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from conftest import IVR_BIN, CliResult, assert_clean_failure, dedent
+from helpers import IVR_BIN, CliResult, assert_clean_failure, dedent
 
 Cli = Callable[..., CliResult]
 

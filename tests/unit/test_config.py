@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import dedent, position
+from helpers import dedent, position
 
 from ivr.config import DEFAULTS_FILE, load_config
 from ivr.errors import ProblemsError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Harness, dedent
+from helpers import Harness, dedent
 
 from ivr.errors import ProblemsError
 from ivr.flow.context import End

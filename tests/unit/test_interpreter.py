@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Harness, channel_of
+from helpers import Harness, channel_of
 
 from ivr.flow.channel import ListenSpec
 from ivr.flow.context import MAX_STEPS_WITHOUT_INPUT

@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from conftest import Harness, channel_of
+from helpers import Harness, channel_of
 
 from ivr.flow.interpreter import Result
 from ivr.flow.templates import mask

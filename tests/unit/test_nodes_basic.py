@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Harness, channel_of
+from helpers import Harness, channel_of
 
 
 async def test_say_plays_text_then_follows_next(harness: Harness) -> None:

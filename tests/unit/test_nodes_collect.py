@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Harness
+from helpers import Harness
 
 from ivr.flow.model import Flow
 

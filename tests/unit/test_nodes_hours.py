@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import Harness
+from helpers import Harness
 
 from ivr.calendar import Calendar
 from ivr.flow.model import Flow

@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from conftest import Harness, channel_of
+from helpers import Harness, channel_of
 
 HTTP = """
     flow: t

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Harness, channel_of, steps
+from helpers import Harness, channel_of, steps
 
 from ivr.flow.channel import Input, ListenSpec
 from ivr.flow.context import CallContext

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CliResult, Harness, assert_clean_failure, dedent, position
+from helpers import CliResult, Harness, assert_clean_failure, dedent, position
 
 from ivr.errors import Problem, ProblemsError
 from ivr.flow.loader import MAX_VALUES, load_file

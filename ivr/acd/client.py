@@ -1,0 +1,199 @@
+"""The worker's side of the ACD protocol (`ivr.acd.protocol`).
+
+    async with AcdClient(broker_url, worker.outbox, node=f"worker-{id}") as acd:
+        async for ev in acd.enqueue(call_id, "general", priority=2, caller={...}, ...):
+            if ev.kind == "offer":        # dial ev.agent_uri (or the agent's registered contact)
+                ...                       # answered: acd.agent_answered(call_id, ev.agent, ev.attempt)
+                                          # failed:   acd.agent_failed(call_id, ev.agent, ev.attempt, "busy")
+            elif ev.kind == "cancel":     # stop ringing / hang up the leg to ev.agent
+            elif ev.kind == "connected":  # bridge to ev.agent; hang up any other leg still ringing
+            elif ev.kind == "timeout":    # ev.data["reason"], ev.data["overflow"] -> the node's on_timeout
+            elif ev.kind == "position":   # announce ev.data["position"], ev.data["eta_s"]
+        # the generator ends after connected, timeout, callback or error
+        acd.caller_gone(call_id)  /  acd.call_ended(call_id)  /  acd.callback(call_id, number)
+
+Requests go through the worker's durable outbox (the worker's `send_forever` delivers them);
+replies arrive on `ivr/acd/reply/<node>` over a persistent MQTT session, so a broker restart
+loses nothing, and duplicates are dropped by their `key`. While waiting, the client re-sends
+`enqueue` (with the original `since`) every `resync_every` seconds: a restarted supervisor that
+lost a waiting call takes it back at its old place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+from ivr.acd import protocol as p
+from ivr.bus.outbox import Outbox, broker_address, send_forever
+
+log = logging.getLogger("ivr.acd.client")
+
+
+@dataclass(frozen=True)
+class AcdEvent:
+    kind: str
+    call_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def agent(self) -> str | None:
+        agent = self.data.get("agent")
+        if isinstance(agent, dict):
+            return str(agent.get("name"))
+        return None if agent is None else str(agent)
+
+    @property
+    def agent_uri(self) -> str | None:
+        agent = self.data.get("agent")
+        return agent.get("uri") if isinstance(agent, dict) else None
+
+    @property
+    def attempt(self) -> int:
+        return int(self.data.get("attempt") or 0)
+
+    @property
+    def context(self) -> dict[str, Any]:
+        ctx = self.data.get("context")
+        return dict(ctx) if isinstance(ctx, dict) else {}
+
+
+class AcdClient:
+    def __init__(self, broker_url: str, outbox: Outbox, node: str, *, resync_every: float = 30.0,
+                 own_sender: bool = False) -> None:
+        self.broker_url = broker_url
+        self.outbox = outbox
+        self.node = node
+        self.reply_to = p.reply_topic(node)
+        self.resync_every = resync_every
+        self.own_sender = own_sender
+        self._calls: dict[str, asyncio.Queue[AcdEvent]] = {}
+        self._seq: dict[str, int] = {}
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.subscribed = asyncio.Event()
+
+    async def __aenter__(self) -> AcdClient:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._receive()))
+        if self.own_sender:
+            self._tasks.append(loop.create_task(
+                send_forever(self.outbox, self.broker_url, f"acd-send-{self.node}")))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _receive(self) -> None:
+        host, port = broker_address(self.broker_url)
+        delay = 0.2
+        while True:
+            try:
+                async with aiomqtt.Client(host, port, identifier=f"acd-client-{self.node}",
+                                          clean_session=False, timeout=5) as client:
+                    await client.subscribe(self.reply_to, qos=1)
+                    self.subscribed.set()
+                    delay = 0.2
+                    async for message in client.messages:
+                        self._deliver(bytes(message.payload))
+            except aiomqtt.MqttError as exc:
+                log.warning("ACD client: bus unavailable (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _deliver(self, payload: bytes) -> None:
+        try:
+            data = json.loads(payload)
+            call_id, kind = str(data["call_id"]), str(data["kind"])
+        except (ValueError, KeyError, TypeError):
+            log.error("ACD client: bad reply %r", payload[:200])
+            return
+        key = data.get("key")
+        if key:
+            if key in self._seen:
+                return
+            self._seen[key] = None
+            while len(self._seen) > 20000:
+                self._seen.popitem(last=False)
+        queue = self._calls.get(call_id)
+        if queue is not None:
+            queue.put_nowait(AcdEvent(kind, call_id, data))
+
+    # -- requests ----------------------------------------------------------------------------
+    def report(self, call_id: str, op: str, **data: Any) -> None:
+        """Send one request (through the durable outbox)."""
+        n = self._seq.get(call_id, 0) + 1
+        self._seq[call_id] = n
+        key = f"acd:{call_id}:{n}"
+        self.outbox.put(p.REQUEST_TOPIC, {"op": op, "call_id": call_id, "reply_to": self.reply_to,
+                                          "key": key, **data}, key=key)
+
+    def agent_answered(self, call_id: str, agent: str, attempt: int) -> None:
+        self.report(call_id, "agent_answered", agent=agent, attempt=attempt)
+
+    def agent_failed(self, call_id: str, agent: str, attempt: int, reason: str = "no_answer") -> None:
+        self.report(call_id, "agent_failed", agent=agent, attempt=attempt, reason=reason)
+
+    def caller_gone(self, call_id: str) -> None:
+        self.report(call_id, "caller_gone")
+        self._seq.pop(call_id, None)
+
+    def call_ended(self, call_id: str) -> None:
+        self.report(call_id, "call_ended")
+        self._seq.pop(call_id, None)
+
+    def callback(self, call_id: str, number: str) -> None:
+        self.report(call_id, "callback", number=number)
+
+    def listen(self, call_id: str) -> asyncio.Queue[AcdEvent]:
+        """Receive replies for a call without enqueueing it (e.g. a callback this node dials)."""
+        return self._calls.setdefault(call_id, asyncio.Queue())
+
+    def forget(self, call_id: str) -> None:
+        self._calls.pop(call_id, None)
+
+    async def enqueue(self, call_id: str, queue: str, *, priority: int = 0,
+                      skills: dict[str, int] | None = None, max_wait: float | None = None,
+                      announce_every: float | None = None, caller: Any = None,
+                      flow: str | None = None, path: Sequence[str] = (),
+                      variables: dict[str, Any] | None = None, transcript: Sequence[Any] = (),
+                      context: dict[str, Any] | None = None, sensitive: Sequence[str] = (),
+                      ) -> AsyncIterator[AcdEvent]:
+        """Join a queue; yields events until connected, timeout, callback or error."""
+        request = {"queue": queue, "priority": priority, "skills": dict(skills or {}),
+                   "max_wait": max_wait, "announce_every": announce_every, "caller": caller,
+                   "flow": flow, "path": list(path), "variables": dict(variables or {}),
+                   "transcript": list(transcript), "context": dict(context or {}),
+                   "sensitive": list(sensitive), "since": time.time()}
+        events = self.listen(call_id)
+        await self.subscribed.wait()
+        self.report(call_id, "enqueue", **request)
+        loop = asyncio.get_running_loop()
+        resync_at = loop.time() + self.resync_every
+        try:
+            while True:
+                try:
+                    ev = await asyncio.wait_for(events.get(), max(0.0, resync_at - loop.time()))
+                except asyncio.TimeoutError:
+                    # resync (also a heartbeat): same call, same place, even after a restart
+                    self.report(call_id, "enqueue", **request)
+                    resync_at = loop.time() + self.resync_every
+                    continue
+                yield ev
+                if ev.kind in p.TERMINAL:
+                    return
+        finally:
+            with contextlib.suppress(KeyError):
+                del self._calls[call_id]

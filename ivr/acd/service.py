@@ -1,0 +1,304 @@
+"""The ACD as a bus service inside the supervisor (protocol: `ivr.acd.protocol`).
+
+One asyncio loop owns the engine: requests from workers and agents' state changes arrive over
+MQTT (persistent session, QoS 1), are applied to the engine, and the resulting decisions leave
+through the supervisor's durable outbox, each with an idempotency key. A half-second tick ends
+wrap-ups, expires rings and waits, dispatches, and sends position updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from ivr.acd import protocol as p
+from ivr.acd.engine import Engine
+from ivr.acd.model import (
+    Action,
+    AgentChanged,
+    CallbackScheduled,
+    CallClosed,
+    Cancel,
+    Connected,
+    Error,
+    Offer,
+    Queued,
+    Timeout,
+)
+from ivr.acd.store import AcdStore
+from ivr.bus.outbox import Outbox, broker_address, send_forever
+from ivr.config import EngineConfig
+from ivr.flow.templates import mask
+
+log = logging.getLogger("ivr.acd")
+
+
+def _eta(value: float) -> float | None:
+    return None if math.isinf(value) else round(value, 1)
+
+
+def _masked(values: dict[str, Any], sensitive: list[str]) -> dict[str, Any]:
+    out = {}
+    for k, v in values.items():
+        hidden = k in sensitive or k.split(".")[0] in sensitive
+        out[k] = mask(v) if hidden and v is not None and not str(v).startswith("****") else v
+    return out
+
+
+class AcdService:
+    def __init__(self, engine: Engine, store: AcdStore, outbox: Outbox, broker_url: str, *,
+                 client_id: str = "ivr-acd", position_every: float = 15.0,
+                 tick_every: float = 0.5) -> None:
+        self.engine = engine
+        self.store = store
+        self.outbox = outbox
+        self.broker_url = broker_url
+        self.client_id = client_id
+        self.position_every = position_every
+        self.tick_every = tick_every
+        self._reply: dict[str, str] = {c.call_id: c.reply_to for c in engine.waiting.values()
+                                       if c.reply_to}
+        self._every: dict[str, float] = {}
+        self._last_position: dict[str, float] = {}
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.connected = asyncio.Event()
+
+    @classmethod
+    def create(cls, config: EngineConfig, store_path: Path, outbox_path: Path, broker_url: str,
+               **kw: Any) -> AcdService:
+        store = AcdStore(store_path)
+        engine = Engine.from_config(config, store=store, stale_after=120.0)
+        return cls(engine, store, Outbox(outbox_path), broker_url, **kw)
+
+    def close(self) -> None:
+        self.outbox.close()
+        self.store.close()
+
+    # -- loops -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(send_forever(self.outbox, self.broker_url, self.client_id + "-out")),
+                 loop.create_task(self._consume()), loop.create_task(self._ticker())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _ticker(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:  # a bad state must not stop the ACD
+                log.exception("ACD tick failed")
+            await asyncio.sleep(self.tick_every)
+
+    async def _consume(self) -> None:
+        host, port = broker_address(self.broker_url)
+        delay = 0.2
+        while True:
+            try:
+                async with aiomqtt.Client(host, port, identifier=self.client_id,
+                                          clean_session=False, timeout=5) as client:
+                    await client.subscribe(p.REQUEST_TOPIC, qos=1)
+                    await client.subscribe(p.AGENT_STATE_SUB, qos=1)
+                    self.connected.set()
+                    delay = 0.2
+                    async for message in client.messages:
+                        self.on_message(str(message.topic), bytes(message.payload))
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                log.warning("ACD: bus unavailable (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- input -------------------------------------------------------------------------------
+    def on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            data = json.loads(payload)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            if topic.startswith("ivr/agents/") and topic.endswith("/state"):
+                self.agent_message(topic.split("/")[2], data)
+            else:
+                self.request(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("ACD: bad message on %s: %s", topic, exc)
+
+    def agent_message(self, name: str, data: dict[str, Any]) -> None:
+        action = str(data.get("state") or data.get("action") or "")
+        try:
+            if name not in self.engine.agents and action in ("login", "ready"):
+                self.add_agent(name, data)
+            self.apply(self.engine.agent_action(name, action))
+        except (KeyError, ValueError) as exc:
+            log.warning("ACD: agent %s %s refused: %s", name, action, exc)
+        self.tick()
+
+    def add_agent(self, name: str, data: dict[str, Any]) -> None:
+        from ivr.acd.model import Agent
+
+        queues = data.get("queues") or []
+        if not queues:
+            raise KeyError(f"unknown agent {name}; a new agent needs its queues")
+        self.engine.add_agent(Agent(name=name, uri=data.get("uri"), queues=list(queues),
+                                    skills={str(k): int(v) for k, v in
+                                            (data.get("skills") or {}).items()}))
+
+    def agent_action(self, name: str, action: str) -> list[Action]:
+        """For HTTP: raises KeyError (unknown agent) or StateError (not allowed now)."""
+        actions = self.engine.agent_action(name, action)
+        self.apply(actions)
+        self.tick()
+        return actions
+
+    def request(self, data: dict[str, Any]) -> None:
+        key = data.get("key")
+        if key:
+            if key in self._seen:
+                return
+            self._seen[key] = None
+            while len(self._seen) > 20000:
+                self._seen.popitem(last=False)
+        op, call_id = str(data["op"]), str(data["call_id"])
+        reply_to = data.get("reply_to")
+        if reply_to:
+            self._reply[call_id] = str(reply_to)
+            call = self.engine.waiting.get(call_id) or self.engine.active.get(call_id)
+            if call is not None:
+                call.reply_to = str(reply_to)
+        e = self.engine
+        if op == "enqueue":
+            sensitive = [str(s) for s in data.get("sensitive") or []]
+            handoff = {
+                "caller": data.get("caller"), "flow": data.get("flow"),
+                "path": list(data.get("path") or []),
+                "variables": _masked(dict(data.get("variables") or {}), sensitive),
+                "transcript": list(data.get("transcript") or []),
+                "context": _masked(dict(data.get("context") or {}), sensitive),
+            }
+            if data.get("announce_every"):
+                self._every[call_id] = float(data["announce_every"])
+            actions = e.enqueue(
+                call_id, str(data["queue"]), priority=int(data.get("priority") or 0),
+                skills={str(k): int(v) for k, v in (data.get("skills") or {}).items()},
+                max_wait=float(data["max_wait"]) if data.get("max_wait") else None,
+                reply_to=reply_to, handoff=handoff,
+                since=float(data["since"]) if data.get("since") else None)
+            if call_id in e.waiting:
+                self.store.log(call_id, queue=data["queue"], flow=data.get("flow"),
+                               caller=(data.get("caller") or {}).get("number")
+                               if isinstance(data.get("caller"), dict) else data.get("caller"),
+                               priority=int(data.get("priority") or 0),
+                               enqueued_at=e.waiting[call_id].enqueued_at,
+                               context=e.context(call_id))
+            elif any(isinstance(a, Timeout) for a in actions):
+                self.store.log(call_id, queue=data["queue"], flow=data.get("flow"),
+                               enqueued_at=time.time(), context=handoff)
+        elif op == "agent_answered":
+            actions = e.answered(call_id, str(data["agent"]), int(data.get("attempt") or 0))
+        elif op == "agent_failed":
+            attempt = data.get("attempt")
+            actions = e.failed(call_id, str(data["agent"]),
+                               int(attempt) if attempt is not None else None,
+                               str(data.get("reason") or "no_answer"))
+        elif op == "caller_gone":
+            actions = e.caller_gone(call_id)
+        elif op == "call_ended":
+            actions = e.ended(call_id)
+        elif op == "callback":
+            actions = e.to_callback(call_id, str(data.get("number") or ""))
+        else:
+            actions = [Error(call_id, f"unknown op {op!r}")]
+        self.apply(actions)
+        self.tick()
+
+    # -- output ------------------------------------------------------------------------------
+    def tick(self) -> None:
+        self.apply(self.engine.tick())
+        now = time.time()
+        for call in list(self.engine.waiting.values()):
+            if call.callback or call.ringing:
+                continue
+            every = self._every.get(call.call_id, self.position_every)
+            last = self._last_position.setdefault(call.call_id, now)
+            if now - last >= every:
+                self._last_position[call.call_id] = now
+                pos = self.engine.position(call.call_id)
+                if pos is not None:
+                    self._reply_msg(call.call_id, "position", position=pos[0], eta_s=_eta(pos[1]))
+
+    def _put(self, topic: str, call_id: str, payload: dict[str, Any]) -> None:
+        key = f"{call_id}:{self.store.next_seq()}"
+        self.outbox.put(topic, {**payload, "key": key}, key=key)
+
+    def _reply_msg(self, call_id: str, kind: str, **data: Any) -> None:
+        topic = self._reply.get(call_id)
+        if topic:
+            self._put(topic, call_id, {"kind": kind, "call_id": call_id, "at": time.time(), **data})
+
+    def apply(self, actions: list[Action]) -> None:
+        e = self.engine
+        for a in actions:
+            if isinstance(a, Queued):
+                self._reply_msg(a.call_id, "queued", position=a.position, eta_s=_eta(a.eta))
+            elif isinstance(a, Offer):
+                ctx = e.context(a.call_id) or {"call_id": a.call_id}
+                agent = e.agents[a.agent]
+                offer = {"agent": {"name": agent.name, "uri": agent.uri}, "attempt": a.attempt,
+                         "context": ctx}
+                if a.callback:
+                    self._put(p.CALLBACK_TOPIC, a.call_id,
+                              {"kind": "offer", "call_id": a.call_id, "callback": ctx["callback"],
+                               "at": time.time(), **offer})
+                else:
+                    self._reply_msg(a.call_id, "offer", **offer)
+                self._put(p.agent_topic(a.agent, "offer"), a.call_id,
+                          {**ctx, "agent": a.agent, "attempt": a.attempt, "at": time.time()})
+                self.store.log(a.call_id, offered_at=time.time())
+                self.store.bump_attempts(a.call_id)
+            elif isinstance(a, Cancel):
+                self._reply_msg(a.call_id, "cancel", agent=a.agent, reason=a.reason)
+                self._put(p.agent_topic(a.agent, "cancel"), a.call_id,
+                          {"call_id": a.call_id, "reason": a.reason, "at": time.time()})
+            elif isinstance(a, Connected):
+                self._reply_msg(a.call_id, "connected", agent=a.agent, wait_s=round(a.waited, 1))
+                self.store.log(a.call_id, answered_at=time.time(), agent=a.agent,
+                               context=e.context(a.call_id))
+            elif isinstance(a, Timeout):
+                self._reply_msg(a.call_id, "timeout", reason=a.reason, overflow=a.overflow)
+            elif isinstance(a, CallbackScheduled):
+                self._reply_msg(a.call_id, "callback", position=a.position)
+                self.store.log(a.call_id, callback=1, context=e.context(a.call_id))
+            elif isinstance(a, Error):
+                self._reply_msg(a.call_id, "error", message=a.message)
+            elif isinstance(a, AgentChanged):
+                self._put(p.agent_topic(a.agent, "status"), f"agent-{a.agent}",
+                          {"agent": a.agent, "state": a.state, "call_id": a.call_id,
+                           "at": time.time()})
+            elif isinstance(a, CallClosed):
+                self.store.log(a.call_id, outcome=a.outcome, ended_at=time.time(), agent=a.agent)
+                self._reply.pop(a.call_id, None)
+                self._every.pop(a.call_id, None)
+                self._last_position.pop(a.call_id, None)
+
+    # -- views -------------------------------------------------------------------------------
+    def context(self, call_id: str) -> dict[str, Any] | None:
+        live = self.engine.context(call_id)
+        if live is not None:
+            return live
+        return self.store.logged_context(call_id)
+
+    async def wait_sent(self, timeout: float = 5.0) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.outbox.drained(), timeout)
