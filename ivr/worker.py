@@ -27,6 +27,7 @@ import numpy as np
 import pjsua2 as pj
 
 from ivr import log as logs
+from ivr.acd.client import AcdClient
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig, load_config
 from ivr.flow.context import CallContext
@@ -94,6 +95,7 @@ class Worker:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     flows: dict[str, Flow] = field(default_factory=dict)
     draining: bool = False
+    acd: AcdClient | None = None
     _seq: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -172,6 +174,12 @@ class Worker:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _front_hostport(self) -> str:
+        """Where registered agent phones are reached: the front's first listen address."""
+        _, _, hostport = self.config.sip.listen[0].partition(":")
+        host, _, port = hostport.rpartition(":")
+        return f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
     def _gone(self, session: CallSession) -> None:
         self.rejected.pop(session.call_id, None)
         if self.sessions.pop(session.call_id, None) is not None:
@@ -203,10 +211,16 @@ class Worker:
                 return
             self.emit(session.call_id, "call.answer")
             channel = SipChannel(session=session, cache=self.cache, account=account,
-                                 recordings=self.state_dir / "recordings", beep=self.beep)
+                                 recordings=self.state_dir / "recordings", beep=self.beep,
+                                 acd=self.acd, front=self._front_hostport(),
+                                 audio_dir=self.config.audio)
             ctx = CallContext(channel=channel, config=self.config, flows=dict(self.flows),
                               flow=flow, caller=info, call_id=session.call_id,
                               audio_dir=Path(self.config.audio))
+            channel.handoff = lambda: {
+                "flow": ctx.top_flow_id or flow.id, "path": list(ctx.path),
+                "variables": ctx.masked_variables(), "transcript": list(ctx.transcript),
+                "sensitive": sorted(ctx.sensitive | set(ctx.flow.sensitive))}
             result = await Interpreter(ctx).run()
             end = result.end
             reason = {"caller": "caller hangup", "ivr": "ivr hangup"}.get(end.by or "", end.kind)
@@ -244,8 +258,11 @@ class Worker:
         account.create(endpoint.account_config("ivr"))
         endpoint.start_pump()
         sender = None
+        acd_ctx: AcdClient | None = None
         if self.broker:
             sender = loop.create_task(send_forever(self.outbox, self.broker, f"worker-{self.worker_id}"))
+            acd_ctx = AcdClient(self.broker, self.outbox, node=f"worker-{self.worker_id}")
+            self.acd = await acd_ctx.__aenter__()
         log.info("worker %s listening on udp %s:%d", self.worker_id, self.config.sip.workers_host,
                  self.sip_port)
         self._emit_status()
@@ -254,6 +271,8 @@ class Worker:
                 await asyncio.sleep(0.5)
                 self._emit_status()
         finally:
+            if acd_ctx is not None:
+                await acd_ctx.__aexit__(None, None, None)
             await self._shutdown(endpoint, account, sender)
 
     def _drain(self, stop: asyncio.Event) -> None:

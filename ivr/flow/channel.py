@@ -69,6 +69,8 @@ class QueueRequest:
     max_wait: float | None = None
     callback: Mapping[str, Any] | None = None
     mode: str = "bridge"
+    whisper: str | None = None
+    """Said to the agent alone before the caller is connected ("Gold customer, card services")."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,16 @@ from ivr.speech.tts import PromptCache, TtsError
 log = logging.getLogger("ivr.sip")
 
 
+def handoff_headers(call_id: str, context: Any) -> dict[str, str]:
+    """User-to-User (RFC 7433) carries the context id; X-IVR-* carry the values (masked)."""
+    headers = {"User-to-User": f"{call_id.encode().hex()};encoding=hex;purpose=call-context",
+               "X-IVR-Call-Id": call_id}
+    for name, value in dict(context).items():
+        if value is not None:
+            headers[f"X-IVR-{name.replace('.', '-').replace('_', '-').title()}"] = str(value)[:200]
+    return headers
+
+
 @dataclass
 class SipChannel(Channel):
     session: CallSession
@@ -39,6 +49,12 @@ class SipChannel(Channel):
     account: Any
     recordings: Path
     beep: Path | None = None
+    acd: Any = None
+    """`ivr.acd.client.AcdClient` of the worker, None when no bus is configured."""
+    handoff: Callable[[], dict[str, Any]] | None = None
+    front: str = "127.0.0.1:5060"
+    audio_dir: str = "audio"
+    acd_calls: int = 0
 
     def _check(self) -> None:
         if self.session.gone.is_set():
@@ -141,14 +157,121 @@ class SipChannel(Channel):
 
     async def enqueue(self, request: QueueRequest) -> QueueResult:
         self._check()
-        return QueueResult("error", detail="no agent queue service is connected to this worker")
+        if self.acd is None:
+            return QueueResult("error", detail="no agent queue service is connected to this worker")
+        s = self.session
+        info = self.handoff() if self.handoff else {}
+        caller = {k: s.info.get(k) for k in ("number", "name", "dialed")}
+        hold = self._hold()
+        callback_key = (request.callback or {}).get("dtmf")
+        callback_after = float((request.callback or {}).get("offer_after", 0) or 0)
+        started = time.monotonic()
+        legs: dict[str, asyncio.Task[Any]] = {}
+        answered: dict[str, Any] = {}
+        announce = dict(request.announce or {})
+        self.acd_calls += 1
+        try:
+            if hold:
+                s.start_hold(hold)
+            events = self.acd.enqueue(
+                s.call_id, request.name, priority=request.priority, skills=dict(request.skills),
+                max_wait=request.max_wait, announce_every=announce.get("every"),
+                caller=caller, flow=info.get("flow"), path=info.get("path", ()),
+                variables=info.get("variables"), transcript=info.get("transcript", ()),
+                context=dict(request.context), sensitive=info.get("sensitive", ()))
+            async for ev in self._with_hangup(events):
+                if ev.kind == "position" and (announce.get("position") or announce.get("wait_time")):
+                    await self._announce(ev.data, announce, hold)
+                elif ev.kind == "offer" and ev.agent:
+                    legs[ev.agent] = asyncio.ensure_future(
+                        self._ring(ev.agent, ev.agent_uri, ev.attempt, request, answered))
+                elif ev.kind == "cancel" and ev.agent in legs:
+                    legs.pop(ev.agent).cancel()
+                elif ev.kind == "connected" and ev.agent:
+                    leg = answered.pop(ev.agent, None)
+                    if leg is None and ev.agent in legs:
+                        await legs[ev.agent]
+                        leg = answered.pop(ev.agent, None)
+                    for other in answered.values():
+                        await s.drop_leg(other)
+                    if leg is None:
+                        return QueueResult("error", agent=ev.agent, detail="agent leg lost")
+                    s.stop_hold()
+                    if request.whisper:
+                        await s.whisper(leg, str(await self.cache.render(request.whisper)))
+                    await s.connect(leg)
+                    self.acd.call_ended(s.call_id)
+                    return QueueResult("connected", agent=ev.agent)
+                elif ev.kind in ("timeout", "error"):
+                    return QueueResult(ev.kind, detail=str(ev.data.get("reason", "")))
+                elif ev.kind == "callback":
+                    return QueueResult("callback")
+                if (callback_key and callback_key in s.digits
+                        and time.monotonic() - started >= callback_after):
+                    s.digits.clear()
+                    self.acd.callback(s.call_id, str(s.info.get("number", "")))
+            return QueueResult("error", detail="the queue service ended the wait")
+        except CallerHangup:
+            self.acd.caller_gone(s.call_id)
+            raise
+        finally:
+            for task in legs.values():
+                task.cancel()
+            s.stop_hold()
+
+    async def _with_hangup(self, events: Any) -> Any:
+        """ACD events until the caller hangs up (then CallerHangup)."""
+        it = events.__aiter__()
+        gone = asyncio.ensure_future(self.session.gone.wait())
+        try:
+            while True:
+                nxt = asyncio.ensure_future(it.__anext__())
+                await asyncio.wait([nxt, gone], return_when=asyncio.FIRST_COMPLETED)
+                if not nxt.done():
+                    nxt.cancel()
+                    raise CallerHangup()
+                try:
+                    yield nxt.result()
+                except StopAsyncIteration:
+                    return
+        finally:
+            gone.cancel()
+
+    def _hold(self) -> str | None:
+        path = Path(self.audio_dir) / "hold.wav"
+        return str(self.cache.prepare_audio(path)) if path.is_file() else None
+
+    async def _announce(self, data: dict[str, Any], announce: dict[str, Any], hold: str | None) -> None:
+        parts = []
+        if announce.get("position") and data.get("position"):
+            parts.append(f"You are number {int(data['position'])} in the queue.")
+        if announce.get("wait_time") and data.get("eta_s") is not None:
+            minutes = max(1, round(float(data["eta_s"]) / 60))
+            parts.append(f"Your expected wait is about {minutes} minute{'s' * (minutes != 1)}.")
+        if not parts:
+            return
+        self.session.stop_hold()
+        await self.play([Prompt(text=" ".join(parts))], barge_in=False)
+        if hold:
+            self.session.start_hold(hold)
+
+    async def _ring(self, agent: str, uri: str | None, attempt: int, request: QueueRequest,
+                    answered: dict[str, Any]) -> None:
+        """Call one offered agent with the handoff headers; report how it went."""
+        assert self.acd is not None
+        s = self.session
+        target = uri or f"sip:{agent}@{self.front}"
+        headers = handoff_headers(s.call_id, request.context)
+        leg = await s.dial(self.account, target, headers)
+        if leg is None:
+            self.acd.agent_failed(s.call_id, agent, attempt, "no_answer")
+            return
+        answered[agent] = leg
+        self.acd.agent_answered(s.call_id, agent, attempt)
 
     async def transfer(self, request: TransferRequest) -> bool:
         self._check()
-        headers = dict(request.headers)
-        for name, value in request.context.items():
-            if value is not None:
-                headers.setdefault(f"X-IVR-{name.replace('.', '-').title()}", str(value))
+        headers = {**handoff_headers(self.session.call_id, request.context), **request.headers}
         if request.mode == "bridge":
             return await self.session.bridge(self.account, request.to, headers)
         return await self.session.refer(request.to, headers)

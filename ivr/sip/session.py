@@ -360,6 +360,95 @@ class CallSession:
             self.registry.remove("leg")
 
 
+    # -- agent legs (queue handoff) ---------------------------------------------------------
+    async def dial(self, account: Any, target: str, headers: dict[str, str],
+                   ring_timeout: float = 20.0) -> OutboundLeg | None:
+        """Call an agent; the answered leg, or None (busy, no answer, rejected, caller gone)."""
+        leg = OutboundLeg(self.loop, account)
+        self.registry.add("leg")
+        self._legs.append(leg)
+        op = pj.CallOpParam(True)
+        op.txOption.headers = header_vector(headers)
+        try:
+            leg.makeCall(target, op)
+        except pj.Error as exc:
+            log.warning("call to agent %s failed: %s", target, exc.info())
+            self._forget_leg(leg)
+            return None
+        waiter = asyncio.ensure_future(leg.media_ready.wait())
+        stopper = asyncio.ensure_future(leg.gone.wait())
+        lost = asyncio.ensure_future(self.gone.wait())
+        await asyncio.wait([waiter, stopper, lost], timeout=ring_timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        for t in (waiter, stopper, lost):
+            t.cancel()
+        if leg.media_ready.is_set() and not self.gone.is_set():
+            return leg
+        await self.drop_leg(leg)
+        return None
+
+    def _forget_leg(self, leg: OutboundLeg) -> None:
+        if leg in self._legs:
+            self._legs.remove(leg)
+            self.registry.remove("leg")
+
+    async def drop_leg(self, leg: OutboundLeg) -> None:
+        leg.hangup()
+        await leg.closed(2.0)
+        self._forget_leg(leg)
+
+    async def whisper(self, leg: OutboundLeg, path: str) -> None:
+        """Play a short message to the agent only, before the caller is connected."""
+        if leg.aud is None:
+            return
+        done = asyncio.Event()
+        player = PromptPlayer(self.loop, done)
+        player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
+        self.registry.add("player")
+        try:
+            player.startTransmit(leg.aud)
+            gone = asyncio.ensure_future(leg.gone.wait())
+            await asyncio.wait([asyncio.ensure_future(done.wait()), gone], timeout=15,
+                               return_when=asyncio.FIRST_COMPLETED)
+            gone.cancel()
+            if not leg.gone.is_set():
+                with contextlib.suppress(pj.Error):
+                    player.stopTransmit(leg.aud)
+        finally:
+            del player
+            self.registry.remove("player")
+
+    async def connect(self, leg: OutboundLeg) -> None:
+        """Bridge caller and agent until either hangs up."""
+        if self.aud is None or leg.aud is None:
+            return
+        self.aud.startTransmit(leg.aud)
+        leg.aud.startTransmit(self.aud)
+        self.hung_up_by = "agent"
+        a, b = asyncio.ensure_future(leg.gone.wait()), asyncio.ensure_future(self.gone.wait())
+        await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
+        a.cancel()
+        b.cancel()
+        if self.gone.is_set():
+            self.hung_up_by = "caller"
+        await self.drop_leg(leg)
+        self.hangup()
+
+    def start_hold(self, path: str) -> None:
+        """Music on hold: a looping player until `stop_hold` (or a prompt) replaces it."""
+        if self._player is not None or self.aud is None or self.gone.is_set():
+            return
+        player = PromptPlayer(self.loop, asyncio.Event())
+        player.createPlayer(path, 0)  # 0: loop
+        self.registry.add("player")
+        self._player = player
+        player.startTransmit(self.aud)
+
+    def stop_hold(self) -> None:
+        if self._player_done is None:  # a looping hold player, not a prompt
+            self._release_media_player_only()
+
+
 class OutboundLeg(pj.Call):  # type: ignore[misc]
     """The second leg of a bridged transfer; its last reference goes when it disconnects."""
 

@@ -74,6 +74,7 @@ class QueueNode(Node):
             name=spec.name, priority=self._priority(ctx), skills=spec.skills, context=context,
             announce=spec.announce.model_dump(), max_wait=spec.max_wait,
             callback=spec.callback.model_dump() if spec.callback else None, mode=spec.mode,
+            whisper=ctx.mask_text(ctx.render(spec.whisper)) if spec.whisper else None,
         )
         result = await ctx.channel.enqueue(request)
         if result.status in ("connected", "callback"):
