@@ -362,6 +362,11 @@ def report(config_path: Path | None, since: str | None, threshold: float, as_jso
     _emit_json(doc) if as_json else click.echo(render(doc), nl=False)
 
 
+from ivr.call_cmd import call as _call_command  # noqa: E402 - registered after the group
+
+cli.add_command(_call_command)
+
+
 def main() -> None:
     """Entry point: known errors print cleanly; tracebacks only with IVR_DEBUG=1."""
     try:

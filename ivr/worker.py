@@ -38,7 +38,7 @@ from ivr.flow.validate import load_flows
 from ivr.sip.channel import SipChannel
 from ivr.sip.pj import Endpoint, EndpointConfig, guard
 from ivr.sip.session import CallSession, IvrCall, MediaRegistry, parse_invite
-from ivr.sip.speech import CallSpeech
+from ivr.sip.speech import CallSpeech, RxPortPool
 from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
 from ivr.speech.tts import PromptCache, Voice
@@ -105,6 +105,7 @@ class Worker:
         self.outbox = Outbox(self.state_dir / "outbox" / f"worker-{self.worker_id}.sqlite")
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
         self.asr = load_engine(self.config.speech.asr)
+        self.rx_ports = RxPortPool()
         if not self.asr.ready:
             log.warning("speech not ready: %s", self.asr.message)
 
@@ -150,7 +151,8 @@ class Worker:
         call = IvrCall(account, prm.callId, session)
         session.call = call
         if self.asr.engine is not None:
-            session.speech = CallSpeech(self.asr.engine, session.loop, session.on_speech)
+            session.speech = CallSpeech(self.asr.engine, session.loop, session.on_speech,
+                                        self.rx_ports)
         op = pj.CallOpParam()
         limit = self.config.sip.calls_per_worker
         flow = flow_for(self.config, self.flows, info["dialed"])
@@ -256,7 +258,7 @@ class Worker:
         endpoint.start()
         account = _Account(self)
         account.create(endpoint.account_config("ivr"))
-        endpoint.start_pump()
+        endpoint.start_pump(busy=lambda: bool(self.sessions or self.rejected or self.tasks))
         sender = None
         acd_ctx: AcdClient | None = None
         if self.broker:
@@ -297,6 +299,10 @@ class Worker:
                 await sender
         await endpoint.stop_pump()
         self.sessions.clear()
+        with contextlib.suppress(pj.Error):
+            endpoint.ep.audDevManager().setNoDev()  # no clock thread: ports can go safely
+        self.rx_ports.free.clear()
+        self.rx_ports.all.clear()
         account.shutdown()
         del account
         gc.collect()

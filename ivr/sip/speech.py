@@ -33,11 +33,16 @@ GRAMMAR_WAIT = 5.0
 
 
 class RxPort(pj.AudioMediaPort):  # type: ignore[misc]
-    """A conference port that only receives: hands caller audio to `sink` (clock thread)."""
+    """A conference port that only receives: hands caller audio to its sink (clock thread).
 
-    def __init__(self, sink: Callable[[bytes], None]) -> None:
+    Ports are pooled per worker and never freed while the bridge runs: freeing a Python port
+    races the clock thread, which may be inside `onFrameReceived` of the object being torn down
+    (seen as an AttributeError, then a segfault, at call teardown under load).
+    """
+
+    def __init__(self) -> None:
         super().__init__()
-        self._sink = sink
+        self.sink: Callable[[bytes], None] | None = None
 
     @guard
     def onFrameRequested(self, frame: Any) -> None:
@@ -46,8 +51,35 @@ class RxPort(pj.AudioMediaPort):  # type: ignore[misc]
 
     @guard
     def onFrameReceived(self, frame: Any) -> None:
-        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
-            self._sink(vec_bytes(frame.buf))
+        sink = self.sink
+        if sink is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
+            sink(vec_bytes(frame.buf))
+
+
+class RxPortPool:
+    """Receive ports of one worker, reused call after call (see RxPort)."""
+
+    def __init__(self) -> None:
+        self.free: list[RxPort] = []
+        self.all: list[RxPort] = []
+
+    def acquire(self, sink: Callable[[bytes], None]) -> RxPort:
+        if self.free:
+            port = self.free.pop()
+        else:
+            port = RxPort()
+            port.createPort(f"asr{len(self.all)}", audio_format(RATE))
+            self.all.append(port)
+        port.sink = sink
+        return port
+
+    def release(self, port: RxPort) -> None:
+        port.sink = None
+        if port not in self.free:
+            self.free.append(port)
+
+    def in_use(self) -> int:
+        return len(self.all) - len(self.free)
 
 
 class Turn:
@@ -150,10 +182,11 @@ class CallSpeech:
     """Speech input of one call: its receive port and the current turn."""
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop,
-                 on_speech: Callable[[], None]) -> None:
+                 on_speech: Callable[[], None], pool: RxPortPool) -> None:
         self.engine = engine
         self.loop = loop
         self.on_speech = on_speech
+        self.pool = pool
         self.port: RxPort | None = None
         self.turn: Turn | None = None
 
@@ -165,8 +198,7 @@ class CallSpeech:
     def attach(self, aud: Any) -> None:
         """Connect the caller's audio to our port (again after a re-INVITE)."""
         if self.port is None:
-            self.port = RxPort(self._sink)
-            self.port.createPort("asr", audio_format(RATE))
+            self.port = self.pool.acquire(self._sink)
         aud.startTransmit(self.port)
 
     def begin(self) -> Turn:
@@ -186,4 +218,5 @@ class CallSpeech:
             if call_alive and aud is not None:
                 with contextlib.suppress(pj.Error):
                     aud.stopTransmit(self.port)
+            self.pool.release(self.port)
             self.port = None

@@ -302,6 +302,13 @@ async def test_cancel_while_ringing_goes_through_the_front(procs: dict[str, Fact
         sock.close()
     # the worker got the CANCEL (forwarded hop by hop) and the front's ACK for its 487
     assert [m for m in seen if m != "OPTIONS"] == ["INVITE", "CANCEL", "ACK"]
+    # and the caller saw the 487 for its INVITE and ACKed it
+    log = (front.settings.runtime_dir.parent / "sipp" / "uac0.msg").read_text()
+    order = [line.split(" ", 2)[1] if line.startswith("SIP/2.0") else line.split(" ", 1)[0]
+             for line in log.splitlines() if line.startswith(("SIP/2.0 ", "INVITE ", "CANCEL ",
+                                                              "ACK "))]
+    after = [x for x in order[order.index("CANCEL"):] if x != "200"]
+    assert after[:3] == ["CANCEL", "487", "ACK"], order
 
 
 async def test_failover_dead_worker_probe_recovery_and_kill(procs: dict[str, Factory]) -> None:

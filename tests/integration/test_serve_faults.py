@@ -177,7 +177,7 @@ def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_cancel_before_answer(small_server: Server, tmp_path: Path) -> None:
     before = len(small_server.calls())
     r = place(small_server, tmp_path, "cancel", invite(sdp()), recv(100, optional=True),
-              recv(180), cancel(3), recv(200), recv(487), ack_for_error(6))
+              recv(180), cancel(3), recv(200, optional=True), recv(487), ack_for_error(6))
     assert r.successful == 1, r.output[-2000:]
     (cdr,) = new_cdrs(small_server, before, 1)
     assert cdr["end_reason"] == "caller cancelled" and cdr["answered_at"] is None
@@ -221,9 +221,10 @@ def test_more_calls_than_max_calls_get_503(small_server: Server, tmp_path: Path)
 
 def test_an_invite_flood_is_blocked_while_trunk_calls_complete(tmp_path_factory: pytest.TempPathFactory,
                                                                tmp_path: Path) -> None:
-    server = start_server(tmp_path_factory.mktemp("flood"), max_calls=8,
+    server = start_server(tmp_path_factory.mktemp("flood"), max_calls=16,
                           trunks=[{"name": "carrier", "addresses": ["127.0.0.2/32"]}],
-                          extra={"front": {"pike_density": 20, "pike_exempt_loopback": False}})
+                          extra={"front": {"pike_density": 10, "pike_exempt_loopback": False}},
+                          extra_sip={"prestart_workers": 4})
     try:
         flood_path = tmp_path / "flood.xml"
         flood_path.write_text(scenario("flood", invite(sdp()), recv(100, optional=True),

@@ -31,7 +31,8 @@ def test_200_calls_leave_no_call_player_task_or_memory_behind(ivr_server: Server
     r = run_sipp(ivr_server.uri_host, short, calls=200, rate=20, limit=2, service=QUICK, timeout=120)
     assert r.successful == 200, r.output[-2000:]
     cdrs = ivr_server.wait_cdrs(before + 200, timeout=30)[before:]
-    assert all(c["end_reason"] == "caller hangup" for c in cdrs)
+    reasons = {c["end_reason"] for c in cdrs}
+    assert reasons == {"caller hangup"}, [c for c in cdrs if c["end_reason"] != "caller hangup"][:3]
 
     health = ivr_server.wait_idle()
     workers = [w for w in health["workers"] if w["alive"] and w["id"] in rss_before]

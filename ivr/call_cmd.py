@@ -1,0 +1,142 @@
+"""The `ivr call` command: options in command-line order become the call's actions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+
+def _collect(kind: str) -> Any:
+    def callback(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+        # click processes given options in command-line order, so this list keeps that order
+        ctx.ensure_object(dict).setdefault("actions", []).extend((kind, v) for v in values)
+        return values
+    return callback
+
+
+def _catalogue(flows_dir: Path, config: Any) -> list[str]:
+    from ivr.flow.catalog import prompt_texts
+    from ivr.flow.loader import iter_yaml_files
+    from ivr.flow.validate import load_flows
+
+    if not flows_dir.is_dir():
+        return []
+    result = load_flows(list(iter_yaml_files([flows_dir], tests=False)), config)
+    return [t for f in result.flows.values() for t in prompt_texts(f)]
+
+
+def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
+    """For each expect_prompt step: the audio window since the previous input step (ms)."""
+    out = []
+    n_input = 0
+    bounds = [0, *marks, 10**9]
+    for step in steps:
+        if step.kind == "expect_prompt":
+            out.append((bounds[n_input], bounds[n_input + 1]))
+        else:
+            n_input += 1
+    return out
+
+
+@click.command("call")
+@click.argument("uri")
+@click.option("--dtmf", multiple=True, callback=_collect("dtmf"), expose_value=True,
+              help="send digits by RFC 4733 (in order with the other actions)")
+@click.option("--say", multiple=True, callback=_collect("say"), help="speak text (TTS over RTP)")
+@click.option("--play", multiple=True, callback=_collect("play"),
+              type=click.Path(exists=True, dir_okay=False), help="send a WAV file (any rate)")
+@click.option("--script", "script", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="run a flow test case over the call")
+@click.option("--case", "case_name", help="the case of --script to run (default: the first)")
+@click.option("--record", type=click.Path(dir_okay=False, path_type=Path),
+              help="write what the IVR played to a WAV file")
+@click.option("--flows", "flows_dir", type=click.Path(path_type=Path),
+              help="flows whose prompts the recogniser expects (default: the config's flows)")
+@click.option("--timeout", default=90.0, show_default=True, help="seconds before hanging up")
+@click.option("--local-port", default=0, help="local SIP port (default: any)")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+@click.pass_context
+def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ...],
+         play: tuple[str, ...], script: Path | None, case_name: str | None, record: Path | None,
+         flows_dir: Path | None, timeout: float, local_port: int, config_path: Path | None,
+         as_json: bool) -> None:
+    """Place a real SIP test call: send DTMF and speech, hear and check the IVR's prompts."""
+    from ivr.config import load_config
+    from ivr.flow.scripted import Step
+    from ivr.flow.testing import load_test_file, parse_step
+    from ivr.sip.caller import RATE, Action, TestCaller, save_audio
+    from ivr.speech.prompt_asr import PromptRecognizer, expect_matches
+    from ivr.speech.tts import Voice
+
+    if not uri.startswith("sip:"):
+        raise click.BadParameter("a SIP URI like sip:1000@127.0.0.1:5060", param_hint="URI")
+    config = load_config(config_path)
+    steps: list[Step] = []
+    if script is not None:
+        if ctx.obj and ctx.obj.get("actions"):
+            raise click.UsageError("--script runs the case's steps; give no --dtmf/--say/--play")
+        test = load_test_file(script)
+        cases = [c for c in test.cases if case_name in (None, c.name)]
+        if not cases:
+            raise click.BadParameter(f"no case named {case_name!r}", param_hint="--case")
+        steps = [parse_step(s) for s in cases[0].steps]
+        actions = [Action({"audio": "play"}.get(s.kind, s.kind), s.value) for s in steps
+                   if s.kind != "expect_prompt"]
+    else:
+        actions = [Action(k, v) for k, v in (ctx.obj or {}).get("actions", [])]
+    tts = config.speech.tts
+    caller = TestCaller(uri, local_port=local_port, timeout=timeout,
+                        tts=Voice(tts.engine, tts.voice, tts.rate))
+    report = asyncio.run(caller.run(actions))
+    samples = np.frombuffer(report.audio, dtype="<i2")
+    catalogue = _catalogue(flows_dir or Path(config.flows), config)
+    recognizer = PromptRecognizer(catalogue or None)
+    heard = recognizer.recognize_all(samples, RATE) if samples.size else []
+    offset = report.answered_ms or 0
+    failures: list[str] = []
+    passed: bool | None = None
+    if script is not None:
+        expects = [s for s in steps if s.kind == "expect_prompt"]
+        for step, (lo, hi) in zip(expects, _windows(report.marks, steps), strict=True):
+            window = [h for h in heard if lo - 500 <= h.at_ms < hi]
+            if not any(expect_matches(step.value, h.text) for h in window):
+                got = " | ".join(h.text for h in window) or "(nothing)"
+                failures.append(f"expected a prompt containing {step.value!r}; heard: {got}")
+        passed = not failures
+    if record is not None:
+        save_audio(record, report.audio)
+    doc: dict[str, Any] = {
+        "call_id": report.call_id, "answered_ms": report.answered_ms,
+        "prompts": [{"at_ms": h.at_ms + offset, "text": h.text} for h in heard],
+        "sent": report.sent, "transfer": report.transfer, "end": report.end,
+        "passed": passed, "failures": failures,
+        "recogniser": "prompt catalogue" if catalogue else "default model (no flows found)",
+    }
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(f"call {report.call_id}: answered after {report.answered_ms} ms")
+        events: list[tuple[int, str]] = [(p["at_ms"], f"ivr: {p['text']}") for p in doc["prompts"]]
+        events += [(s["at_ms"], "you: " + ", ".join(f"{k}={v}" for k, v in s.items() if k != "at_ms"))
+                   for s in report.sent]
+        for at, text in sorted(events):
+            click.echo(f"  {at / 1000:7.2f}s  {text}")
+        if report.transfer:
+            click.echo(f"  transferred to {report.transfer['target']}")
+        click.echo(f"  end: {report.end}")
+        for f in failures:
+            click.echo(f"FAIL {f}")
+        if passed:
+            click.echo("PASS")
+    sys.stdout.flush()
+    if report.answered_ms is None:
+        sys.exit(1)
+    sys.exit(1 if passed is False else 0)
+

@@ -1,0 +1,281 @@
+"""`ivr call`: a real SIP test call that sends DTMF and speech and hears the IVR's prompts.
+
+One pjsua2 endpoint (UAC) on the loop, one duplex Python conference port per call: the clock thread
+appends received frames to a locked buffer and pulls outgoing speech from another, paced by the
+media clock itself (no sleeps per packet). Turn-taking: before each action the caller waits until
+the IVR has been quiet for a moment after speaking, as a person would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pjsua2 as pj
+
+from ivr.sip.pj import Endpoint, EndpointConfig, audio_format, guard, vec_bytes
+from ivr.speech.audio import read_wav, resample, write_wav
+from ivr.speech.tts import PromptCache, Voice
+
+RATE = 8000
+FRAME = RATE // 50 * 2  # bytes in 20 ms
+QUIET_LEVEL = 200.0  # RMS (int16) below which a frame is silence
+QUIET_AFTER = 0.7  # seconds of quiet after speech that end the IVR's turn
+
+
+@dataclass
+class Action:
+    kind: str  # dtmf | say | play | silence | hangup
+    value: str = ""
+
+
+class DuplexPort(pj.AudioMediaPort):  # type: ignore[misc]
+    """Receives the IVR's audio and sends ours; callbacks run on the media clock thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.rx = bytearray()
+        self.tx = bytearray()
+        self.last_voice = 0.0
+        self.voice_seen = False
+
+    @guard
+    def onFrameReceived(self, frame: Any) -> None:
+        if frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO or not frame.size:
+            return
+        data = vec_bytes(frame.buf)
+        samples = np.frombuffer(data, dtype="<i2")
+        loud = samples.size > 0 and float(np.sqrt(np.mean(samples.astype(np.float32) ** 2))) > QUIET_LEVEL
+        with self.lock:
+            self.rx += data
+            if loud:
+                self.last_voice = time.monotonic()
+                self.voice_seen = True
+
+    @guard
+    def onFrameRequested(self, frame: Any) -> None:
+        with self.lock:
+            chunk = bytes(self.tx[:FRAME])
+            del self.tx[:FRAME]
+        if chunk:
+            frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+            frame.buf = pj.ByteVector(chunk.ljust(FRAME, b"\0"))
+            frame.size = FRAME
+        else:
+            frame.type = pj.PJMEDIA_FRAME_TYPE_NONE
+            frame.size = 0
+
+    def send(self, pcm: bytes) -> float:
+        with self.lock:
+            self.tx += pcm
+            return len(self.tx) / (2 * RATE)
+
+
+class _Call(pj.Call):  # type: ignore[misc]
+    def __init__(self, account: Any, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(account)
+        self.loop = loop
+        self.confirmed = asyncio.Event()
+        self.media = asyncio.Event()
+        self.gone = asyncio.Event()
+        self.aud: Any = None
+        self.code = 0
+        self.reason = ""
+        self.local_hangup = False
+        self.transfer: dict[str, Any] | None = None
+        self.keep: _Call | None = self
+
+    @guard
+    def onCallState(self, prm: Any) -> None:
+        ci = self.getInfo()
+        self.code, self.reason = ci.lastStatusCode, ci.lastReason
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.confirmed.set()
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.aud = None
+            self.gone.set()
+            self.keep = None  # the last reference goes inside the callback (pjsua reuses ids)
+
+    @guard
+    def onCallMediaState(self, prm: Any) -> None:
+        ci = self.getInfo()
+        for mi in ci.media:
+            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                self.aud = self.getAudioMedia(mi.index)
+                self.media.set()
+
+    @guard
+    def onCallTransferRequest(self, prm: Any) -> None:
+        headers = {}
+        with contextlib.suppress(Exception):
+            for line in str(prm.opt.txOption.headers).splitlines():
+                name, _, value = line.partition(":")
+                headers[name.strip()] = value.strip()
+        self.transfer = {"target": str(prm.dstUri), "headers": headers}
+        prm.statusCode = 202  # accept, then end our side: the test caller does not follow it
+
+
+@dataclass
+class CallReport:
+    call_id: str = ""
+    answered_ms: int | None = None
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    transfer: dict[str, Any] | None = None
+    end: dict[str, Any] = field(default_factory=dict)
+    audio: bytes = b""
+    marks: list[int] = field(default_factory=list)
+    """Position in the received audio (ms) at which each action started."""
+
+
+class TestCaller:
+    """Places one call; run actions; returns what happened and the audio heard."""
+
+    def __init__(self, uri: str, *, local_port: int = 0, timeout: float = 60.0,
+                 tts: Voice | None = None, cache_dir: Path | None = None) -> None:
+        self.uri = uri
+        self.local_port = local_port
+        self.timeout = timeout
+        self._tmp = tempfile.TemporaryDirectory(prefix="ivr-call-")
+        self.cache = PromptCache(cache_dir or Path(self._tmp.name), tts or Voice(), RATE)
+
+    def speech_pcm(self, text: str) -> bytes:
+        return read_wav(self.cache.render_sync(text))[0].astype("<i2").tobytes()
+
+    @staticmethod
+    def wav_pcm(path: Path) -> bytes:
+        samples, rate = read_wav(path)
+        return resample(samples, rate, RATE).astype("<i2").tobytes()
+
+    async def run(self, actions: Sequence[Action],
+                  on_turn: Callable[[int], None] | None = None) -> CallReport:
+        """Call, perform the actions in turn, then listen until the far end hangs up."""
+        loop = asyncio.get_running_loop()
+        ep = Endpoint(EndpointConfig(port=self.local_port, clock_rate=RATE, user_agent="ivr-call"))
+        ep.start()
+        ep.start_pump()
+        account = pj.Account()
+        account.create(ep.account_config("ivr-call"))
+        report = CallReport()
+        call: _Call | None = _Call(account, loop)
+        port: DuplexPort | None = DuplexPort()
+        t0 = time.monotonic()
+        try:
+            assert call is not None and port is not None
+            call.makeCall(self.uri, pj.CallOpParam(True))
+            report.call_id = str(call.getInfo().callIdString)
+            await self._wait_any([call.media, call.gone], 15.0)
+            if call.gone.is_set() or not call.media.is_set():
+                report.end = {"by": "remote", "cause": f"{call.code} {call.reason}".strip(),
+                              "at_ms": _ms(t0)}
+                return report
+            await self._wait_any([call.confirmed, call.gone], 5.0)
+            report.answered_ms = _ms(t0)
+            port.createPort("ivr-call", audio_format(RATE))
+            call.aud.startTransmit(port)
+            port.startTransmit(call.aud)
+            deadline = t0 + self.timeout
+            for i, action in enumerate(actions):
+                await self._ivr_turn(call, port, deadline)
+                if call.gone.is_set():
+                    break
+                if on_turn:
+                    on_turn(i)
+                at = _ms(t0)
+                with port.lock:
+                    rx_ms = len(port.rx) * 1000 // (2 * RATE)
+                report.marks.append(rx_ms)
+                if action.kind == "dtmf":
+                    prm = pj.CallSendDtmfParam()
+                    prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
+                    prm.digits = action.value
+                    prm.duration = 160
+                    call.sendDtmf(prm)
+                    report.sent.append({"at_ms": at, "dtmf": action.value})
+                    await asyncio.sleep(0.25 * len(action.value))
+                elif action.kind in ("say", "play"):
+                    pcm = (self.speech_pcm(action.value) if action.kind == "say"
+                           else self.wav_pcm(Path(action.value)))
+                    seconds = port.send(pcm + b"\0" * (RATE // 5 * 2))
+                    report.sent.append({"at_ms": at, "speech": action.value})
+                    await self._wait_any([call.gone], seconds + 0.1)
+                    with port.lock:
+                        port.voice_seen = False
+                elif action.kind == "silence":
+                    report.sent.append({"at_ms": at, "silence": True})
+                    with port.lock:
+                        port.voice_seen = False
+                    await self._wait_any([call.gone], 7.0)
+                elif action.kind == "hangup":
+                    break
+            if not (actions and actions[-1].kind == "hangup"):
+                await self._ivr_turn(call, port, deadline, final=True)
+            if call.transfer:
+                report.transfer = call.transfer
+            if not call.gone.is_set():
+                call.local_hangup = True
+                with contextlib.suppress(pj.Error):
+                    call.hangup(pj.CallOpParam())
+                await self._wait_any([call.gone], 3.0)
+            report.end = {"by": "local" if call.local_hangup else "remote",
+                          "cause": f"{call.code} {call.reason}".strip(), "at_ms": _ms(t0)}
+            with port.lock:
+                report.audio = bytes(port.rx)
+            return report
+        finally:
+            with contextlib.suppress(pj.Error):
+                ep.ep.hangupAllCalls()
+            for _ in range(40):
+                if call is None or call.gone.is_set():
+                    break
+                await asyncio.sleep(0.05)
+            call = None
+            with contextlib.suppress(pj.Error):
+                ep.ep.audDevManager().setNoDev()  # stop the clock thread before the port goes
+            port = None
+            await ep.stop_pump()
+            account.shutdown()
+            del account
+            gc.collect()
+            ep.destroy()
+            self._tmp.cleanup()
+
+    async def _ivr_turn(self, call: _Call, port: DuplexPort, deadline: float,
+                        final: bool = False) -> None:
+        """Wait until the IVR spoke and then went quiet (or hung up, or time ran out)."""
+        limit = min(deadline, time.monotonic() + (15.0 if final else 20.0))
+        quiet = 4.0 if final else QUIET_AFTER  # at the end, let the IVR finish and hang up
+        while not call.gone.is_set() and time.monotonic() < limit:
+            with port.lock:
+                spoke, last = port.voice_seen, port.last_voice
+            if spoke and time.monotonic() - last >= quiet:
+                with port.lock:
+                    port.voice_seen = False
+                return
+            await asyncio.sleep(0.05)
+
+    @staticmethod
+    async def _wait_any(events: list[asyncio.Event], timeout: float) -> None:
+        tasks = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+
+def _ms(t0: float) -> int:
+    return int((time.monotonic() - t0) * 1000)
+
+
+def save_audio(path: Path, pcm: bytes) -> None:
+    write_wav(path, np.frombuffer(pcm, dtype="<i2"), RATE)

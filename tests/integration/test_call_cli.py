@@ -1,0 +1,65 @@
+"""`ivr call` against a real `ivr serve`: DTMF and speech over RTP, prompts heard and checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+from server import IVR_BIN, Server
+
+
+def ivr_call(server: Server, *args: str, timeout: float = 120) -> tuple[int, dict[str, object], str]:
+    proc = subprocess.run(
+        [str(IVR_BIN), "call", *args, "--flows", str(server.flows), "--json", "--timeout", "60"],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail(f"no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-2000:]}")
+    return proc.returncode, doc, proc.stderr
+
+
+def test_dtmf_call_hears_the_prompts_and_the_ivr_hangs_up(ivr_server: Server, tmp_path: Path) -> None:
+    wav = tmp_path / "heard.wav"
+    code, doc, err = ivr_call(ivr_server, f"sip:3000@{ivr_server.uri_host}", "--dtmf", "1",
+                              "--record", str(wav))
+    assert code == 0, err[-2000:]
+    texts = " | ".join(str(p["text"]) for p in doc["prompts"])  # type: ignore[union-attr]
+    for phrase in ("hello", "press one", "you pressed one", "goodbye"):
+        assert phrase in texts, texts
+    assert doc["sent"][0]["dtmf"] == "1"  # type: ignore[index]
+    assert doc["end"]["by"] == "remote"  # type: ignore[index]
+    assert doc["passed"] is None and isinstance(doc["answered_ms"], int)
+    with wave.open(str(wav)) as w:
+        assert w.getnframes() / w.getframerate() > 2.0
+    ivr_server.wait_idle()
+
+
+def test_script_case_passes_and_a_wrong_expectation_fails(ivr_server: Server, tmp_path: Path) -> None:
+    script = Path(__file__).parent / "flows" / "quick.test.yaml"
+    code, doc, err = ivr_call(ivr_server, f"sip:3000@{ivr_server.uri_host}", "--script",
+                              str(script), "--case", "one")
+    assert code == 0 and doc["passed"] is True, (doc, err[-2000:])
+    wrong = tmp_path / "wrong.test.yaml"
+    wrong.write_text(script.read_text().replace('expect_prompt: "pressed one"',
+                                                'expect_prompt: "pressed two"'))
+    code, doc, _ = ivr_call(ivr_server, f"sip:3000@{ivr_server.uri_host}", "--script", str(wrong),
+                            "--case", "one")
+    assert code == 1 and doc["passed"] is False
+    assert "pressed two" in doc["failures"][0]  # type: ignore[index]
+    ivr_server.wait_idle()
+
+
+def test_saying_balance_selects_the_balance_branch(ivr_server: Server) -> None:
+    before = len(ivr_server.calls())
+    code, doc, err = ivr_call(ivr_server, f"sip:1000@{ivr_server.uri_host}", "--say", "balance")
+    assert code == 0, err[-2000:]
+    (cdr,) = ivr_server.wait_cdrs(before + 1)[before:]
+    assert cdr["path"][:4] == ["welcome", "hours", "main", "ask_account"], cdr
+    said = [t["text"] for t in cdr["transcript"] if t["who"] == "caller"]
+    assert said and "balance" in said[0]
+    ivr_server.wait_idle()
