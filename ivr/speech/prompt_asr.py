@@ -182,8 +182,8 @@ def frame_levels(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.asarray(np.sqrt((frames ** 2).mean(axis=1)))
 
 
-def segment(samples: np.ndarray, rate: int, *, threshold: float = 200.0, gap_ms: int = 550,
-            min_ms: int = 120, pad_ms: int = 100) -> list[Segment]:
+def segment(samples: np.ndarray, rate: int, *, threshold: float = 60.0, gap_ms: int = 550,
+            min_ms: int = 120, lead_ms: int = 60, pad_ms: int = 400) -> list[Segment]:
     """Stretches of speech: frames over `threshold` RMS, joined across pauses under `gap_ms`.
 
     espeak-ng pauses ~300-400 ms between sentences of one prompt, so one prompt is one segment;
@@ -203,9 +203,9 @@ def segment(samples: np.ndarray, rate: int, *, threshold: float = 200.0, gap_ms:
             start = idx
         prev = idx
     out.append(Segment(start, prev + 1))
-    pad = pad_ms // FRAME_MS
+    lead, pad = lead_ms // FRAME_MS, pad_ms // FRAME_MS
     total = len(levels)
-    return [Segment(max(0, s.start - pad) * n, min(total, s.end + pad) * n) for s in out
+    return [Segment(max(0, s.start - lead) * n, min(total, s.end + pad) * n) for s in out
             if (s.end - s.start) * FRAME_MS >= min_ms]
 
 
@@ -365,7 +365,9 @@ class Heard:
         return doc
 
 
-BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80, "maxhmmpf": -1}
+DYNAMIC_MAX_S = 5.0
+"""Number grammars are slow on long audio; longer stretches only try the static prompts."""
+BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80, "maxhmmpf": -1, "cmn": "batch"}
 """Wide beams: with the defaults a catalogue of ~40 prompts loses the right path on G.711 audio."""
 
 
@@ -407,6 +409,9 @@ class PromptRecognizer:
                ) -> list[tuple[str, int, int]]:
         """Words with start/end in ms (relative to `samples`)."""
         pcm = resample(samples, rate, ASR_RATE) if rate != ASR_RATE else samples.astype(np.int16)
+        # the grammar's final state needs trailing silence: a stretch cut right after the last
+        # word often decodes to nothing (leading zeros, on the other hand, hurt)
+        pcm = np.concatenate([pcm, np.zeros(ASR_RATE * 3 // 10, dtype=np.int16)])
         d = self.decoder
         if search is not None:
             d.activate_search(search)
@@ -442,14 +447,17 @@ class PromptRecognizer:
             return [Heard(offset_ms + words[0][1], " ".join(w for w, _, _ in words),
                           end_ms=offset_ms + words[-1][2])]
         best: list[tuple[str, int, int]] = []
+        seconds = len(samples) / rate
         for search in self.searches:
+            if search == "dynamic" and seconds > DYNAMIC_MAX_S:
+                continue
             words = self.decode(samples, rate, search)
             pattern = self._whole(words) if words else None
             if pattern is not None:
                 return [Heard(offset_ms + words[0][1], " ".join(w for w, _, _ in words),
                               pattern.text, end_ms=offset_ms + words[-1][2])]
             best = best or words
-        cut = _longest_pause(samples, rate) if depth < 4 else None
+        cut = _longest_pause(samples, rate, min_ms=300) if depth < 2 else None
         if cut is not None:
             left = self.recognize(samples[:cut], rate, offset_ms, depth + 1)
             right = self.recognize(samples[cut:], rate, offset_ms + cut * 1000 // rate, depth + 1)
@@ -469,7 +477,7 @@ class PromptRecognizer:
         return heard
 
 
-def _longest_pause(samples: np.ndarray, rate: int, threshold: float = 200.0,
+def _longest_pause(samples: np.ndarray, rate: int, threshold: float = 60.0,
                    min_ms: int = 200) -> int | None:
     """Sample index in the middle of the longest quiet run inside the audio (not at its ends)."""
     levels = frame_levels(samples, rate)

@@ -56,7 +56,7 @@ def test_script_case_passes_and_a_wrong_expectation_fails(ivr_server: Server, tm
 
 def test_saying_balance_selects_the_balance_branch(ivr_server: Server) -> None:
     before = len(ivr_server.calls())
-    code, doc, err = ivr_call(ivr_server, f"sip:1000@{ivr_server.uri_host}", "--say", "balance")
+    code, _, err = ivr_call(ivr_server, f"sip:1000@{ivr_server.uri_host}", "--say", "balance")
     assert code == 0, err[-2000:]
     (cdr,) = ivr_server.wait_cdrs(before + 1)[before:]
     assert cdr["path"][:4] == ["welcome", "hours", "main", "ask_account"], cdr

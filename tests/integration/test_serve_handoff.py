@@ -40,7 +40,7 @@ def test_the_bank_agent_path_hands_the_caller_to_a_sip_agent_with_context(tmp_pa
         path.write_text(scenario("to_agent", call_setup(), pause(2500), dtmf("0"), pause(5000), bye()))
         r = run_sipp(server.uri_host, str(path), service="1000", timeout=40)
         assert r.successful == 1, r.output[-2000:] + server.log_tail()
-        agent_out, _ = agent.communicate(timeout=30)
+        agent.communicate(timeout=30)
         offer_out, _ = offers.communicate(timeout=30)
     finally:
         for p in (agent, offers):
