@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,39 @@ def _catalogue(flows_dir: Path, config: Any) -> list[str]:
         return []
     result = load_flows(list(iter_yaml_files([flows_dir], tests=False)), config)
     return [t for f in result.flows.values() for t in prompt_texts(f)]
+
+
+def _cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ivr" / "call-prompts"
+
+
+def _hear(samples: np.ndarray, catalogue: list[str], cache: Any) -> list[Any]:
+    """Static prompts by sound (rendered here with the same TTS), the rest by the recogniser."""
+    from ivr.flow.templates import is_template
+    from ivr.speech.audio import read_wav
+    from ivr.speech.prompt_asr import Heard, PromptRecognizer, segment
+    from ivr.speech.prompt_match import find_prompts
+    from ivr.speech.tts import TtsError
+
+    static = [t for t in catalogue if not is_template(t)]
+    candidates = []
+    for text in static:
+        try:
+            candidates.append((text, read_wav(cache.render_sync(text))[0]))
+        except (TtsError, OSError):
+            continue
+    found = find_prompts(samples, candidates)
+    heard: list[Any] = [Heard(f.at_ms, f.text, f.text, end_ms=f.end_ms) for f in found]
+    dynamic = [t for t in catalogue if is_template(t)]
+    rate = 8000
+    recognizer = PromptRecognizer(dynamic or None) if dynamic or not catalogue else None
+    for seg in segment(samples, rate):
+        lo, hi = seg.start * 1000 // rate, seg.end * 1000 // rate
+        covered = sum(max(0, min(hi, f.end_ms) - max(lo, f.at_ms)) for f in found)
+        if recognizer is not None and covered < 0.5 * (hi - lo):
+            heard += recognizer.recognize(samples[seg.start:seg.end], rate, offset_ms=lo)
+    return sorted(heard, key=lambda h: h.at_ms)
 
 
 def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
@@ -71,8 +105,8 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     from ivr.config import load_config
     from ivr.flow.scripted import Step
     from ivr.flow.testing import load_test_file, parse_step
-    from ivr.sip.caller import RATE, Action, TestCaller, save_audio
-    from ivr.speech.prompt_asr import PromptRecognizer, expect_matches
+    from ivr.sip.caller import Action, TestCaller, save_audio
+    from ivr.speech.prompt_asr import expect_matches
     from ivr.speech.tts import Voice
 
     if not uri.startswith("sip:"):
@@ -93,12 +127,11 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         actions = [Action(k, v) for k, v in (ctx.obj or {}).get("actions", [])]
     tts = config.speech.tts
     caller = TestCaller(uri, local_port=local_port, timeout=timeout,
-                        tts=Voice(tts.engine, tts.voice, tts.rate))
+                        tts=Voice(tts.engine, tts.voice, tts.rate), cache_dir=_cache_dir())
     report = asyncio.run(caller.run(actions))
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
-    recognizer = PromptRecognizer(catalogue or None)
-    heard = recognizer.recognize_all(samples, RATE) if samples.size else []
+    heard = _hear(samples, catalogue, caller.cache) if samples.size else []
     offset = report.answered_ms or 0
     failures: list[str] = []
     passed: bool | None = None

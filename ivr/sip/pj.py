@@ -125,7 +125,9 @@ class Endpoint:
         tc.port = cfg.port
         tc.boundAddress = cfg.host
         tc.publicAddress = cfg.host
-        ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+        tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+        if cfg.port == 0:  # an ephemeral port: contacts must carry the real one
+            cfg.port = int(str(ep.transportGetInfo(tid).localName).rpartition(":")[2])
         ep.libStart()
         priorities = cfg.codecs or CODEC_PRIORITIES
         for codec in ep.codecEnum2():

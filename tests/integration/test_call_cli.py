@@ -28,9 +28,10 @@ def test_dtmf_call_hears_the_prompts_and_the_ivr_hangs_up(ivr_server: Server, tm
     code, doc, err = ivr_call(ivr_server, f"sip:3000@{ivr_server.uri_host}", "--dtmf", "1",
                               "--record", str(wav))
     assert code == 0, err[-2000:]
-    texts = " | ".join(str(p["text"]) for p in doc["prompts"])  # type: ignore[union-attr]
-    for phrase in ("hello", "press one", "you pressed one", "goodbye"):
-        assert phrase in texts, texts
+    texts = [str(p["text"]).lower() for p in doc["prompts"]]  # type: ignore[union-attr]
+    assert texts == ["hello.", "press 1.", "you pressed one.", "goodbye."], texts
+    at = [p["at_ms"] for p in doc["prompts"]]  # type: ignore[union-attr]
+    assert at == sorted(at) and doc["sent"][0]["at_ms"] > at[1]  # type: ignore[index]
     assert doc["sent"][0]["dtmf"] == "1"  # type: ignore[index]
     assert doc["end"]["by"] == "remote"  # type: ignore[index]
     assert doc["passed"] is None and isinstance(doc["answered_ms"], int)
