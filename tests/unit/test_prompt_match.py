@@ -1,0 +1,45 @@
+"""Finding rendered prompts in received audio (what `ivr call` uses for static prompts)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from ivr.speech.audio import read_wav
+from ivr.speech.prompt_match import find_prompts
+from ivr.speech.tts import PromptCache, Voice
+
+
+def _through_g711(path: Path, tmp: Path) -> np.ndarray:
+    """Round trip through 8 kHz mu-law with sox, as a phone line does."""
+    ulaw, back = tmp / "x.ul.wav", tmp / "x.back.wav"
+    subprocess.run(["sox", str(path), "-r", "8000", "-e", "u-law", str(ulaw)], check=True)
+    subprocess.run(["sox", str(ulaw), "-e", "signed", "-b", "16", str(back)], check=True)
+    return read_wav(back)[0]
+
+
+def test_prompts_are_found_in_order_and_near_misses_are_not(tmp_path: Path) -> None:
+    cache = PromptCache(tmp_path / "cache", Voice(), 8000)
+    said = ["Hello.", "Press 1.", "You pressed one.", "Goodbye."]
+    silence = np.zeros(4000, dtype=np.int16)
+    parts = [np.concatenate([read_wav(cache.render_sync(t))[0], silence]) for t in said]
+    line = tmp_path / "line.wav"
+    from ivr.speech.audio import write_wav
+
+    write_wav(line, np.concatenate(parts), 8000)
+    heard = _through_g711(line, tmp_path)
+    candidates = [(t, read_wav(cache.render_sync(t))[0])
+                  for t in [*said, "Press 2.", "Press 1 now.", "Goodbye now.", "Welcome to Acme Bank."]]
+    found = find_prompts(heard, candidates)
+    assert [f.text for f in found] == said
+    assert all(a.end_ms <= b.at_ms for a, b in zip(found, found[1:], strict=False))
+
+
+def test_nothing_is_found_in_silence_or_noise() -> None:
+    rng = np.random.default_rng(1)
+    noise = (rng.standard_normal(16000) * 300).astype(np.int16)
+    tone = (np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440) * 8000).astype(np.int16)
+    assert find_prompts(np.zeros(16000, dtype=np.int16), [("Hello.", tone)]) == []
+    assert find_prompts(noise, [("Hello.", tone)]) == []
