@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def test_prompts_are_found_in_order_and_near_misses_are_not(tmp_path: Path) -> N
                   for t in [*said, "Press 2.", "Press 1 now.", "Goodbye now.", "Welcome to Acme Bank."]]
     found = find_prompts(heard, candidates)
     assert [f.text for f in found] == said
-    assert all(a.end_ms <= b.at_ms for a, b in zip(found, found[1:], strict=False))
+    assert all(a.end_ms <= b.at_ms for a, b in itertools.pairwise(found))
 
 
 def test_nothing_is_found_in_silence_or_noise() -> None:
