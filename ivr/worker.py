@@ -258,7 +258,7 @@ class Worker:
         endpoint.start()
         account = _Account(self)
         account.create(endpoint.account_config("ivr"))
-        endpoint.start_pump(busy=lambda: bool(self.sessions or self.rejected or self.tasks))
+        endpoint.start_pump()
         sender = None
         acd_ctx: AcdClient | None = None
         if self.broker:

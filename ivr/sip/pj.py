@@ -152,27 +152,23 @@ class Endpoint:
         acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_DISABLED
         return acfg
 
-    def start_pump(self, interval: float = 0.005, idle_interval: float = 0.01,
-                   busy: Callable[[], bool] | None = None) -> None:
-        """Poll pjsip from the loop: every 5 ms while calls are up, every 10 ms when idle.
+    def start_pump(self, interval: float = 0.005) -> None:
+        """Poll pjsip from the loop; a 5 ms cadence gives 3-4 ms INVITE->200.
 
-        Each wake-up costs the loop a timer; with 100 idle workers a fixed 5 ms cadence burnt
-        1.35 cores before any call arrived (bench/RESULTS.md). An INVITE to an idle worker waits
-        at most `idle_interval` more.
+        Measured (bench/RESULTS.md): an idle worker costs ~20 millicores whether this polls every
+        5, 10 or 50 ms, so the poll is not what idle workers spend; it stays simple and fixed.
         """
         if self._pump is None:
-            self._pump = asyncio.get_running_loop().create_task(
-                self._run_pump(interval, idle_interval, busy or (lambda: True)))
+            self._pump = asyncio.get_running_loop().create_task(self._run_pump(interval))
 
-    async def _run_pump(self, interval: float, idle_interval: float,
-                        busy: Callable[[], bool]) -> None:
+    async def _run_pump(self, interval: float) -> None:
         ep = self.ep
         while True:
             try:
                 ep.libHandleEvents(0)
             except Exception:
                 log.exception("libHandleEvents failed")
-            await asyncio.sleep(interval if busy() else idle_interval)
+            await asyncio.sleep(interval)
 
     async def stop_pump(self) -> None:
         if self._pump is not None:
