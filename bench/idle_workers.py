@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from server import start_server  # noqa: E402
+from server import start_server
 
 
 def _ticks(pids: list[int]) -> int:
