@@ -323,42 +323,11 @@ class CallSession:
     async def bridge(self, account: Any, target: str, headers: dict[str, str],
                      ring_timeout: float = 30.0) -> bool:
         """Call `target` from this worker and bridge the caller to it until either hangs up."""
-        leg = OutboundLeg(self.loop, account)
-        self.registry.add("leg")
-        self._legs.append(leg)
-        try:
-            op = pj.CallOpParam(True)
-            op.txOption.headers = header_vector(headers)
-            try:
-                leg.makeCall(target, op)
-            except pj.Error as exc:
-                log.warning("bridge call to %s failed: %s", target, exc.info())
-                return False
-            waiter = asyncio.ensure_future(leg.media_ready.wait())
-            stopper = asyncio.ensure_future(leg.gone.wait())
-            lost = asyncio.ensure_future(self.gone.wait())
-            await asyncio.wait([waiter, stopper, lost], timeout=ring_timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
-            for t in (waiter, stopper, lost):
-                t.cancel()
-            if not leg.media_ready.is_set() or self.gone.is_set() or self.aud is None:
-                leg.hangup()
-                return False
-            self.aud.startTransmit(leg.aud)
-            leg.aud.startTransmit(self.aud)
-            self.hung_up_by = "transfer"
-            a, b = asyncio.ensure_future(leg.gone.wait()), asyncio.ensure_future(self.gone.wait())
-            await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
-            a.cancel()
-            b.cancel()
-            leg.hangup()
-            self.hangup()
-            return True
-        finally:
-            await leg.closed(2.0)
-            self._legs.remove(leg)
-            self.registry.remove("leg")
-
+        leg = await self.dial(account, target, headers, ring_timeout)
+        if leg is None:
+            return False
+        await self.connect(leg, by="transfer")
+        return True
 
     # -- agent legs (queue handoff) ---------------------------------------------------------
     async def dial(self, account: Any, target: str, headers: dict[str, str],
@@ -418,13 +387,14 @@ class CallSession:
             del player
             self.registry.remove("player")
 
-    async def connect(self, leg: OutboundLeg) -> None:
-        """Bridge caller and agent until either hangs up."""
+    async def connect(self, leg: OutboundLeg, by: str = "agent") -> None:
+        """Bridge the caller and a second leg until either hangs up."""
         if self.aud is None or leg.aud is None:
+            await self.drop_leg(leg)
             return
         self.aud.startTransmit(leg.aud)
         leg.aud.startTransmit(self.aud)
-        self.hung_up_by = "agent"
+        self.hung_up_by = by
         a, b = asyncio.ensure_future(leg.gone.wait()), asyncio.ensure_future(self.gone.wait())
         await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
         a.cancel()
