@@ -90,8 +90,26 @@ def recv(code: int | str, optional: bool = False, rrs: bool = False, timeout_ms:
 
 def answer_200(cseq: int = 2) -> str:
     """Reply 200 to a request the IVR sent us (its BYE)."""
-    return ("  <send>\n    <![CDATA[\n\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n"
-            "[last_Call-ID:]\n[last_CSeq:]\nContent-Length: 0\n\n    ]]>\n  </send>\n")
+    return reply("200 OK")
+
+
+def reply(status: str) -> str:
+    """Reply to the request the IVR just sent us (BYE, REFER...)."""
+    return (f"  <send>\n    <![CDATA[\n\nSIP/2.0 {status}\n[last_Via:]\n[last_From:]\n[last_To:]\n"
+            "[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:sipp@[local_ip]:[local_port]>\n"
+            "Content-Length: 0\n\n    ]]>\n  </send>\n")
+
+
+def notify_refer_done(cseq: int) -> str:
+    """The REFER's outcome (RFC 3515): the new call was answered."""
+    return _send(
+        f"NOTIFY [next_url] SIP/2.0\n[routes]\n"
+        f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        f"From: {FROM}\nTo: {TO}[peer_tag_param]\nCall-ID: [call_id]\nCSeq: {cseq} NOTIFY\n"
+        f"Contact: sip:sipp@[local_ip]:[local_port]\nMax-Forwards: 70\nEvent: refer\n"
+        f"Subscription-State: terminated;reason=noresource\nContent-Type: message/sipfrag\n"
+        f"Content-Length: [len]\n\nSIP/2.0 200 OK"
+    ) + recv(200)
 
 
 def pause(ms: int) -> str:
