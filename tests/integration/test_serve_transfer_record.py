@@ -59,3 +59,15 @@ def test_record_writes_the_callers_audio(ivr_server: Server, tmp_path: Path) -> 
     assert np.sqrt(np.mean(audio.astype(np.float64) ** 2)) > 100  # the caller's speech, not silence
     assert cdr["path"][-2:] == ["message", "bye"]
     ivr_server.wait_idle()
+
+
+def test_silence_gives_noinput_then_the_failure_exit(ivr_server: Server, tmp_path: Path) -> None:
+    # speech input is on (PocketSphinx): silence must end as noinput, not as a stuck recogniser
+    before = len(ivr_server.calls())
+    _place(ivr_server, tmp_path, "silent", call_setup(), recv("BYE", timeout_ms=30000), answer_200())
+    (cdr,) = ivr_server.wait_cdrs(before + 1)[before:]
+    assert cdr["path"] == ["hello", "pick", "bye"], cdr
+    said = [t["text"] for t in cdr["transcript"] if t["who"] == "ivr"]
+    assert said == ["Hello.", "Press 1.", "Press 1 now.", "Press 1.", "Goodbye."], said
+    assert cdr["end_reason"] == "ivr hangup"
+    ivr_server.wait_idle()
