@@ -37,7 +37,7 @@ from ivr.flow.model import Flow
 from ivr.flow.validate import load_flows
 from ivr.sip.channel import SipChannel
 from ivr.sip.pj import Endpoint, EndpointConfig, guard
-from ivr.sip.session import CallSession, IvrCall, MediaRegistry, parse_invite
+from ivr.sip.session import CallSession, IvrCall, MediaRegistry, first_of, parse_invite
 from ivr.sip.speech import CallSpeech, RxPortPool
 from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
@@ -202,11 +202,7 @@ class Worker:
                     reason = "caller cancelled"
                     return
                 session.answer(200)
-            waiter = asyncio.ensure_future(session.media_ready.wait())
-            gone = asyncio.ensure_future(session.gone.wait())
-            await asyncio.wait([waiter, gone], timeout=10, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            gone.cancel()
+            await first_of(session.media_ready, session.gone, timeout=10)
             if not session.media_ready.is_set():
                 reason = "no media" if not session.gone.is_set() else "caller hung up before media"
                 session.hangup()

@@ -23,6 +23,7 @@ import numpy as np
 import pjsua2 as pj
 
 from ivr.sip.pj import Endpoint, EndpointConfig, audio_format, guard, vec_bytes
+from ivr.sip.session import first_of
 from ivr.speech.audio import read_wav, resample, write_wav
 from ivr.speech.tts import PromptCache, Voice
 
@@ -265,12 +266,7 @@ class TestCaller:
 
     @staticmethod
     async def _wait_any(events: list[asyncio.Event], timeout: float) -> None:
-        tasks = [asyncio.ensure_future(e.wait()) for e in events]
-        try:
-            await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
+        await first_of(*events, timeout=timeout)
 
 
 def _ms(t0: float) -> int:

@@ -27,6 +27,16 @@ from ivr.sip.pj import guard
 log = logging.getLogger("ivr.sip")
 
 
+async def first_of(*events: asyncio.Event, timeout: float | None = None) -> None:
+    """Wait until any event is set (or the timeout); the helper tasks never outlive the wait."""
+    tasks = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
 class MediaRegistry:
     """Live pjsua2 objects by kind, for leak tests and /health."""
 
@@ -217,12 +227,9 @@ class CallSession:
         self._player, self._player_done, self._barge = player, done, barge_in
         if self.aud is not None:
             player.startTransmit(self.aud)
-        gone = asyncio.ensure_future(self.gone.wait())
         try:
-            await asyncio.wait([asyncio.ensure_future(done.wait()), gone],
-                               return_when=asyncio.FIRST_COMPLETED)
+            await first_of(done, self.gone)
         finally:
-            gone.cancel()
             self._barge = False
             self._player_done = None
             if self._player is player:
@@ -344,13 +351,7 @@ class CallSession:
             log.warning("call to agent %s failed: %s", target, exc.info())
             self._forget_leg(leg)
             return None
-        waiter = asyncio.ensure_future(leg.media_ready.wait())
-        stopper = asyncio.ensure_future(leg.gone.wait())
-        lost = asyncio.ensure_future(self.gone.wait())
-        await asyncio.wait([waiter, stopper, lost], timeout=ring_timeout,
-                           return_when=asyncio.FIRST_COMPLETED)
-        for t in (waiter, stopper, lost):
-            t.cancel()
+        await first_of(leg.media_ready, leg.gone, self.gone, timeout=ring_timeout)
         if leg.media_ready.is_set() and not self.gone.is_set():
             return leg
         await self.drop_leg(leg)
@@ -376,10 +377,7 @@ class CallSession:
         self.registry.add("player")
         try:
             player.startTransmit(leg.aud)
-            gone = asyncio.ensure_future(leg.gone.wait())
-            await asyncio.wait([asyncio.ensure_future(done.wait()), gone], timeout=15,
-                               return_when=asyncio.FIRST_COMPLETED)
-            gone.cancel()
+            await first_of(done, leg.gone, timeout=15)
             if not leg.gone.is_set():
                 with contextlib.suppress(pj.Error):
                     player.stopTransmit(leg.aud)
@@ -395,10 +393,7 @@ class CallSession:
         self.aud.startTransmit(leg.aud)
         leg.aud.startTransmit(self.aud)
         self.hung_up_by = by
-        a, b = asyncio.ensure_future(leg.gone.wait()), asyncio.ensure_future(self.gone.wait())
-        await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
-        a.cancel()
-        b.cancel()
+        await first_of(leg.gone, self.gone)
         if self.gone.is_set():
             self.hung_up_by = "caller"
         await self.drop_leg(leg)
