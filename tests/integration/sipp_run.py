@@ -6,6 +6,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from server import free_udp_tcp_port
 
@@ -20,23 +21,31 @@ class SippResult:
     output: str
 
 
-def run_sipp(target: str, scenario: str, *, calls: int = 1, rate: float = 10, limit: int = 0,
-             service: str = "1000", local_ip: str = "127.0.0.1", timeout: float = 60,
-             extra: list[str] | None = None, cwd: Path | None = None) -> SippResult:
-    """Place `calls` calls (at most `limit` at once) with a scenario from tests/integration/sipp."""
+def sipp_command(target: str, scenario: str, *, calls: int = 1, rate: float = 10, limit: int = 0,
+                 service: str = "1000", local_ip: str = "127.0.0.1", timeout: float = 60,
+                 extra: list[str] | None = None) -> list[str]:
+    """A SIPp caller: `calls` calls (at most `limit` at once), bounded by `timeout`."""
     sf = SCENARIOS / scenario if not scenario.startswith("/") else Path(scenario)
-    stats = ["-trace_stat", "-stf", str((cwd or Path("/tmp")) / f"sipp-{free_udp_tcp_port()}.csv")]
-    cmd = ["sipp", target, "-sf", str(sf), "-s", service, "-i", local_ip,
-           "-p", str(free_udp_tcp_port()), "-mi", local_ip, "-mp", str(free_udp_tcp_port()),
-           "-m", str(calls), "-r", str(rate), "-l", str(limit or calls), "-nostdin",
-           "-timeout", f"{int(timeout)}s", "-timeout_error", "-max_recv_loops", "1000", *(extra or []),
-           *stats[:0]]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 15, cwd=cwd,
-                          check=False)
+    return ["sipp", target, "-sf", str(sf), "-s", service, "-i", local_ip,
+            "-p", str(free_udp_tcp_port()), "-mi", local_ip, "-mp", str(free_udp_tcp_port()),
+            "-m", str(calls), "-r", str(rate), "-l", str(limit or calls), "-nostdin",
+            "-timeout", f"{int(timeout)}s", "-timeout_error", "-max_recv_loops", "1000",
+            *(extra or [])]
+
+
+def run_sipp(target: str, scenario: str, *, timeout: float = 60, cwd: Path | None = None,
+             **kw: Any) -> SippResult:
+    """Run a SIPp caller to the end; see `sipp_command` for the options."""
+    proc = subprocess.run(sipp_command(target, scenario, timeout=timeout, **kw), capture_output=True,
+                          text=True, timeout=timeout + 15, cwd=cwd, check=False)
     out = proc.stdout + proc.stderr
-    ok = _count(out, "Successful call")
-    bad = _count(out, "Failed call")
-    return SippResult(proc.returncode, ok, bad, out)
+    return SippResult(proc.returncode, _count(out, "Successful call"), _count(out, "Failed call"), out)
+
+
+def start_sipp(target: str, scenario: str, **kw: Any) -> subprocess.Popen[str]:
+    """A SIPp caller in the background (the test waits on it with communicate(timeout=...))."""
+    return subprocess.Popen(sipp_command(target, scenario, **kw), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def _count(text: str, label: str) -> int:

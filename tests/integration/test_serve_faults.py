@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from scenarios import (
     sdp,
 )
 from server import Server, start_server
-from sipp_run import SippResult, run_sipp
+from sipp_run import SippResult, run_sipp, start_sipp
 
 QUICK = "3000"  # tests/integration/flows/quick.yaml: "Hello." then "Press 1."
 
@@ -127,14 +126,7 @@ def test_a_killed_worker_costs_only_its_calls(ivr_server: Server, tmp_path: Path
     before = len(ivr_server.calls())
     path = tmp_path / "long.xml"
     path.write_text(scenario("long", call_setup(), pause(7000), bye()))
-    from sipp_run import free_udp_tcp_port
-
-    sipp = subprocess.Popen(
-        ["sipp", ivr_server.uri_host, "-sf", str(path), "-s", QUICK, "-i", "127.0.0.1",
-         "-p", str(free_udp_tcp_port()), "-mi", "127.0.0.1", "-mp", str(free_udp_tcp_port()),
-         "-m", "8", "-r", "20", "-l", "8", "-nostdin", "-timeout", "40s", "-timeout_error"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    sipp = start_sipp(ivr_server.uri_host, str(path), service=QUICK, calls=8, rate=20, timeout=40)
     try:
         busy = ivr_server.wait(lambda: [w for w in ivr_server.health()["workers"]
                                         if w["alive"] and w["calls"] > 0], 10, "busy workers")
@@ -198,14 +190,7 @@ def test_invite_from_outside_allow_from_is_403_and_touches_no_worker(
 def test_more_calls_than_max_calls_get_503(small_server: Server, tmp_path: Path) -> None:
     path = tmp_path / "hold4.xml"
     path.write_text(scenario("hold4", call_setup(), pause(6000), bye()))
-    from sipp_run import free_udp_tcp_port
-
-    four = subprocess.Popen(
-        ["sipp", small_server.uri_host, "-sf", str(path), "-s", QUICK, "-i", "127.0.0.1",
-         "-p", str(free_udp_tcp_port()), "-mi", "127.0.0.1", "-mp", str(free_udp_tcp_port()),
-         "-m", "4", "-r", "50", "-l", "4", "-nostdin", "-timeout", "30s", "-timeout_error"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    four = start_sipp(small_server.uri_host, str(path), service=QUICK, calls=4, rate=50, timeout=30)
     try:
         small_server.wait(lambda: small_server.health()["calls"] == 4, 10, "4 live calls")
         r = place(small_server, tmp_path, "fifth", invite(sdp()), recv(100, optional=True),
@@ -229,15 +214,8 @@ def test_an_invite_flood_is_blocked_while_trunk_calls_complete(tmp_path_factory:
         flood_path = tmp_path / "flood.xml"
         flood_path.write_text(scenario("flood", invite(sdp()), recv(100, optional=True),
                                        recv(200, rrs=True), in_dialog("ACK", 1), bye()))
-        from sipp_run import free_udp_tcp_port
-
-        flood = subprocess.Popen(
-            ["sipp", server.uri_host, "-sf", str(flood_path), "-s", QUICK, "-i", "127.0.0.3",
-             "-p", str(free_udp_tcp_port()), "-mi", "127.0.0.3", "-mp", str(free_udp_tcp_port()),
-             "-m", "400", "-r", "200", "-l", "400", "-nostdin", "-timeout", "15s",
-             "-recv_timeout", "3000"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        flood = start_sipp(server.uri_host, str(flood_path), service=QUICK, calls=400, rate=200,
+                           local_ip="127.0.0.3", timeout=15, extra=["-recv_timeout", "3000"])
         try:
             time.sleep(0.5)  # the flood is on
             before = len(server.calls())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 from scenarios import bye, call_setup, pause, scenario
 from server import Server
-from sipp_run import free_udp_tcp_port, run_sipp
+from sipp_run import run_sipp, start_sipp
 
 QUICK = "3000"
 
@@ -49,12 +48,7 @@ def test_flows_reload_under_load_with_zero_dropped_calls(ivr_server: Server, tmp
     old_version = ivr_server.health()["flows"]["quick"]
     before = len(ivr_server.calls())
     long = _scenario(tmp_path, "long", 6000)
-    sipp = subprocess.Popen(
-        ["sipp", ivr_server.uri_host, "-sf", long, "-s", QUICK, "-i", "127.0.0.1",
-         "-p", str(free_udp_tcp_port()), "-mi", "127.0.0.1", "-mp", str(free_udp_tcp_port()),
-         "-m", "20", "-r", "40", "-l", "20", "-nostdin", "-timeout", "40s", "-timeout_error"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    sipp = start_sipp(ivr_server.uri_host, long, service=QUICK, calls=20, rate=40, timeout=40)
     try:
         ivr_server.wait(lambda: ivr_server.health()["calls"] >= 20, 10, "20 live calls")
         # a broken edit first: the last good version keeps serving, with file:line:col logged
