@@ -32,6 +32,26 @@ class SipSettings(_Strict):
     prestart_workers: int = Field(2, ge=1, description="workers started before the first call")
     answer_delay: Duration = Field(0.0, description="ring (180) this long before answering")
     workers_host: str = "127.0.0.1"
+    rtp_ports: str = Field("10000-20000", description="UDP ports for the workers' RTP and RTCP "
+                           "(lo-hi); each worker takes its own slice")
+
+    @field_validator("rtp_ports")
+    @classmethod
+    def _rtp_range(cls, value: str) -> str:
+        lo, sep, hi = value.partition("-")
+        if not (sep and lo.isdigit() and hi.isdigit() and 1024 <= int(lo) < int(hi) <= 65535):
+            raise ValueError(f"{value!r} is not lo-hi with 1024 <= lo < hi <= 65535")
+        return value
+
+    def rtp_slice(self, worker: int) -> tuple[int, int]:
+        """(first port, count) of worker number `worker` (1-based): disjoint slices, so workers
+        never race each other for a port and never bind one outside the range. A slice holds
+        four times the ports its calls need (RTP + RTCP each)."""
+        lo, _, hi = self.rtp_ports.partition("-")
+        first, span = int(lo) + int(lo) % 2, int(hi) - int(lo)
+        size = self.calls_per_worker * 2 * 4
+        slices = max(1, span // size)
+        return first + ((worker - 1) % slices) * size, min(size, span)
 
     @field_validator("listen")
     @classmethod

@@ -253,7 +253,8 @@ class Worker:
                                            user_agent=f"ivr-worker/{self.worker_id}"))
         endpoint.start()
         account = _Account(self)
-        account.create(endpoint.account_config("ivr"))
+        slot = int(self.worker_id) if self.worker_id.isdigit() else 1
+        account.create(endpoint.account_config("ivr", self.config.sip.rtp_slice(slot)))
         endpoint.start_pump()
         sender = None
         acd_ctx: AcdClient | None = None

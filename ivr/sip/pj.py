@@ -134,8 +134,9 @@ class Endpoint:
             ep.codecSetPriority(codec.codecId, priorities.get(codec.codecId, 0))
         self.ep = ep
 
-    def account_config(self, user: str) -> Any:
-        """A local account bound to our transport: no registration, loopback media."""
+    def account_config(self, user: str, rtp: tuple[int, int] | None = None) -> Any:
+        """A local account bound to our transport: no registration; RTP on `rtp` = (first
+        port, count), or any free port."""
         host, port = self.cfg.host, self.cfg.port
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:{user}@{host}:{port}"
@@ -144,7 +145,7 @@ class Endpoint:
         mt = acfg.mediaConfig.transportConfig
         mt.boundAddress = host
         mt.publicAddress = host
-        mt.port = 0
+        mt.port, mt.portRange = rtp if rtp is not None else (0, 0)
         acfg.natConfig.iceEnabled = False
         acfg.natConfig.sdpNatRewriteUse = 0
         acfg.natConfig.viaRewriteUse = 0

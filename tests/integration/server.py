@@ -45,6 +45,23 @@ def free_udp_tcp_port() -> int:
     raise RuntimeError("no free port")
 
 
+def udp_ports(pid: int) -> set[int]:
+    """Local UDP ports of a process, from /proc (its socket inodes matched in /proc/net/udp)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    ports = set()
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        cols = line.split()
+        if cols[9] in inodes:
+            ports.add(int(cols[1].rpartition(":")[2], 16))
+    return ports
+
+
 @dataclass
 class Server:
     root: Path
@@ -105,6 +122,14 @@ class Server:
             done = [c for c in self.calls() if c.get("ended_at")]
             return done if len(done) >= n else None
         return list(self.wait(ended, timeout, f"{n} ended CDRs"))
+
+    def worker_media_ports(self) -> set[int]:
+        """UDP ports the live workers have bound, other than their SIP ports: their RTP/RTCP."""
+        ports: set[int] = set()
+        for w in self.health()["workers"]:
+            if w["alive"] and w["pid"]:
+                ports |= udp_ports(int(w["pid"])) - {int(w["port"])}
+        return ports
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

@@ -38,8 +38,13 @@ def run_sipp(target: str, scenario: str, *, timeout: float = 60, cwd: Path | Non
     """Run a SIPp caller to the end; see `sipp_command` for the options."""
     proc = subprocess.run(sipp_command(target, scenario, timeout=timeout, **kw), capture_output=True,
                           text=True, timeout=timeout + 15, cwd=cwd, check=False)
-    out = proc.stdout + proc.stderr
-    return SippResult(proc.returncode, _count(out, "Successful call"), _count(out, "Failed call"), out)
+    return sipp_result(proc.returncode, proc.stdout + proc.stderr)
+
+
+def sipp_result(returncode: int, out: str) -> SippResult:
+    """The outcome of a finished SIPp run from its exit status and output."""
+    return SippResult(returncode, count_calls(out, "Successful call"),
+                      count_calls(out, "Failed call"), out)
 
 
 def start_sipp(target: str, scenario: str, **kw: Any) -> subprocess.Popen[str]:
@@ -48,6 +53,7 @@ def start_sipp(target: str, scenario: str, **kw: Any) -> subprocess.Popen[str]:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def _count(text: str, label: str) -> int:
+def count_calls(text: str, label: str) -> int:
+    """A counter from SIPp's final statistics screen (-1 when absent)."""
     hits = re.findall(rf"{label}\s*\|\s*\d+\s*\|\s*(\d+)", text)
     return int(hits[-1]) if hits else -1

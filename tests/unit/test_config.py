@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import dedent, position
 
-from ivr.config import DEFAULTS_FILE, load_config
+from ivr.config import DEFAULTS_FILE, SipSettings, load_config
 from ivr.errors import ProblemsError
 
 
@@ -132,3 +132,17 @@ def test_the_shipped_deploy_config_loads() -> None:
     assert config.bus.mqtt == "mqtt://broker.internal:1883"
     assert config.trunks[0].addresses == ["203.0.113.10/32"]
     assert {"general", "cards"} <= set(config.queues)
+
+
+def test_rtp_ports_give_each_worker_its_own_slice_inside_the_range() -> None:
+    sip = SipSettings(rtp_ports="10000-10200", calls_per_worker=4)
+    slices = [sip.rtp_slice(n) for n in range(1, 7)]
+    assert slices[0] == (10000, 32)
+    spans = [set(range(first, first + count)) for first, count in slices[:6]]
+    assert all(not (a & b) for i, a in enumerate(spans) for b in spans[i + 1:])  # disjoint
+    assert all(first % 2 == 0 and first + count <= 10200 for first, count in slices)
+    assert sip.rtp_slice(7) == slices[0]  # more workers than slices: they wrap around
+    with pytest.raises(ValueError, match="lo-hi"):
+        SipSettings(rtp_ports="20000-10000")
+    with pytest.raises(ValueError, match="lo-hi"):
+        SipSettings(rtp_ports="80")
