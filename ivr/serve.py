@@ -380,5 +380,7 @@ class Supervisor:
 
 
 def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> int:
+    # a trunk password missing from the environment stops us here, before anything is started
+    config.check_secrets()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return asyncio.run(Supervisor(config, config_path, state_dir).run())
