@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from ivr.config import EngineConfig
 from ivr.front.kamailio import Front, FrontSettings
 
 pytestmark = pytest.mark.integration
@@ -204,11 +205,12 @@ async def procs(tmp_path: Path) -> AsyncIterator[dict[str, Factory]]:
     fronts: list[Front] = []
     sipps: list[Sipp] = []
 
-    async def front(workers: list[str], **kw: Any) -> Front:
-        port = free_udp_port()
-        kw.setdefault("fr_timer_ms", 1000)
-        settings = FrontSettings(runtime_dir=tmp_path / "kam", listen=[f"udp:{LOOP}:{port}"],
-                                 workers=workers, **kw)
+    async def front(workers: list[str], settings: FrontSettings | None = None, **kw: Any) -> Front:
+        if settings is None:
+            port = free_udp_port()
+            kw.setdefault("fr_timer_ms", 1000)
+            settings = FrontSettings(runtime_dir=tmp_path / "kam", listen=[f"udp:{LOOP}:{port}"],
+                                     workers=workers, **kw)
         f = Front(settings)
         fronts.append(f)
         await f.start(timeout=10)
@@ -223,20 +225,26 @@ async def procs(tmp_path: Path) -> AsyncIterator[dict[str, Factory]]:
         return s
 
     async def uac(front: Front, scenario: str, *, service: str = "ivr", src: str = LOOP,
-                  calls: int = 1, rate: int = 10, timeout: float = 15.0) -> int:
+                  calls: int = 1, rate: int = 10, timeout: float = 15.0,
+                  extra: list[str] | None = None) -> int:
         port = front.settings.sockets[0][2]
         name = f"uac{len(sipps)}"
         s = Sipp(tmp_path / "sipp", name, [
             "-sf", str(SIPP_DIR / scenario), f"{LOOP}:{port}", "-i", src, "-p", str(free_udp_port(src)),
             "-s", service, "-m", str(calls), "-l", str(calls), "-r", str(rate),
-            "-recv_timeout", "6000", "-timeout", f"{int(timeout)}s", "-timeout_error",
+            "-recv_timeout", "6000", "-timeout", f"{int(timeout)}s", "-timeout_error", *(extra or []),
         ])
         sipps.append(s)
         await s.start()
         return await s.wait(timeout + 5)
 
+    async def peer(name: str, args: list[str]) -> Sipp:
+        s = Sipp(tmp_path / "sipp", name, args)
+        sipps.append(s)
+        return await s.start()
+
     try:
-        yield {"front": front, "uas": uas, "uac": uac}
+        yield {"front": front, "uas": uas, "uac": uac, "peer": peer}
     finally:
         for s in sipps:
             await s.stop()
@@ -553,3 +561,133 @@ async def test_front_exits_cleanly_and_reports_a_bad_start(tmp_path: Path) -> No
         assert not again.alive
     finally:
         blocker.close()
+
+
+# --- trunk registration ------------------------------------------------------------------------
+
+def registrar_scenario(username: str, password: str, contact: str, expires: int, rounds: int) -> str:
+    """A registrar (SIPp UAS) that challenges every REGISTER with 401 and checks the digest
+    answer with <verifyauth>: a wrong one gets 403 and fails the scenario (SIPp exits non-zero).
+    `rounds` registrations are expected in one Call-ID: the first and its refreshes."""
+    reply = """  <send>
+    <![CDATA[
+
+SIP/2.0 {status}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]reg[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+{extra}Content-Length: 0
+
+    ]]>
+  </send>
+"""
+    parts = []
+    for i in range(rounds):
+        parts.append(f"""  <recv request="REGISTER">
+    <action>
+      <ereg regexp="Contact: *&lt;sip:{contact}&gt;" search_in="msg" check_it="true" assign_to="c{i}"/>
+      <ereg regexp="Authorization" search_in="msg" check_it_inverse="true" assign_to="n{i}"/>
+    </action>
+  </recv>
+""")
+        parts.append(reply.format(
+            status="401 Unauthorized",
+            extra=f'WWW-Authenticate: Digest realm="ivr-test", nonce="[pid]n{i}x[call_number]", '
+                  'algorithm=MD5\n'))
+        parts.append(f"""  <recv request="REGISTER">
+    <action>
+      <ereg regexp="Authorization: Digest .*username=.{username}." search_in="msg" check_it="true"
+            assign_to="u{i}"/>
+      <verifyauth assign_to="ok{i}" username="{username}" password="{password}"/>
+    </action>
+  </recv>
+  <nop hide="true" test="ok{i}" next="good{i}"/>
+""")
+        parts.append(reply.format(status="403 Wrong Credentials", extra=""))
+        parts.append('  <recv request="NEVER" timeout="200"/>\n')
+        parts.append(f'  <label id="good{i}"/>\n')
+        parts.append(reply.format(status="200 OK",
+                                  extra=f"Contact: <sip:{contact}>;expires={expires}\n"))
+    checks = ",".join(f"c{i},n{i},u{i}" for i in range(rounds))  # only checked, never read back
+    parts.append(f'  <Reference variables="{checks}"/>\n')
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
+            '<scenario name="registrar with digest auth">\n' + "".join(parts) + "</scenario>\n")
+
+
+TRUNK_SRC = "127.0.0.2"  # the carrier: its registrar and the source of its calls
+
+
+def trunk_config(fport: int, rport: int, **trunk: Any) -> EngineConfig:
+    return EngineConfig.model_validate({
+        "sip": {"listen": [f"udp:{LOOP}:{fport}"]},
+        # only the trunk may call: its registrar's address is trusted without listing it
+        "allow_from": ["127.0.0.9/32"],
+        "trunks": [{"name": "carrier", "registrar": f"sip:{TRUNK_SRC}:{rport}", "username": "1000",
+                    "password_env": "IVR_TEST_TRUNK_PW", "expires": 10, **trunk}],
+    })
+
+
+async def test_trunk_registers_with_digest_refreshes_and_its_calls_reach_a_worker(
+    procs: dict[str, Factory], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    password = "s3cr:t-" + secrets.token_hex(6)  # a ':' to prove the db_text escaping
+    monkeypatch.setenv("IVR_TEST_TRUNK_PW", password)
+    fport, rport, wport = free_udp_port(), free_udp_port(TRUNK_SRC), free_udp_port()
+    scen = tmp_path / "registrar.xml"
+    scen.write_text(registrar_scenario("1000", password, f"carrier@{LOOP}:{fport}", 10, rounds=2))
+    registrar = await procs["peer"]("registrar", [
+        "-sf", str(scen), "-i", TRUNK_SRC, "-p", str(rport), "-m", "1",
+        "-timeout", "40s", "-timeout_error",
+    ])
+    w = await procs["uas"](wport)
+    settings = FrontSettings.from_config(
+        trunk_config(fport, rport), tmp_path / "kam", [worker(wport)], reg_timer_interval_s=2,
+    )
+    started = time.monotonic()
+    front = await procs["front"]([], settings=settings)
+
+    # registered (401 -> digest verified -> 200), then refreshed before the 10 s expire, again with
+    # a verified digest: the registrar's scenario passes only then
+    assert await registrar.wait(45) == 0, registrar.received()
+    assert time.monotonic() - started < 15
+    regs = registrar.requests("REGISTER")
+    assert len(regs) == 4 and all(r.startswith(f"REGISTER sip:{TRUNK_SRC}:{rport} ") for r in regs)
+
+    # the carrier calls the registered contact with the dialled number in To: a worker gets it
+    # with that number as the request user
+    assert await procs["uac"](front, "uac_trunk_did.xml", service="carrier", src=TRUNK_SRC,
+                              extra=["-key", "did", "1000"]) == 0
+    assert [r.split(" ", 2)[1] for r in w.requests("INVITE")] == [f"sip:1000@{LOOP}:{fport}"]
+    # any other source is refused by the ACL
+    assert await procs["uac"](front, "uac_expect_403.xml", src="127.0.0.3") == 0
+
+    # the password is only in the uacreg table, and that is readable by us alone
+    table = front.runtime_dir / "uacreg" / "uacreg"
+    assert password.replace(":", "\\:") in table.read_text()
+    assert table.stat().st_mode & 0o777 == 0o600
+    assert (front.runtime_dir / "uacreg").stat().st_mode & 0o777 == 0o700
+    for path in (front.cfg_path, front.log_path):
+        assert password not in path.read_text(errors="replace"), path
+    assert password not in repr(settings)
+    assert "carrier" in front.cfg_path.read_text()
+
+
+async def test_trunk_registration_with_a_wrong_password_is_refused_by_the_registrar(
+    procs: dict[str, Factory], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IVR_TEST_TRUNK_PW", "not-the-password")
+    fport, rport = free_udp_port(), free_udp_port(TRUNK_SRC)
+    scen = tmp_path / "registrar.xml"
+    scen.write_text(registrar_scenario("1000", "the-password", f"carrier@{LOOP}:{fport}", 10, rounds=1))
+    registrar = await procs["peer"]("registrar", [
+        "-sf", str(scen), "-i", TRUNK_SRC, "-p", str(rport), "-m", "1",
+        "-timeout", "20s", "-timeout_error",
+    ])
+    settings = FrontSettings.from_config(trunk_config(fport, rport), tmp_path / "kam",
+                                         reg_timer_interval_s=2)
+    await procs["front"]([], settings=settings)
+    # verifyauth failed: the scenario took its 403 branch and failed
+    assert await registrar.wait(25) != 0
+    assert any(r.startswith("REGISTER ") for r in registrar.received())
