@@ -12,6 +12,7 @@ import pytest
 
 from ivr.config import EngineConfig
 from ivr.front.kamailio import (
+    SYSTEM_CA_BUNDLE,
     FrontError,
     FrontSettings,
     Registration,
@@ -304,6 +305,10 @@ def test_tls_listen_renders_module_and_profile(tmp_path: Path) -> None:
     profile = tls_config_text(s)
     assert f"certificate = {crt}" in profile and f"private_key = {key}" in profile
     assert "[server:default]" in profile and "method = TLSv1.2+" in profile
+    # no outgoing TLS of our own: the CA bundle is not loaded (it costs ~10 s of startup)
+    assert "ca_list" not in profile
+    sips = registered(tmp_path, tls_certificate=crt, tls_private_key=key)
+    assert f"ca_list = {SYSTEM_CA_BUNDLE}" in tls_config_text(sips)  # a sips: registrar is verified
     with pytest.raises(ValueError, match="does not exist"):
         settings(tmp_path, listen=["tls:127.0.0.1:5061"], tls_certificate=tmp_path / "nope.crt",
                  tls_private_key=key)
