@@ -959,7 +959,11 @@ class Front:
             write_registrations(self.settings)
         with contextlib.suppress(FileNotFoundError):
             self.settings.ctl_socket.unlink()  # a stale socket from a killed run blocks ctl's bind
-        await check_config(self.cfg_path, self.runtime_dir, exe, timeout=timeout)
+        try:
+            await check_config(self.cfg_path, self.runtime_dir, exe, timeout=timeout)
+        except BaseException:
+            self._forget_secrets()
+            raise
         argv = [
             exe, "-DD", "-E", "-f", str(self.cfg_path), "-Y", str(self.runtime_dir),
             "-P", str(self.pid_path), "-w", str(self.runtime_dir), "-m", "64", "-M", "8",
@@ -1020,6 +1024,7 @@ class Front:
         """SIGTERM, wait at most `timeout`, then SIGKILL the whole process group; returns the rc."""
         proc = self._proc
         if proc is None:
+            self._forget_secrets()
             return None
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -1033,7 +1038,12 @@ class Front:
         # children normally exit with the main process; make sure none of our group is left
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        self._forget_secrets()
         return proc.returncode
+
+    def _forget_secrets(self) -> None:
+        """The passwords stay on disk only while the front runs (uac_reg read them at startup)."""
+        shutil.rmtree(self.runtime_dir / UACREG_DIR_NAME, ignore_errors=True)
 
     async def __aenter__(self) -> Front:
         await self.start()
