@@ -298,6 +298,24 @@ class EngineConfig(_Strict):
             raise ValueError(f"trunk names must be unique: {', '.join(dupes)}")
         return value
 
+    @model_validator(mode="after")
+    def _trunks_can_register(self) -> EngineConfig:
+        """A registering trunk needs a listen socket of its registrar's transport, and an address
+        to give the carrier: a wildcard listen (0.0.0.0) is not one, so then `contact` is needed."""
+        for trunk in self.trunks:
+            if trunk.registrar is None:
+                continue
+            transport = parse_registrar(trunk.registrar).transport
+            hosts = [item.split(":", 1)[1].rpartition(":")[0].strip("[]") for item in self.sip.listen
+                     if item.startswith(f"{transport}:")]
+            if not hosts:
+                raise ValueError(f"trunk {trunk.name!r} registers over {transport}, but sip.listen has "
+                                 f"no {transport}: socket")
+            if trunk.contact is None and hosts[0] in ("0.0.0.0", "::"):
+                raise ValueError(f"trunk {trunk.name!r}: sip.listen is {hosts[0]}, so set the trunk's "
+                                 "contact: IP:PORT (the address the carrier sends calls to)")
+        return self
+
     def check_secrets(self) -> None:
         """Fail at startup, not at the first registration, when a trunk's password is not set."""
         for trunk in self.trunks:

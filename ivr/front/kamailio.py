@@ -263,7 +263,8 @@ class FrontSettings:
             raise ValueError(f"trunk {reg.name!r} registers over {transport}, but sip.listen has no "
                              f"{transport}: socket")
         host, port = same[0]
-        socket_text = f"{transport}:{_host_port(host, port)}"
+        # send REGISTERs from that socket; on a wildcard one tm picks the source address
+        socket_text = "" if host in _WILDCARDS else f"{transport}:{_host_port(host, port)}"
         if reg.contact:
             return reg.contact + suffix, socket_text
         if host in _WILDCARDS:

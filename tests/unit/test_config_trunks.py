@@ -122,3 +122,12 @@ def test_tls_listen_needs_certificate_and_key() -> None:
     c = EngineConfig.model_validate({"sip": {"listen": ["tls:127.0.0.1:5061"],
                                              "tls": {"certificate": "c.pem", "private_key": "k.pem"}}})
     assert c.sip.tls is not None and c.sip.tls.certificate.is_absolute()
+
+
+def test_registering_trunk_needs_a_socket_and_an_address_for_the_carrier() -> None:
+    with pytest.raises(ValueError, match=r"registers over tcp, but sip\.listen has no tcp: socket"):
+        config(registrar="sip:198.51.100.1;transport=tcp")
+    with pytest.raises(ValueError, match=r"sip\.listen is 0\.0\.0\.0, so set the trunk.s contact"):
+        EngineConfig.model_validate({"sip": {"listen": ["udp:0.0.0.0:5060"]}, "trunks": [TRUNK]})
+    EngineConfig.model_validate({"sip": {"listen": ["udp:0.0.0.0:5060"]},
+                                 "trunks": [{**TRUNK, "contact": "203.0.113.5:5060"}]})

@@ -265,7 +265,7 @@ def test_registration_on_a_wildcard_listen_needs_a_contact(tmp_path: Path) -> No
     s = settings(tmp_path, listen=["udp:0.0.0.0:5060"],
                  registrations=[Registration("carrier", "sip:192.0.2.10", "1000", "pw",
                                              contact="203.0.113.5:5060")])
-    assert s.contact_for(s.registrations[0]) == ("203.0.113.5:5060", "udp:0.0.0.0:5060")
+    assert s.contact_for(s.registrations[0]) == ("203.0.113.5:5060", "")
 
 
 def test_registrar_address_is_trusted_and_passwords_come_from_the_environment(
@@ -323,3 +323,14 @@ def test_kamailio_accepts_tls_and_registrations(tmp_path: Path) -> None:
     write_dispatcher(tmp_path / "dispatcher.list", [])
     write_registrations(s)
     asyncio.run(check_config(path, tmp_path))
+
+
+def test_the_shipped_deploy_config_maps_to_a_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivr.config import load_config
+
+    monkeypatch.setenv("TRUNK_PASSWORD", "pw")
+    s = FrontSettings.from_config(load_config(Path(__file__).parents[2] / "deploy" / "ivr.multi-node.yaml"),
+                                  tmp_path)
+    (reg,) = s.registrations
+    assert s.contact_for(reg) == ("198.51.100.20:5060", "")
+    assert "carrier" in render_config(s) and "pw" not in uacreg_table_text(s).splitlines()[0]
