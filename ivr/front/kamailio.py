@@ -52,6 +52,8 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
+from ivr.config import SipTarget, parse_registrar
+
 if TYPE_CHECKING:
     from ivr.config import EngineConfig
 
@@ -139,8 +141,6 @@ class Registration:
     contact: str = ""  # host:port the carrier sends calls to; empty = from the listen sockets
 
     def __post_init__(self) -> None:
-        from ivr.config import parse_registrar
-
         if not _REG_NAME.match(self.name):
             raise ValueError(f"registration name {self.name!r} may only use letters, digits, '._-'")
         parse_registrar(self.registrar)
@@ -150,22 +150,21 @@ class Registration:
             raise ValueError(f"registration {self.name!r}: expires must be 10..86400 seconds")
 
     @property
-    def transport(self) -> str:
-        from ivr.config import parse_registrar
+    def target(self) -> SipTarget:
+        return parse_registrar(self.registrar)
 
-        return parse_registrar(self.registrar).transport
+    @property
+    def transport(self) -> str:
+        return self.target.transport
 
     @property
     def proxy_uri(self) -> str:
-        from ivr.config import parse_registrar
-
-        return parse_registrar(self.registrar).uri
+        """Where REGISTERs go (uac_reg's auth_proxy): the registrar with its port and transport."""
+        return self.target.uri
 
     @property
     def domain(self) -> str:
-        from ivr.config import parse_registrar
-
-        return parse_registrar(self.registrar).hostport
+        return self.target.hostport
 
 
 @dataclass
@@ -235,8 +234,7 @@ class FrontSettings:
             self.contact_for(reg)  # every registration has an address to give the carrier
 
     def _check_tls(self) -> None:
-        has_tls = any(proto == "tls" for proto, _, _ in self.sockets)
-        if not has_tls:
+        if not self.tls:
             return
         if self.tls_certificate is None or self.tls_private_key is None:
             raise ValueError("a tls: listen socket needs tls_certificate and tls_private_key")
@@ -290,8 +288,6 @@ class FrontSettings:
         Reads registration passwords from the environment: a missing one is a ConfigError that
         names the trunk and the variable.
         """
-        from ivr.config import parse_registrar
-
         trusted = [addr for trunk in config.trunks for addr in trunk.addresses]
         registrations: list[Registration] = []
         for trunk in config.trunks:

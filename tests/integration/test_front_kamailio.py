@@ -646,10 +646,13 @@ async def test_trunk_registration_with_a_wrong_password_is_refused_by_the_regist
     ])
     settings = FrontSettings.from_config(trunk_config(fport, rport), tmp_path / "kam",
                                          reg_timer_interval_s=2)
-    await procs["front"]([], settings=settings)
+    front = await procs["front"]([], settings=settings)
     # verifyauth failed: the scenario took its 403 branch and failed
     assert await registrar.wait(25) != 0
-    assert any(r.startswith("REGISTER ") for r in registrar.received())
+    assert [r.split(" ", 1)[0] for r in registrar.received()] == ["REGISTER", "REGISTER"]
+    # the refusal is logged without the password
+    await asyncio.sleep(0.5)
+    assert "not-the-password" not in front.log_path.read_text(errors="replace")
 
 
 # --- TLS ----------------------------------------------------------------------------------------
