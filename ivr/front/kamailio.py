@@ -862,6 +862,22 @@ def _udp_options_once(host: str, port: int, wait: float) -> str | None:
     return line if line.startswith("SIP/2.0 ") else None
 
 
+# uac_reg record flags (uac module docs, uac.reg_info)
+_REG_DISABLED, _REG_ONGOING, _REG_STATE, _REG_AUTHSENT, _REG_INIT = 1, 2, 4, 8, 16
+
+
+def _registration_word(flags: int) -> str:
+    if flags & _REG_DISABLED:
+        return "disabled"
+    if flags & _REG_STATE:
+        return "registered"  # also while a refresh is under way: the binding is still valid
+    if flags & (_REG_ONGOING | _REG_AUTHSENT):
+        return "registering"
+    if flags & _REG_INIT:
+        return "failed"
+    return "pending"
+
+
 def parse_dispatcher_list(text: str) -> dict[str, str]:
     """`kamcmd dispatcher.list` output -> {"host:port": flags} (flags like "AP", "IP", "AX")."""
     state: dict[str, str] = {}
@@ -1016,6 +1032,18 @@ class Front:
         if not self._workers:
             return {}
         return parse_dispatcher_list(await self._kamcmd_run("dispatcher.list"))
+
+    async def registration_state(self) -> dict[str, str]:
+        """{trunk name: "registered" | "registering" | "failed" | "disabled" | "pending"} from
+        uac_reg's flags. Only the flags are read: the RPC record also carries the password."""
+        if not self.alive:
+            raise FrontError("the front is not running")
+        state: dict[str, str] = {}
+        for reg in self.settings.registrations:
+            out = await self._kamcmd_run("uac.reg_info", "l_uuid", reg.name)
+            m = re.search(r"^\s*flags:\s*(\d+)\s*$", out, re.MULTILINE)
+            state[reg.name] = _registration_word(int(m.group(1))) if m else "unknown"
+        return state
 
     async def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM, wait at most `timeout`, then SIGKILL the whole process group; returns the rc."""

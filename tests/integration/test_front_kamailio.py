@@ -572,6 +572,16 @@ async def test_front_exits_cleanly_and_reports_a_bad_start(tmp_path: Path) -> No
 
 # --- trunk registration ------------------------------------------------------------------------
 
+async def wait_registration(front: Front, want: str, timeout: float = 5.0) -> dict[str, str]:
+    """The front's registration state once every trunk shows `want` (or the last one seen)."""
+    deadline = time.monotonic() + timeout
+    state = await front.registration_state()
+    while any(v != want for v in state.values()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        state = await front.registration_state()
+    return state
+
+
 TRUNK_SRC = "127.0.0.2"  # the carrier: its registrar and the source of its calls
 
 
@@ -610,6 +620,7 @@ async def test_trunk_registers_with_digest_refreshes_and_its_calls_reach_a_worke
     assert time.monotonic() - started < 15
     regs = registrar.requests("REGISTER")
     assert len(regs) == 4 and all(r.startswith(f"REGISTER sip:{TRUNK_SRC}:{rport} ") for r in regs)
+    assert await wait_registration(front, "registered") == {"carrier": "registered"}
 
     # the carrier calls the registered contact with the dialled number in To: a worker gets it
     # with that number as the request user
@@ -650,6 +661,7 @@ async def test_trunk_registration_with_a_wrong_password_is_refused_by_the_regist
     # verifyauth failed: the scenario took its 403 branch and failed
     assert await registrar.wait(25) != 0
     assert [r.split(" ", 1)[0] for r in registrar.received()] == ["REGISTER", "REGISTER"]
+    assert await wait_registration(front, "failed") == {"carrier": "failed"}
     # the refusal is logged without the password
     await asyncio.sleep(0.5)
     assert "not-the-password" not in front.log_path.read_text(errors="replace")

@@ -48,6 +48,8 @@ def test_serve_registers_the_trunk_and_runs_its_calls(tmp_path: Path,
                                        "username": "2001", "password_env": "IVR_SERVE_TRUNK_PW"}])
         _, err = registrar.communicate(timeout=60)
         assert registrar.returncode == 0, err[-2000:]
+        server.wait(lambda: server.health().get("trunks") == {"carrier": "registered"}, 5,
+                    "the trunk to show as registered in /health")
 
         # the carrier calls the registered contact; To carries 3000, routed to the quick flow
         result = run_sipp(server.uri_host, "uac_trunk_did.xml", service="carrier", local_ip=TRUNK_SRC,

@@ -334,3 +334,14 @@ def test_the_shipped_deploy_config_maps_to_a_front(tmp_path: Path, monkeypatch: 
     (reg,) = s.registrations
     assert s.contact_for(reg) == ("198.51.100.20:5060", "")
     assert "carrier" in render_config(s) and "pw" not in uacreg_table_text(s).splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "word"),
+    [(0, "pending"), (16 | 2, "registering"), (16 | 8 | 2, "registering"), (16 | 4, "registered"),
+     (16 | 4 | 2, "registered"), (16, "failed"), (16 | 4 | 1, "disabled")],
+)
+def test_registration_flags_read_as_words(flags: int, word: str) -> None:
+    from ivr.front.kamailio import _registration_word
+
+    assert _registration_word(flags) == word
