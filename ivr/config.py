@@ -7,14 +7,17 @@ and the config are validated together. With no file at all the built-in defaults
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ivr.calendar import Calendar
 from ivr.durations import Duration
-from ivr.errors import ProblemsError
+from ivr.errors import ConfigError, ProblemsError
 from ivr.flow.loader import Document, load_file
 from ivr.flow.problems import validation_problems
 
@@ -25,6 +28,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TlsSettings(_Strict):
+    """The front's server certificate for `tls:` listen sockets (PEM files; the chain may follow
+    the certificate in the same file). Paths are made absolute because Kamailio chdirs."""
+
+    certificate: Path
+    private_key: Path
+
+    @field_validator("certificate", "private_key")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+
 class SipSettings(_Strict):
     listen: list[str] = Field(default_factory=lambda: ["udp:127.0.0.1:5060"])
     max_calls: int = Field(200, ge=1)
@@ -32,6 +48,7 @@ class SipSettings(_Strict):
     prestart_workers: int = Field(2, ge=1, description="workers started before the first call")
     answer_delay: Duration = Field(0.0, description="ring (180) this long before answering")
     workers_host: str = "127.0.0.1"
+    tls: TlsSettings | None = Field(None, description="certificate and key for tls: listen sockets")
     rtp_ports: str = Field("10000-20000", description="UDP ports for the workers' RTP and RTCP "
                            "(lo-hi); each worker takes its own slice")
 
@@ -63,13 +80,157 @@ class SipSettings(_Strict):
                 raise ValueError(f"{item!r} is not proto:host:port (proto udp, tcp or tls)")
         return value
 
+    @model_validator(mode="after")
+    def _tls_needs_a_certificate(self) -> SipSettings:
+        if self.tls is None and any(item.startswith("tls:") for item in self.listen):
+            raise ValueError("a tls: listen socket needs sip.tls: {certificate: FILE, private_key: FILE}")
+        return self
+
+
+_TRUNK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+_SIP_USER = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]+$")
+
+
+class SipTarget(NamedTuple):
+    """A registrar address: where REGISTERs go and over which transport."""
+
+    host: str
+    port: int | None
+    transport: Literal["udp", "tcp", "tls"]
+
+    @property
+    def hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    @property
+    def uri(self) -> str:
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"sip:{self.hostport}{suffix}"
+
+
+def parse_registrar(text: str) -> SipTarget:
+    """`sip:host[:port][;transport=udp|tcp|tls]` or `sips:host[:port]` (TLS); no user part."""
+    scheme, sep, rest = text.strip().partition(":")
+    if not sep or scheme not in ("sip", "sips"):
+        raise ValueError(f"registrar {text!r} is not a sip: or sips: URI")
+    hostport, *params = rest.split(";")
+    transport: Literal["udp", "tcp", "tls"] = "tls" if scheme == "sips" else "udp"
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.lower() != "transport" or value.lower() not in ("udp", "tcp", "tls"):
+            raise ValueError(f"registrar {text!r}: only a transport=udp|tcp|tls parameter is allowed")
+        transport = value.lower()  # type: ignore[assignment]
+    if "@" in hostport:
+        raise ValueError(f"registrar {text!r} names a user; give the host only (username is separate)")
+    if hostport.startswith("["):
+        host, _, tail = hostport[1:].partition("]")
+        port_text = tail.removeprefix(":") if tail.startswith(":") else ("" if not tail else "x")
+    elif hostport.count(":") == 1:
+        host, _, port_text = hostport.partition(":")
+    else:
+        host, port_text = hostport, ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.match(host):
+            raise ValueError(f"registrar {text!r} has no valid host") from None
+    if port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536):
+        raise ValueError(f"registrar {text!r} has a bad port")
+    return SipTarget(host, int(port_text) if port_text else None, transport)
+
 
 class Trunk(_Strict):
-    name: str
-    registrar: str | None = None
+    """A carrier. `addresses` are trusted sources (no ACL, no flood limit). With `registrar` the
+    front registers to it (digest auth, password read from the environment variable
+    `password_env` at startup, never from the file) and calls to the registered contact reach the
+    workers with the dialled number (To) as the request user."""
+
+    name: str = Field(description="letters, digits, '._-'; also the user part of the registered contact")
+    registrar: str | None = Field(None, description="sip:host[:port][;transport=tcp|tls] or sips:host")
     username: str | None = None
-    password_env: str | None = None
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    realm: str | None = Field(None, description="expected digest realm (default: the registrar's)")
+    expires: int = Field(600, ge=10, le=86400, description="registration lifetime asked for, seconds")
+    contact: str | None = Field(
+        None, description="host:port the carrier sends calls to (default: the front's first listen address)"
+    )
     addresses: list[str] = Field(default_factory=list, description="source addresses of the trunk")
+
+    @field_validator("name")
+    @classmethod
+    def _name_form(cls, value: str) -> str:
+        if not _TRUNK_NAME.match(value):
+            raise ValueError(f"trunk name {value!r} may only use letters, digits, '._-' (max 64)")
+        return value
+
+    @field_validator("registrar")
+    @classmethod
+    def _registrar_form(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_registrar(value)
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username_form(cls, value: str | None) -> str | None:
+        if value is not None and not _SIP_USER.match(value):
+            raise ValueError(f"username {value!r} is not a valid SIP user part")
+        return value
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_form(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(f"password_env {value!r} is not an environment variable name")
+        return value
+
+    @field_validator("realm")
+    @classmethod
+    def _realm_form(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c in value for c in '"\\\r\n:')):
+            raise ValueError("realm must be non-empty without quotes, backslashes, colons or newlines")
+        return value
+
+    @field_validator("contact")
+    @classmethod
+    def _contact_form(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _, port = value.rpartition(":")
+            try:
+                ipaddress.ip_address(host.strip("[]"))
+            except ValueError:
+                raise ValueError(f"contact {value!r} is not IP:PORT") from None
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"contact {value!r} is not IP:PORT")
+        return value
+
+    @model_validator(mode="after")
+    def _registration_complete(self) -> Trunk:
+        given = {k: getattr(self, k) for k in ("registrar", "username", "password_env")}
+        if any(v is not None for v in given.values()):
+            missing = [k for k, v in given.items() if v is None]
+            if missing:
+                raise ValueError(f"trunk {self.name!r} registers, so it also needs {', '.join(missing)}")
+        elif self.realm is not None or self.contact is not None:
+            raise ValueError(f"trunk {self.name!r}: realm/contact only apply with registrar")
+        return self
+
+    @property
+    def registers(self) -> bool:
+        return self.registrar is not None
+
+    def password(self) -> str:
+        """The registration password from the environment, or a ConfigError naming trunk and variable."""
+        if self.password_env is None:
+            raise ConfigError(f"trunk {self.name!r} has no password_env")
+        value = os.environ.get(self.password_env)
+        if not value:
+            raise ConfigError(f"trunk {self.name!r}: environment variable {self.password_env} "
+                              "(password_env, the registration password) is not set")
+        return value
 
 
 class AsrSettings(_Strict):
@@ -147,6 +308,39 @@ class EngineConfig(_Strict):
     http: HttpSettings = Field(default_factory=HttpSettings)
 
     source: str | None = Field(None, exclude=True, description="file the config came from")
+
+    @field_validator("trunks")
+    @classmethod
+    def _unique_trunks(cls, value: list[Trunk]) -> list[Trunk]:
+        names = [t.name for t in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"trunk names must be unique: {', '.join(dupes)}")
+        return value
+
+    @model_validator(mode="after")
+    def _trunks_can_register(self) -> EngineConfig:
+        """A registering trunk needs a listen socket of its registrar's transport, and an address
+        to give the carrier: a wildcard listen (0.0.0.0) is not one, so then `contact` is needed."""
+        for trunk in self.trunks:
+            if trunk.registrar is None:
+                continue
+            transport = parse_registrar(trunk.registrar).transport
+            hosts = [item.split(":", 1)[1].rpartition(":")[0].strip("[]") for item in self.sip.listen
+                     if item.startswith(f"{transport}:")]
+            if not hosts:
+                raise ValueError(f"trunk {trunk.name!r} registers over {transport}, but sip.listen has "
+                                 f"no {transport}: socket")
+            if trunk.contact is None and hosts[0] in ("0.0.0.0", "::"):
+                raise ValueError(f"trunk {trunk.name!r}: sip.listen is {hosts[0]}, so set the trunk's "
+                                 "contact: IP:PORT (the address the carrier sends calls to)")
+        return self
+
+    def check_secrets(self) -> None:
+        """Fail at startup, not at the first registration, when a trunk's password is not set."""
+        for trunk in self.trunks:
+            if trunk.registers:
+                trunk.password()
 
 
 def _from_document(doc: Document) -> EngineConfig:

@@ -38,6 +38,10 @@ class ProblemsError(IvrError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class ConfigError(IvrError):
+    """The engine config cannot be used as it stands (e.g. a secret it names is not set)."""
+
+
 class FlowRuntimeError(IvrError):
     """A flow cannot go on for this call (loop bound, sandbox violation, missing exit)."""
 

@@ -34,7 +34,7 @@ from ivr.flow.catalog import prompt_texts
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.templates import is_template
 from ivr.flow.validate import load_flows
-from ivr.front.kamailio import Front, FrontSettings
+from ivr.front.kamailio import Front, FrontError, FrontSettings
 from ivr.speech.tts import PromptCache, TtsError, Voice
 from ivr.store.db import Store
 
@@ -261,6 +261,14 @@ class Supervisor:
     def app(self) -> web.Application:
         async def health(_: web.Request) -> web.Response:
             doc = self.health()
+            if self.front is not None and self.front.settings.registrations:
+                # per trunk: registered / registering / failed / disabled / pending (ops want to
+                # know their carrier can reach them); not part of "status": inbound calls from
+                # trusted trunk addresses work without it
+                try:
+                    doc["trunks"] = await self.front.registration_state()
+                except FrontError:
+                    doc["trunks"] = {r.name: "unknown" for r in self.front.settings.registrations}
             return web.json_response(doc, status=200 if doc["status"] == "ok" else 503)
 
         async def metrics(_: web.Request) -> web.Response:
@@ -380,5 +388,7 @@ class Supervisor:
 
 
 def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> int:
+    # a trunk password missing from the environment stops us here, before anything is started
+    config.check_secrets()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return asyncio.run(Supervisor(config, config_path, state_dir).run())

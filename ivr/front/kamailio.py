@@ -21,6 +21,13 @@ Why Kamailio and which of its features (all from the Debian `kamailio` package, 
 - `usrloc`+`registrar` in memory: agent softphones REGISTER by name; a request for a registered
   user goes to its contact, any other goes to the IVR workers.
 - `ctl` on a unix socket inside our runtime dir so nothing touches /run/kamailio.
+- `uac` remote registration (uac_reg) for trunks with a registrar: the front, and only the front,
+  registers (digest auth, refreshed before expiry). The accounts are a `db_text` table written
+  into the runtime dir with mode 0600, because it holds the passwords (taken from environment
+  variables at startup); kamailio.cfg and every log only name the trunk. Calls the carrier sends
+  to the registered contact (`sip:<trunk name>@front`) get the dialled number (To) as request user.
+- `tls` for `tls:` listen sockets, with the certificate and key from `sip.tls` in a generated
+  tls.cfg.
 
 Kamailio runs as our child in the foreground (`-DD -E`); every path given to it is absolute
 because `-w` changes its working directory before it opens them.
@@ -45,11 +52,16 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
+from ivr.config import SipTarget, parse_registrar
+
 if TYPE_CHECKING:
     from ivr.config import EngineConfig
 
 DISPATCHER_SET = 1
 CTL_SOCKET_NAME = "kamailio_ctl"
+TLS_CFG_NAME = "tls.cfg"
+UACREG_DIR_NAME = "uacreg"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL
 _MAX_UNIX_PATH = 107
 
@@ -80,8 +92,8 @@ def _split_listen(item: str) -> tuple[str, str, int]:
     proto, _, rest = item.partition(":")
     host, _, port = rest.rpartition(":")
     host = host.strip("[]")
-    if proto not in ("udp", "tcp") or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"listen socket {item!r} is not udp:HOST:PORT or tcp:HOST:PORT")
+    if proto not in ("udp", "tcp", "tls") or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen socket {item!r} is not udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT")
     ipaddress.ip_address(host)  # a literal address: the front never resolves names
     return proto, host, int(port)
 
@@ -105,6 +117,54 @@ def _network(item: str, what: str) -> str:
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_REG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One registration of the front at a trunk's registrar (Kamailio uac_reg).
+
+    `name` is the trunk's name: the user part of the registered contact and the only thing that
+    names the account in kamailio.cfg and in logs. The password is kept out of repr and is
+    written only to the 0600 uacreg table.
+    """
+
+    name: str
+    registrar: str  # sip:host[:port][;transport=...] or sips:host[:port]
+    username: str
+    password: str = field(repr=False)
+    realm: str = ""
+    expires: int = 600
+    contact: str = ""  # host:port the carrier sends calls to; empty = from the listen sockets
+
+    def __post_init__(self) -> None:
+        if not _REG_NAME.match(self.name):
+            raise ValueError(f"registration name {self.name!r} may only use letters, digits, '._-'")
+        parse_registrar(self.registrar)
+        if not self.username or not self.password:
+            raise ValueError(f"registration {self.name!r} needs a username and a password")
+        if not 10 <= self.expires <= 86400:
+            raise ValueError(f"registration {self.name!r}: expires must be 10..86400 seconds")
+
+    @property
+    def target(self) -> SipTarget:
+        return parse_registrar(self.registrar)
+
+    @property
+    def transport(self) -> str:
+        return self.target.transport
+
+    @property
+    def proxy_uri(self) -> str:
+        """Where REGISTERs go (uac_reg's auth_proxy): the registrar with its port and transport."""
+        return self.target.uri
+
+    @property
+    def domain(self) -> str:
+        return self.target.hostport
 
 
 @dataclass
@@ -135,6 +195,14 @@ class FrontSettings:
     fr_inv_timer_ms: int = 10000  # a worker sent 1xx but no final reply within this: fail over
     children: int = 4
     log_level: int = 2  # kamailio `debug`: 2 = info (our xlog lines), 3 = debug
+    # TLS listen sockets: PEM certificate (chain may follow) and private key
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    # trunk registrations (uac_reg): checked every reg_timer_interval_s, refreshed when less than
+    # that is left before expiry; a failed registration is retried after reg_retry_interval_s
+    registrations: list[Registration] = field(default_factory=list)
+    reg_timer_interval_s: int = 20
+    reg_retry_interval_s: int = 30
 
     def __post_init__(self) -> None:
         self.runtime_dir = Path(self.runtime_dir)
@@ -154,9 +222,53 @@ class FrontSettings:
             if not _SAFE_AGENT.match(agent):
                 raise ValueError(f"scanner user agent {agent!r} may only use letters, digits, ' ._/-'")
         for name in ("pike_sampling_s", "pike_density", "pike_remove_latency_s", "probe_interval_s",
-                     "fr_timer_ms", "fr_inv_timer_ms", "children"):
+                     "fr_timer_ms", "fr_inv_timer_ms", "children", "reg_timer_interval_s",
+                     "reg_retry_interval_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        self._check_tls()
+        names = [r.name for r in self.registrations]
+        if len(set(names)) != len(names):
+            raise ValueError(f"registration names must be unique: {names}")
+        for reg in self.registrations:
+            self.contact_for(reg)  # every registration has an address to give the carrier
+
+    def _check_tls(self) -> None:
+        if not self.tls:
+            return
+        if self.tls_certificate is None or self.tls_private_key is None:
+            raise ValueError("a tls: listen socket needs tls_certificate and tls_private_key")
+        for what, path in (("certificate", self.tls_certificate), ("private key", self.tls_private_key)):
+            path = Path(path)
+            if not path.is_absolute():
+                raise ValueError(f"TLS {what} path must be absolute (kamailio -w chdirs): {path}")
+            if not path.is_file():
+                raise ValueError(f"TLS {what} {path} does not exist")
+        self.tls_certificate = Path(self.tls_certificate)
+        self.tls_private_key = Path(self.tls_private_key)
+
+    @property
+    def tls(self) -> bool:
+        return any(proto == "tls" for proto, _, _ in self.sockets)
+
+    def contact_for(self, reg: Registration) -> tuple[str, str]:
+        """(contact_addr, socket) for uac_reg: the trunk's own `contact`, else the first listen
+        socket of the registrar's transport with a concrete address."""
+        transport = reg.transport
+        suffix = "" if transport == "udp" else f";transport={transport}"
+        same = [(h, p) for proto, h, p in self.sockets if proto == transport]
+        if not same:
+            raise ValueError(f"trunk {reg.name!r} registers over {transport}, but sip.listen has no "
+                             f"{transport}: socket")
+        host, port = same[0]
+        # send REGISTERs from that socket; on a wildcard one tm picks the source address
+        socket_text = "" if host in _WILDCARDS else f"{transport}:{_host_port(host, port)}"
+        if reg.contact:
+            return reg.contact + suffix, socket_text
+        if host in _WILDCARDS:
+            raise ValueError(f"trunk {reg.name!r}: the front listens on {host}, so set the trunk's "
+                             "contact: IP:PORT (the address the carrier should send calls to)")
+        return _host_port(host, port) + suffix, socket_text
 
     @property
     def ctl_socket(self) -> Path:
@@ -170,8 +282,27 @@ class FrontSettings:
     def from_config(
         cls, config: EngineConfig, runtime_dir: Path, workers: Sequence[str] = (), **overrides: object
     ) -> FrontSettings:
-        """Map the engine config: `sip.listen`, `allow_from`, and every trunk's `addresses` as trusted."""
+        """Map the engine config: `sip.listen`, `sip.tls`, `allow_from`, every trunk's `addresses`
+        (and a registrar given as an IP address) as trusted, and the trunk registrations.
+
+        Reads registration passwords from the environment: a missing one is a ConfigError that
+        names the trunk and the variable.
+        """
         trusted = [addr for trunk in config.trunks for addr in trunk.addresses]
+        registrations: list[Registration] = []
+        for trunk in config.trunks:
+            if not trunk.registers:
+                continue
+            assert trunk.registrar is not None and trunk.username is not None
+            target = parse_registrar(trunk.registrar)
+            with contextlib.suppress(ValueError):
+                trusted.append(str(ipaddress.ip_address(target.host)))
+            registrations.append(Registration(
+                name=trunk.name, registrar=trunk.registrar, username=trunk.username,
+                password=trunk.password(), realm=trunk.realm or "", expires=trunk.expires,
+                contact=trunk.contact or "",
+            ))
+        tls = config.sip.tls
         tuning: dict[str, object] = {
             "pike_density": config.front.pike_density,
             "pike_sampling_s": config.front.pike_sampling_s,
@@ -180,7 +311,10 @@ class FrontSettings:
         }
         return cls(
             runtime_dir=Path(runtime_dir).absolute(), listen=list(config.sip.listen), workers=list(workers),
-            allow_from=list(config.allow_from), trusted=trusted, **tuning,  # type: ignore[arg-type]
+            allow_from=list(config.allow_from), trusted=trusted, registrations=registrations,
+            tls_certificate=tls.certificate if tls else None,
+            tls_private_key=tls.private_key if tls else None,
+            **tuning,  # type: ignore[arg-type]
         )
 
 
@@ -206,6 +340,8 @@ rev_dns=no
 use_dns_cache=no
 enable_sctp=no
 {% if not tcp %}disable_tcp=yes
+{% endif %}
+{% if s.tls %}enable_tls=yes
 {% endif %}
 server_header="Server: ivr-front"
 user_agent_header="User-Agent: ivr-front"
@@ -235,6 +371,13 @@ loadmodule "pike.so"
 loadmodule "ipops.so"
 loadmodule "dispatcher.so"
 loadmodule "htable.so"
+{% if s.tls %}
+loadmodule "tls.so"
+{% endif %}
+{% if s.registrations %}
+loadmodule "db_text.so"
+loadmodule "uac.so"
+{% endif %}
 
 # binrpc for kamcmd inside our runtime dir (default would be /run/kamailio)
 modparam("ctl", "binrpc", "unix:{{ ctl_socket }}")
@@ -276,6 +419,23 @@ modparam("dispatcher", "ds_probing_threshold", 1)
 modparam("dispatcher", "ds_inactive_threshold", 1)
 modparam("dispatcher", "ds_ping_reply_codes", "class=2;code=403;code=404;code=405")
 modparam("dispatcher", "reload_delta", 0)
+{% if s.tls %}
+
+# tls: certificate and key from sip.tls, written into {{ tls_cfg }}
+modparam("tls", "config", "{{ tls_cfg }}")
+{% endif %}
+{% if s.registrations %}
+
+# trunk registrations ({{ s.registrations | map(attribute="name") | join(", ") }}): uac_reg reads
+# its accounts from the db_text table {{ uacreg_dir }}/uacreg (mode 0600, it holds the passwords;
+# nothing secret is in this file)
+modparam("db_text", "emptystring", 1)
+modparam("uac", "reg_db_url", "text://{{ uacreg_dir }}")
+modparam("uac", "reg_contact_addr", "{{ reg_contact }}")
+modparam("uac", "reg_timer_interval", {{ s.reg_timer_interval_s }})
+modparam("uac", "reg_retry_interval", {{ s.reg_retry_interval_s }})
+modparam("uac", "reg_keep_callid", 1)
+{% endif %}
 
 request_route {
 	# scanners learn nothing: no reply at all
@@ -348,6 +508,13 @@ request_route {
 	if (is_method("INVITE|SUBSCRIBE")) {
 		record_route();
 	}
+{% for reg in s.registrations %}
+	# a call from trunk {{ reg.name }} to the contact we registered there: dialled number from To
+	if ($rU == "{{ reg.name }}" && $tU != $null && !isflagset(FLT_FROM_WORKER)) {
+		xlog("L_INFO", "trunk {{ reg.name }}: $rm for registered contact, dialled $tU\n");
+		$rU = $tU;
+	}
+{% endfor %}
 
 {% if s.registrar %}
 	# agent softphones registered by name
@@ -519,14 +686,103 @@ def render_config(settings: FrontSettings) -> str:
     aliases = sorted({_host_port(h, p) for _, h, p in sockets if h not in ("0.0.0.0", "::")})
     return _ENV.from_string(_TEMPLATE).render(
         s=settings,
-        tcp=any(proto == "tcp" for proto, _, _ in sockets),
+        tcp=any(proto in ("tcp", "tls") for proto, _, _ in sockets),  # tls runs over tcp
         aliases=aliases,
         ctl_socket=str(settings.ctl_socket),
         dispatcher_list=str(settings.runtime_dir / "dispatcher.list"),
         ping_host=ping_host,
         ds_set=DISPATCHER_SET,
         scanner_regex=_scanner_regex(settings.scanner_agents),
+        tls_cfg=str(settings.runtime_dir / TLS_CFG_NAME),
+        uacreg_dir=str(settings.runtime_dir / UACREG_DIR_NAME),
+        reg_contact=(settings.contact_for(settings.registrations[0])[0] if settings.registrations
+                     else ""),
     )
+
+
+def tls_config_text(settings: FrontSettings) -> str:
+    """tls.cfg for the tls module: our certificate as the server.
+
+    The only TLS the front starts itself is a registration to a sips: registrar; then it verifies
+    the registrar against the system CA bundle. Otherwise the bundle is not loaded: Kamailio loads
+    it into every process's context, which costs about 10 s of startup on two busy cores.
+    """
+    lines = [
+        "# Generated by ivr.front.kamailio: the front's TLS profile (sip.tls); rewritten at every start.",
+        "[server:default]",
+        "method = TLSv1.2+",
+        "verify_certificate = no",
+        "require_certificate = no",
+        f"certificate = {settings.tls_certificate}",
+        f"private_key = {settings.tls_private_key}",
+        "",
+        "[client:default]",
+        "method = TLSv1.2+",
+    ]
+    outgoing = any(reg.transport == "tls" for reg in settings.registrations)
+    if outgoing and Path(SYSTEM_CA_BUNDLE).is_file():
+        lines += ["verify_certificate = yes", "require_certificate = yes", f"ca_list = {SYSTEM_CA_BUNDLE}"]
+    elif outgoing:
+        lines += ["# no system CA bundle: the registrar's certificate cannot be verified",
+                  "verify_certificate = no", "require_certificate = no"]
+    else:
+        lines += ["# the front opens no TLS connections of its own (no sips: registrar)",
+                  "verify_certificate = no", "require_certificate = no"]
+    return "\n".join(lines) + "\n"
+
+
+def _dbtext_escape(value: str) -> str:
+    # db_text separates fields with ':'; these must be escaped inside a value
+    for raw, esc in (("\\", "\\\\"), (":", "\\:"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"),
+                     ("\0", "\\0")):
+        value = value.replace(raw, esc)
+    return value
+
+
+_UACREG_COLUMNS = (
+    "id(int,auto) l_uuid(string) l_username(string) l_domain(string) r_username(string) "
+    "r_domain(string) realm(string) auth_username(string) auth_password(string) auth_ha1(string) "
+    "auth_proxy(string) expires(int) flags(int) reg_delay(int) contact_addr(string) socket(string)"
+)
+UACREG_TABLE_VERSION = 5  # Kamailio 5.6 uacreg schema (with contact_addr)
+
+
+def uacreg_table_text(settings: FrontSettings) -> str:
+    """The db_text `uacreg` table: one row per registration. Holds passwords: write it 0600."""
+    rows = [_UACREG_COLUMNS]
+    for i, reg in enumerate(settings.registrations, 1):
+        contact, sock = settings.contact_for(reg)
+        local_domain = contact.split(";", 1)[0]
+        fields = [
+            str(i), reg.name, reg.username, local_domain, reg.username, reg.domain, reg.realm,
+            reg.username, reg.password, "", reg.proxy_uri, str(reg.expires), "0", "0", contact, sock,
+        ]
+        rows.append(":".join(_dbtext_escape(f) for f in fields))
+    return "\n".join(rows) + "\n"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create or replace `path` readable by its owner only (it may hold secrets): never a moment
+    where the content sits in a file others can read."""
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def write_registrations(settings: FrontSettings) -> Path:
+    """The uacreg db_text directory (0700) with its table (0600) and the version table."""
+    directory = settings.runtime_dir / UACREG_DIR_NAME
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    _write_private(directory / "uacreg", uacreg_table_text(settings))
+    _write_private(directory / "version",
+                   f"table_name(string) table_version(int)\nuacreg:{UACREG_TABLE_VERSION}\n")
+    return directory
 
 
 def dispatcher_text(workers: Sequence[str]) -> str:
@@ -604,6 +860,22 @@ def _udp_options_once(host: str, port: int, wait: float) -> str | None:
             return None
     line = data.split(b"\r\n", 1)[0].decode(errors="replace")
     return line if line.startswith("SIP/2.0 ") else None
+
+
+# uac_reg record flags (uac module docs, uac.reg_info)
+_REG_DISABLED, _REG_ONGOING, _REG_STATE, _REG_AUTHSENT, _REG_INIT = 1, 2, 4, 8, 16
+
+
+def _registration_word(flags: int) -> str:
+    if flags & _REG_DISABLED:
+        return "disabled"
+    if flags & _REG_STATE:
+        return "registered"  # also while a refresh is under way: the binding is still valid
+    if flags & (_REG_ONGOING | _REG_AUTHSENT):
+        return "registering"
+    if flags & _REG_INIT:
+        return "failed"
+    return "pending"
 
 
 def parse_dispatcher_list(text: str) -> dict[str, str]:
@@ -694,9 +966,17 @@ class Front:
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         self.cfg_path.write_text(render_config(self.settings), encoding="utf-8")
         write_dispatcher(self.dispatcher_path, self._workers)
+        if self.settings.tls:
+            (self.runtime_dir / TLS_CFG_NAME).write_text(tls_config_text(self.settings), encoding="utf-8")
+        if self.settings.registrations:
+            write_registrations(self.settings)
         with contextlib.suppress(FileNotFoundError):
             self.settings.ctl_socket.unlink()  # a stale socket from a killed run blocks ctl's bind
-        await check_config(self.cfg_path, self.runtime_dir, exe, timeout=timeout)
+        try:
+            await check_config(self.cfg_path, self.runtime_dir, exe, timeout=timeout)
+        except BaseException:
+            self._forget_secrets()
+            raise
         argv = [
             exe, "-DD", "-E", "-f", str(self.cfg_path), "-Y", str(self.runtime_dir),
             "-P", str(self.pid_path), "-w", str(self.runtime_dir), "-m", "64", "-M", "8",
@@ -753,10 +1033,23 @@ class Front:
             return {}
         return parse_dispatcher_list(await self._kamcmd_run("dispatcher.list"))
 
+    async def registration_state(self) -> dict[str, str]:
+        """{trunk name: "registered" | "registering" | "failed" | "disabled" | "pending"} from
+        uac_reg's flags. Only the flags are read: the RPC record also carries the password."""
+        if not self.alive:
+            raise FrontError("the front is not running")
+        state: dict[str, str] = {}
+        for reg in self.settings.registrations:
+            out = await self._kamcmd_run("uac.reg_info", "l_uuid", reg.name)
+            m = re.search(r"^\s*flags:\s*(\d+)\s*$", out, re.MULTILINE)
+            state[reg.name] = _registration_word(int(m.group(1))) if m else "unknown"
+        return state
+
     async def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM, wait at most `timeout`, then SIGKILL the whole process group; returns the rc."""
         proc = self._proc
         if proc is None:
+            self._forget_secrets()
             return None
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -770,7 +1063,12 @@ class Front:
         # children normally exit with the main process; make sure none of our group is left
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        self._forget_secrets()
         return proc.returncode
+
+    def _forget_secrets(self) -> None:
+        """The passwords stay on disk only while the front runs (uac_reg read them at startup)."""
+        shutil.rmtree(self.runtime_dir / UACREG_DIR_NAME, ignore_errors=True)
 
     async def __aenter__(self) -> Front:
         await self.start()

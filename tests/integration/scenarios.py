@@ -134,3 +134,55 @@ def bye(cseq: int = 2) -> str:
 def scenario(name: str, *parts: str) -> str:
     return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
             f'<scenario name="{name}">\n' + "".join(parts) + "</scenario>\n")
+
+
+def registrar_scenario(username: str, password: str, contact: str, expires: int, rounds: int) -> str:
+    """A registrar (SIPp UAS) that challenges every REGISTER with 401 and checks the digest
+    answer with <verifyauth>: a wrong one gets 403 and fails the scenario (SIPp exits non-zero).
+    `rounds` registrations are expected in one Call-ID: the first and its refreshes. `contact` is
+    a regular expression the registered contact (user@host:port) must match."""
+    reply = """  <send>
+    <![CDATA[
+
+SIP/2.0 {status}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]reg[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+{extra}Content-Length: 0
+
+    ]]>
+  </send>
+"""
+    parts = []
+    for i in range(rounds):
+        parts.append(f"""  <recv request="REGISTER">
+    <action>
+      <ereg regexp="Contact: *&lt;sip:{contact}&gt;" search_in="msg" check_it="true" assign_to="c{i}"/>
+      <ereg regexp="Authorization" search_in="msg" check_it_inverse="true" assign_to="n{i}"/>
+    </action>
+  </recv>
+""")
+        parts.append(reply.format(
+            status="401 Unauthorized",
+            extra=f'WWW-Authenticate: Digest realm="ivr-test", nonce="[pid]n{i}x[call_number]", '
+                  'algorithm=MD5\n'))
+        parts.append(f"""  <recv request="REGISTER">
+    <action>
+      <ereg regexp="Authorization: Digest .*username=.{username}." search_in="msg" check_it="true"
+            assign_to="u{i}"/>
+      <verifyauth assign_to="ok{i}" username="{username}" password="{password}"/>
+    </action>
+  </recv>
+  <nop hide="true" test="ok{i}" next="good{i}"/>
+""")
+        parts.append(reply.format(status="403 Wrong Credentials", extra=""))
+        parts.append('  <recv request="NEVER" timeout="200"/>\n')
+        parts.append(f'  <label id="good{i}"/>\n')
+        parts.append(reply.format(status="200 OK",
+                                  extra=f"[last_Contact:];expires={expires}\n"))
+    checks = ",".join(f"c{i},n{i},u{i}" for i in range(rounds))  # only checked, never read back
+    parts.append(f'  <Reference variables="{checks}"/>\n')
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
+            '<scenario name="registrar with digest auth">\n' + "".join(parts) + "</scenario>\n")

@@ -3,22 +3,30 @@
 Every peer listens on a free port of 127.0.0.x chosen at runtime; every process is bounded in time
 and stopped by the fixtures. Worker stand-ins run with `-aa` so they answer the front's OPTIONS
 probes, and write a message log so a test can prove what a worker did (or never) receive.
+Trunk registration runs against a SIPp registrar that challenges and verifies the digest; TLS runs
+against Python's ssl client (this SIPp build has no TLS transport) with a certificate made here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import shutil
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scenarios import registrar_scenario
+from server import free_udp_tcp_port
 
+from ivr.config import EngineConfig
 from ivr.front.kamailio import Front, FrontSettings
 
 pytestmark = pytest.mark.integration
@@ -204,11 +212,12 @@ async def procs(tmp_path: Path) -> AsyncIterator[dict[str, Factory]]:
     fronts: list[Front] = []
     sipps: list[Sipp] = []
 
-    async def front(workers: list[str], **kw: Any) -> Front:
-        port = free_udp_port()
-        kw.setdefault("fr_timer_ms", 1000)
-        settings = FrontSettings(runtime_dir=tmp_path / "kam", listen=[f"udp:{LOOP}:{port}"],
-                                 workers=workers, **kw)
+    async def front(workers: list[str], settings: FrontSettings | None = None, **kw: Any) -> Front:
+        if settings is None:
+            port = free_udp_port()
+            kw.setdefault("fr_timer_ms", 1000)
+            settings = FrontSettings(runtime_dir=tmp_path / "kam", listen=[f"udp:{LOOP}:{port}"],
+                                     workers=workers, **kw)
         f = Front(settings)
         fronts.append(f)
         await f.start(timeout=10)
@@ -223,20 +232,26 @@ async def procs(tmp_path: Path) -> AsyncIterator[dict[str, Factory]]:
         return s
 
     async def uac(front: Front, scenario: str, *, service: str = "ivr", src: str = LOOP,
-                  calls: int = 1, rate: int = 10, timeout: float = 15.0) -> int:
+                  calls: int = 1, rate: int = 10, timeout: float = 15.0,
+                  extra: list[str] | None = None) -> int:
         port = front.settings.sockets[0][2]
         name = f"uac{len(sipps)}"
         s = Sipp(tmp_path / "sipp", name, [
             "-sf", str(SIPP_DIR / scenario), f"{LOOP}:{port}", "-i", src, "-p", str(free_udp_port(src)),
             "-s", service, "-m", str(calls), "-l", str(calls), "-r", str(rate),
-            "-recv_timeout", "6000", "-timeout", f"{int(timeout)}s", "-timeout_error",
+            "-recv_timeout", "6000", "-timeout", f"{int(timeout)}s", "-timeout_error", *(extra or []),
         ])
         sipps.append(s)
         await s.start()
         return await s.wait(timeout + 5)
 
+    async def peer(name: str, args: list[str]) -> Sipp:
+        s = Sipp(tmp_path / "sipp", name, args)
+        sipps.append(s)
+        return await s.start()
+
     try:
-        yield {"front": front, "uas": uas, "uac": uac}
+        yield {"front": front, "uas": uas, "uac": uac, "peer": peer}
     finally:
         for s in sipps:
             await s.stop()
@@ -553,3 +568,245 @@ async def test_front_exits_cleanly_and_reports_a_bad_start(tmp_path: Path) -> No
         assert not again.alive
     finally:
         blocker.close()
+
+
+# --- trunk registration ------------------------------------------------------------------------
+
+async def wait_registration(front: Front, want: str, timeout: float = 5.0) -> dict[str, str]:
+    """The front's registration state once every trunk shows `want` (or the last one seen)."""
+    deadline = time.monotonic() + timeout
+    state = await front.registration_state()
+    while any(v != want for v in state.values()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        state = await front.registration_state()
+    return state
+
+
+TRUNK_SRC = "127.0.0.2"  # the carrier: its registrar and the source of its calls
+
+
+def trunk_config(fport: int, rport: int, **trunk: Any) -> EngineConfig:
+    return EngineConfig.model_validate({
+        "sip": {"listen": [f"udp:{LOOP}:{fport}"]},
+        # only the trunk may call: its registrar's address is trusted without listing it
+        "allow_from": ["127.0.0.9/32"],
+        "trunks": [{"name": "carrier", "registrar": f"sip:{TRUNK_SRC}:{rport}", "username": "1000",
+                    "password_env": "IVR_TEST_TRUNK_PW", "expires": 10, **trunk}],
+    })
+
+
+async def test_trunk_registers_with_digest_refreshes_and_its_calls_reach_a_worker(
+    procs: dict[str, Factory], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    password = "s3cr:t-" + secrets.token_hex(6)  # a ':' to prove the db_text escaping
+    monkeypatch.setenv("IVR_TEST_TRUNK_PW", password)
+    fport, rport, wport = free_udp_port(), free_udp_port(TRUNK_SRC), free_udp_port()
+    scen = tmp_path / "registrar.xml"
+    scen.write_text(registrar_scenario("1000", password, f"carrier@{LOOP}:{fport}", 10, rounds=2))
+    registrar = await procs["peer"]("registrar", [
+        "-sf", str(scen), "-i", TRUNK_SRC, "-p", str(rport), "-m", "1",
+        "-timeout", "40s", "-timeout_error",
+    ])
+    w = await procs["uas"](wport)
+    settings = FrontSettings.from_config(
+        trunk_config(fport, rport), tmp_path / "kam", [worker(wport)], reg_timer_interval_s=2,
+    )
+    started = time.monotonic()
+    front = await procs["front"]([], settings=settings)
+
+    # registered (401 -> digest verified -> 200), then refreshed before the 10 s expire, again with
+    # a verified digest: the registrar's scenario passes only then
+    assert await registrar.wait(45) == 0, registrar.received()
+    assert time.monotonic() - started < 15
+    regs = registrar.requests("REGISTER")
+    assert len(regs) == 4 and all(r.startswith(f"REGISTER sip:{TRUNK_SRC}:{rport} ") for r in regs)
+    assert await wait_registration(front, "registered") == {"carrier": "registered"}
+
+    # the carrier calls the registered contact with the dialled number in To: a worker gets it
+    # with that number as the request user
+    assert await procs["uac"](front, "uac_trunk_did.xml", service="carrier", src=TRUNK_SRC,
+                              extra=["-key", "did", "1000"]) == 0
+    assert [r.split(" ", 2)[1] for r in w.requests("INVITE")] == [f"sip:1000@{LOOP}:{fport}"]
+    # any other source is refused by the ACL
+    assert await procs["uac"](front, "uac_expect_403.xml", src="127.0.0.3") == 0
+
+    # the password is only in the uacreg table, and that is readable by us alone
+    table = front.runtime_dir / "uacreg" / "uacreg"
+    assert password.replace(":", "\\:") in table.read_text()
+    assert table.stat().st_mode & 0o777 == 0o600
+    assert (front.runtime_dir / "uacreg").stat().st_mode & 0o777 == 0o700
+    for path in (front.cfg_path, front.log_path):
+        assert password not in path.read_text(errors="replace"), path
+    assert password not in repr(settings)
+    assert "carrier" in front.cfg_path.read_text()
+    # and only while the front runs
+    await front.stop()
+    assert not table.exists() and not table.parent.exists()
+
+
+async def test_trunk_registration_with_a_wrong_password_is_refused_by_the_registrar(
+    procs: dict[str, Factory], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IVR_TEST_TRUNK_PW", "not-the-password")
+    fport, rport = free_udp_port(), free_udp_port(TRUNK_SRC)
+    scen = tmp_path / "registrar.xml"
+    scen.write_text(registrar_scenario("1000", "the-password", f"carrier@{LOOP}:{fport}", 10, rounds=1))
+    registrar = await procs["peer"]("registrar", [
+        "-sf", str(scen), "-i", TRUNK_SRC, "-p", str(rport), "-m", "1",
+        "-timeout", "20s", "-timeout_error",
+    ])
+    settings = FrontSettings.from_config(trunk_config(fport, rport), tmp_path / "kam",
+                                         reg_timer_interval_s=2)
+    front = await procs["front"]([], settings=settings)
+    # verifyauth failed: the scenario took its 403 branch and failed
+    assert await registrar.wait(25) != 0
+    assert [r.split(" ", 1)[0] for r in registrar.received()] == ["REGISTER", "REGISTER"]
+    assert await wait_registration(front, "failed") == {"carrier": "failed"}
+    # the refusal is logged without the password
+    await asyncio.sleep(0.5)
+    assert "not-the-password" not in front.log_path.read_text(errors="replace")
+
+
+# --- TLS ----------------------------------------------------------------------------------------
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (IP SAN, so a client can check the name) made with openssl."""
+    crt, key = directory / "front.crt", directory / "front.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=ivr-front-test", "-addext", f"subjectAltName=IP:{LOOP}",
+                    "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+class TlsPeer:
+    """A SIP client over TLS (Python's ssl) that trusts only the test's certificate and checks
+    the front's name against it; reads whole SIP messages off the stream."""
+
+    def __init__(self, port: int, cafile: Path) -> None:
+        ctx = ssl.create_default_context(cafile=str(cafile))
+        raw = socket.create_connection((LOOP, port), timeout=5)
+        self.sock = ctx.wrap_socket(raw, server_hostname=LOOP)
+        self.addr: tuple[str, int] = self.sock.getsockname()
+        self._buf = b""
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.replace("\n", "\r\n").encode())
+
+    def recv(self, timeout: float = 5.0) -> str:
+        """The next SIP message (head and body by Content-Length)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            head, sep, rest = self._buf.partition(b"\r\n\r\n")
+            if sep:
+                m = re.search(rb"(?im)^(?:content-length|l)\s*:\s*(\d+)", head)
+                size = int(m.group(1)) if m else 0
+                if len(rest) >= size:
+                    self._buf = rest[size:]
+                    return (head + sep + rest[:size]).decode(errors="replace")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no complete SIP message over TLS; have {self._buf!r}")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65535)
+            if not chunk:
+                raise AssertionError("the front closed the TLS connection")
+            self._buf += chunk
+
+    def final(self, timeout: float = 8.0) -> str:
+        """Skip provisional replies; the final one."""
+        while True:
+            msg = self.recv(timeout)
+            if not msg.startswith("SIP/2.0 1"):
+                return msg
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def header(msg: str, name: str) -> list[str]:
+    return [ln.split(":", 1)[1].strip() for ln in msg.split("\r\n")
+            if ln.split(":", 1)[0].strip().lower() == name.lower()]
+
+
+def tls_request(peer: TlsPeer, method: str, ruri: str, *, call_id: str, cseq: int, from_tag: str,
+                to: str, routes: list[str] | None = None, body: str = "") -> str:
+    host, port = peer.addr
+    lines = [f"{method} {ruri} SIP/2.0",
+             f"Via: SIP/2.0/TLS {host}:{port};branch=z9hG4bK{secrets.token_hex(6)};rport",
+             *(f"Route: {r}" for r in routes or []),
+             f"From: <sip:+15550001111@{host}>;tag={from_tag}", f"To: {to}", f"Call-ID: {call_id}",
+             f"CSeq: {cseq} {method.split()[0]}", f"Contact: <sip:caller@{host}:{port};transport=tls>",
+             "Max-Forwards: 70"]
+    if body:
+        # send() turns each "\n" into CRLF: count the body as sent
+        lines += ["Content-Type: application/sdp", f"Content-Length: {len(body) + body.count(chr(10))}",
+                  "", body]
+    else:
+        lines += ["Content-Length: 0", "", ""]
+    return "\n".join(lines)
+
+
+SDP = "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n" \
+      "m=audio 40000 RTP/AVP 0\na=rtpmap:0 PCMU/8000\n"
+
+
+async def test_tls_listen_answers_and_a_call_over_tls_reaches_a_worker(
+    procs: dict[str, Factory], tmp_path: Path,
+) -> None:
+    crt, key = self_signed(tmp_path)
+    wport, uport, tport = free_udp_port(), free_udp_port(), free_udp_tcp_port()
+    w = await procs["uas"](wport)
+    config = EngineConfig.model_validate({"sip": {
+        "listen": [f"udp:{LOOP}:{uport}", f"tls:{LOOP}:{tport}"],
+        "tls": {"certificate": str(crt), "private_key": str(key)},
+    }})
+    front = await procs["front"]([], settings=FrontSettings.from_config(
+        config, tmp_path / "kam", [worker(wport)], fr_timer_ms=1000))
+    assert (front.runtime_dir / "tls.cfg").read_text().count(str(crt)) == 1
+
+    peer = await asyncio.to_thread(TlsPeer, tport, crt)  # handshake: our certificate, checked
+    try:
+        cid, tag = f"{secrets.token_hex(8)}@tls-test", secrets.token_hex(4)
+        front_uri = f"sip:{LOOP}:{tport};transport=tls"
+        peer.send(tls_request(peer, "OPTIONS", front_uri, call_id="o" + cid, cseq=1, from_tag=tag,
+                              to=f"<{front_uri}>"))
+        reply = await asyncio.to_thread(peer.final)
+        assert reply.startswith("SIP/2.0 200 Keepalive"), reply
+
+        dialled = f"sip:1000@{LOOP}:{tport};transport=tls"
+        peer.send(tls_request(peer, "INVITE", dialled, call_id=cid, cseq=1, from_tag=tag,
+                              to=f"<{dialled}>", body=SDP))
+        ok = await asyncio.to_thread(peer.final)
+        assert ok.startswith("SIP/2.0 200"), ok
+        # the front record-routes on both sides: TLS towards us, UDP towards the worker
+        rr = [r.strip() for line in header(ok, "Record-Route") for r in line.split(",")]
+        assert any("transport=tls" in r for r in rr), rr
+        to = header(ok, "To")[0]
+        contact = header(ok, "Contact")[0].strip("<>").split(">")[0]
+        routes = rr[::-1]  # a UAC's route set is the Record-Route list reversed (RFC 3261 12.1.2)
+        peer.send(tls_request(peer, "ACK", contact, call_id=cid, cseq=1, from_tag=tag, to=to,
+                              routes=routes))
+        peer.send(tls_request(peer, "BYE", contact, call_id=cid, cseq=2, from_tag=tag, to=to,
+                              routes=routes))
+        bye = await asyncio.to_thread(peer.final)
+        assert bye.startswith("SIP/2.0 200") and "CSeq: 2 BYE" in bye, bye
+    finally:
+        peer.close()
+    assert [r.split(" ", 2)[1] for r in w.requests("INVITE")] == [f"sip:1000@{LOOP}:{tport};transport=tls"]
+    assert len(w.requests("ACK")) == 1 and len(w.requests("BYE")) == 1
+
+
+async def test_tls_listen_refuses_a_client_that_distrusts_its_certificate(
+    procs: dict[str, Factory], tmp_path: Path,
+) -> None:
+    crt, key = self_signed(tmp_path)
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other, _ = self_signed(other_dir)
+    uport, tport = free_udp_port(), free_udp_tcp_port()
+    await procs["front"]([], settings=FrontSettings(
+        runtime_dir=tmp_path / "kam", listen=[f"udp:{LOOP}:{uport}", f"tls:{LOOP}:{tport}"],
+        tls_certificate=crt, tls_private_key=key))
+    # the front really presents the configured certificate: a client trusting another one fails
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asyncio.to_thread(TlsPeer, tport, other)

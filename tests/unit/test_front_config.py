@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from ivr.config import EngineConfig
 from ivr.front.kamailio import (
+    SYSTEM_CA_BUNDLE,
     FrontError,
     FrontSettings,
+    Registration,
     check_config,
     dispatcher_text,
     parse_dispatcher_list,
     render_config,
+    tls_config_text,
+    uacreg_table_text,
     write_dispatcher,
+    write_registrations,
 )
 
 
@@ -113,7 +119,11 @@ def test_failover_and_paths(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("listen", ["tls:127.0.0.1:5061"], "not udp:HOST:PORT"),
+        ("listen", ["sctp:127.0.0.1:5061"], "not udp:HOST:PORT"),
+        ("listen", ["tls:127.0.0.1:5061"], "needs tls_certificate and tls_private_key"),
+        ("registrations", [Registration("c", "sip:192.0.2.1", "u", "p", contact="")] * 2, "unique"),
+        ("registrations", [Registration("c", "sip:192.0.2.1;transport=tcp", "u", "p")],
+         "no tcp: socket"),
         ("listen", ["udp:localhost:5060"], "does not appear to be an IPv4 or IPv6"),
         ("listen", ["udp:127.0.0.1:99999"], "not udp:HOST:PORT"),
         ("listen", [], "at least one"),
@@ -210,3 +220,128 @@ def test_kamailio_rejects_a_broken_config(tmp_path: Path) -> None:
     cfg.write_text(render_config(settings(tmp_path)).replace("route(DISPATCH);", "no_such_function();"))
     with pytest.raises(FrontError, match="rejected"):
         asyncio.run(check_config(cfg, tmp_path))
+
+
+SECRET = "pa:ss\\word"
+
+
+def registered(tmp_path: Path, **kw: object) -> FrontSettings:
+    return settings(tmp_path, registrations=[
+        Registration("carrier", "sip:192.0.2.10:5080", "1000", SECRET, expires=300),
+        Registration("backup", "sips:sip.example.net", "2000", "0th3r-s3cret", realm="example"),
+    ], listen=["udp:127.0.0.1:5060", "tls:127.0.0.1:5061"], **kw)
+
+
+def test_registrations_render_without_secrets(tmp_path: Path) -> None:
+    s = registered(tmp_path, tls_certificate=cert(tmp_path)[0], tls_private_key=cert(tmp_path)[1])
+    assert SECRET not in repr(s) and "0th3r-s3cret" not in repr(s)
+    cfg = render_config(s)
+    assert SECRET not in cfg and "0th3r-s3cret" not in cfg
+    assert 'loadmodule "uac.so"' in cfg and 'loadmodule "db_text.so"' in cfg
+    assert f'modparam("uac", "reg_db_url", "text://{tmp_path}/uacreg")' in cfg
+    assert 'modparam("uac", "reg_contact_addr", "127.0.0.1:5060")' in cfg
+    assert 'if ($rU == "carrier" && $tU != $null' in cfg and "$rU = $tU;" in cfg
+
+    rows = uacreg_table_text(s).splitlines()
+    assert rows[0].startswith("id(int,auto) l_uuid(string)")
+    # ':' and '\' escaped for db_text; the registrar is the auth proxy; contact per transport
+    assert rows[1] == ("1:carrier:1000:127.0.0.1\\:5060:1000:192.0.2.10\\:5080::1000:pa\\:ss\\\\word::"
+                       "sip\\:192.0.2.10\\:5080:300:0:0:127.0.0.1\\:5060:udp\\:127.0.0.1\\:5060")
+    assert rows[2].split(":")[1:4] == ["backup", "2000", "127.0.0.1\\"]
+    assert "sip\\:sip.example.net;transport=tls" in rows[2]
+    assert "127.0.0.1\\:5061;transport=tls:tls\\:127.0.0.1\\:5061" in rows[2]
+
+    directory = write_registrations(s)
+    assert directory.stat().st_mode & 0o777 == 0o700
+    for name in ("uacreg", "version"):
+        assert (directory / name).stat().st_mode & 0o777 == 0o600
+    assert (directory / "version").read_text().splitlines()[1] == "uacreg:5"
+
+
+def test_registration_on_a_wildcard_listen_needs_a_contact(tmp_path: Path) -> None:
+    reg = Registration("carrier", "sip:192.0.2.10", "1000", "pw")
+    with pytest.raises(ValueError, match="set the trunk's contact"):
+        settings(tmp_path, listen=["udp:0.0.0.0:5060"], registrations=[reg])
+    s = settings(tmp_path, listen=["udp:0.0.0.0:5060"],
+                 registrations=[Registration("carrier", "sip:192.0.2.10", "1000", "pw",
+                                             contact="203.0.113.5:5060")])
+    assert s.contact_for(s.registrations[0]) == ("203.0.113.5:5060", "")
+
+
+def test_registrar_address_is_trusted_and_passwords_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IVR_UNIT_PW", "from-env")
+    config = EngineConfig.model_validate({"trunks": [
+        {"name": "carrier", "registrar": "sip:192.0.2.10", "username": "1000",
+         "password_env": "IVR_UNIT_PW", "realm": "carrier.net", "expires": 120},
+        {"name": "byname", "registrar": "sip:sip.example.net", "username": "7",
+         "password_env": "IVR_UNIT_PW"},
+    ]})
+    s = FrontSettings.from_config(config, tmp_path)
+    assert s.trusted == ["192.0.2.10/32"]  # a host name is not an address to trust
+    assert [(r.name, r.password, r.realm, r.expires) for r in s.registrations] == [
+        ("carrier", "from-env", "carrier.net", 120), ("byname", "from-env", "", 600)]
+
+
+def cert(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate made here (openssl CLI)."""
+    crt, key = tmp_path / "front.crt", tmp_path / "front.key"
+    if not crt.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(crt)],
+                       check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+def test_tls_listen_renders_module_and_profile(tmp_path: Path) -> None:
+    crt, key = cert(tmp_path)
+    s = settings(tmp_path, listen=["udp:127.0.0.1:5060", "tls:127.0.0.1:5061"],
+                 tls_certificate=crt, tls_private_key=key)
+    cfg = render_config(s)
+    assert "listen=tls:127.0.0.1:5061\n" in cfg and "enable_tls=yes" in cfg
+    assert "disable_tcp=yes" not in cfg  # tls runs over tcp
+    assert f'modparam("tls", "config", "{tmp_path}/tls.cfg")' in cfg
+    profile = tls_config_text(s)
+    assert f"certificate = {crt}" in profile and f"private_key = {key}" in profile
+    assert "[server:default]" in profile and "method = TLSv1.2+" in profile
+    # no outgoing TLS of our own: the CA bundle is not loaded (it costs ~10 s of startup)
+    assert "ca_list" not in profile
+    sips = registered(tmp_path, tls_certificate=crt, tls_private_key=key)
+    assert f"ca_list = {SYSTEM_CA_BUNDLE}" in tls_config_text(sips)  # a sips: registrar is verified
+    with pytest.raises(ValueError, match="does not exist"):
+        settings(tmp_path, listen=["tls:127.0.0.1:5061"], tls_certificate=tmp_path / "nope.crt",
+                 tls_private_key=key)
+
+
+def test_kamailio_accepts_tls_and_registrations(tmp_path: Path) -> None:
+    crt, key = cert(tmp_path)
+    s = registered(tmp_path, tls_certificate=crt, tls_private_key=key)
+    path = tmp_path / "kamailio.cfg"
+    path.write_text(render_config(s))
+    (tmp_path / "tls.cfg").write_text(tls_config_text(s))
+    write_dispatcher(tmp_path / "dispatcher.list", [])
+    write_registrations(s)
+    asyncio.run(check_config(path, tmp_path))
+
+
+def test_the_shipped_deploy_config_maps_to_a_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivr.config import load_config
+
+    monkeypatch.setenv("TRUNK_PASSWORD", "pw")
+    s = FrontSettings.from_config(load_config(Path(__file__).parents[2] / "deploy" / "ivr.multi-node.yaml"),
+                                  tmp_path)
+    (reg,) = s.registrations
+    assert s.contact_for(reg) == ("198.51.100.20:5060", "")
+    assert "carrier" in render_config(s) and "pw" not in uacreg_table_text(s).splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "word"),
+    [(0, "pending"), (16 | 2, "registering"), (16 | 8 | 2, "registering"), (16 | 4, "registered"),
+     (16 | 4 | 2, "registered"), (16, "failed"), (16 | 4 | 1, "disabled")],
+)
+def test_registration_flags_read_as_words(flags: int, word: str) -> None:
+    from ivr.front.kamailio import _registration_word
+
+    assert _registration_word(flags) == word
