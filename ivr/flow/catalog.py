@@ -32,6 +32,7 @@ def node_texts(node: Node) -> list[str]:
         if spec is None or node.kind != key:
             continue
         out += _texts(getattr(spec, "prompt", None))
+        out += _texts(getattr(spec, "dtmf_prompt", None))
         out += _texts(getattr(spec, "confirm", None))
         for name in ("noinput", "nomatch"):
             out += [t for t in getattr(spec, name, []) if isinstance(t, str)]

@@ -100,6 +100,12 @@ class RecordRequest:
 class Channel(abc.ABC):
     """What a flow may ask of the call that carries it."""
 
+    @property
+    def speech_available(self) -> bool:
+        """Whether this call's speech is recognised; without it, input nodes play their
+        `dtmf_prompt` (the DTMF wording) instead of a prompt that offers "or say ..."."""
+        return True
+
     @abc.abstractmethod
     async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = True) -> None:
         """Play prompts in order; returns early when the caller barges in."""

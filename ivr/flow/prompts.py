@@ -42,6 +42,17 @@ def build(ctx: CallContext, spec: PromptSpec | None) -> list[Prompt]:
     return out
 
 
+def build_for_input(ctx: CallContext, prompt: PromptSpec, dtmf_prompt: PromptSpec | None
+                    ) -> list[Prompt]:
+    """An input node's prompt: its DTMF wording when the call has no speech recognition."""
+    use_dtmf = dtmf_prompt is not None and not ctx.channel.speech_available
+    return build(ctx, dtmf_prompt if use_dtmf else prompt)
+
+
+DTMF_PROMPT_HELP = ("played instead of prompt when the call has no speech recognition (engine "
+                    "not ready or off), so callers are not invited to say anything")
+
+
 def check(checker: Checker, path: Path_, spec: PromptSpec | None) -> None:
     """Templates parse and stay in the sandbox; audio files exist."""
     for i, item in enumerate(items(spec)):

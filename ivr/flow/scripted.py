@@ -72,6 +72,8 @@ class ScriptedChannel(Channel):
     on_prompt: Callable[[Prompt], None] | None = None
     read_step: Callable[[], Step | None] | None = None
     """Interactive source used once `steps` run out (the console simulator)."""
+    speech: bool = True
+    """False: a call without speech recognition (`say`/`audio` steps are heard as silence)."""
 
     played: list[str] = field(default_factory=list)
     window: list[str] = field(default_factory=list)
@@ -112,6 +114,10 @@ class ScriptedChannel(Channel):
         self.window = []
         self._window_pos = 0
 
+    @property
+    def speech_available(self) -> bool:
+        return self.speech
+
     async def listen(self, spec: ListenSpec) -> Input | None:
         if self._digits:
             value, self._digits = take_digits(self._digits, spec)
@@ -124,6 +130,8 @@ class ScriptedChannel(Channel):
         if step.kind == "dtmf":
             value, self._digits = take_digits(step.value, spec)
             return Input("dtmf", value)
+        if step.kind in ("say", "audio") and not self.speech:
+            return None  # nobody is listening for speech on this call
         if step.kind == "say":
             return Input("speech", step.value, 1.0)
         if step.kind == "audio":

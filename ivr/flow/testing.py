@@ -67,6 +67,7 @@ class Case(BaseModel):
         default_factory=dict
     )
     transfers: dict[str, bool] = Field(default_factory=dict)
+    speech: bool = Field(True, description="false: the call has no speech recognition")
     steps: list[Any] = Field(default_factory=list)
     expect_end: str | dict[str, Any] | None = None
     expect_variables: dict[str, Any] = Field(default_factory=dict)
@@ -194,7 +195,7 @@ async def run_case(
 ) -> CaseResult:
     channel = ScriptedChannel(
         steps=[parse_step(s) for s in case.steps], recognizer=recognizer,
-        queue_results=case.queues, transfer_results=case.transfers,
+        queue_results=case.queues, transfer_results=case.transfers, speech=case.speech,
     )
     clock_value = case.clock
 

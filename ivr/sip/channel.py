@@ -56,6 +56,10 @@ class SipChannel(Channel):
     audio_dir: str = "audio"
     acd_calls: int = 0
 
+    @property
+    def speech_available(self) -> bool:
+        return self.session.speech is not None
+
     def _check(self) -> None:
         if self.session.gone.is_set():
             raise CallerHangup()

@@ -8,7 +8,7 @@ import wave
 from pathlib import Path
 
 import pytest
-from server import IVR_BIN, Server
+from server import IVR_BIN, Server, start_server
 
 
 def ivr_call(server: Server, *args: str, timeout: float = 120) -> tuple[int, dict[str, object], str]:
@@ -64,3 +64,24 @@ def test_saying_balance_selects_the_balance_branch(ivr_server: Server) -> None:
     said = [t["text"] for t in cdr["transcript"] if t["who"] == "caller"]
     assert said and "balance" in said[0]
     ivr_server.wait_idle()
+
+
+def test_without_speech_the_bank_menu_speaks_its_dtmf_wording(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A broken model: /health says speech is not ready and why; callers are offered keys only."""
+    root = tmp_path_factory.mktemp("no-speech")
+    server = start_server(root, max_calls=4, extra={
+        "speech": {"asr": {"engine": "vosk", "model": str(root / "no-such-model")}}})
+    try:
+        speech = server.health()["speech"]
+        assert speech["ready"] is False and "does not exist" in speech["message"], speech
+        code, doc, err = ivr_call(server, f"sip:1000@{server.uri_host}", "--dtmf", "1")
+        assert code == 0, err[-2000:]
+        texts = [str(p["text"]).lower() for p in doc["prompts"]]  # type: ignore[union-attr]
+        assert "for your balance press 1. for cards press 2. to speak to an agent press 0." \
+            in texts, texts
+        assert "please enter your eight digit account number, then press pound." in texts, texts
+        assert not any("say" in t for t in texts), texts
+        server.wait_idle()
+    finally:
+        server.stop()

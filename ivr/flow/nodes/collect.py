@@ -39,6 +39,7 @@ class CollectSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: PromptSpec
+    dtmf_prompt: PromptSpec | None = Field(None, description=prompts.DTMF_PROMPT_HELP)
     digits: Digits | None = None
     speech: str | list[str] | None = Field(
         None, description="built-in grammar (digits, number, yes_no, currency, date) or phrases"
@@ -74,6 +75,7 @@ class CollectNode(Node):
     def check(self, checker: Checker, path: Path_) -> None:
         spec = self.collect
         prompts.check(checker, (*path, "collect", "prompt"), spec.prompt)
+        prompts.check(checker, (*path, "collect", "dtmf_prompt"), spec.dtmf_prompt)
         prompts.check(checker, (*path, "collect", "confirm"), spec.confirm)
         for key in ("noinput", "nomatch"):
             for i, text in enumerate(getattr(spec, key)):
@@ -145,7 +147,7 @@ class CollectNode(Node):
         spec = self.collect
         result = await gather(
             ctx,
-            prompts=lambda: prompts.build(ctx, spec.prompt),
+            prompts=lambda: prompts.build_for_input(ctx, spec.prompt, spec.dtmf_prompt),
             spec=self._spec(ctx),
             settings=settings_for(ctx, spec),
             interpret=self.interpret,

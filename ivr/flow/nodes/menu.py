@@ -40,6 +40,7 @@ class MenuSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: PromptSpec
+    dtmf_prompt: PromptSpec | None = Field(None, description=prompts.DTMF_PROMPT_HELP)
     options: list[Option] = Field(min_length=1)
     noinput: list[str] = Field(default_factory=list)
     nomatch: list[str] = Field(default_factory=list)
@@ -82,6 +83,7 @@ class MenuNode(Node):
     def check(self, checker: Checker, path: Path_) -> None:
         spec = self.menu
         prompts.check(checker, (*path, "menu", "prompt"), spec.prompt)
+        prompts.check(checker, (*path, "menu", "dtmf_prompt"), spec.dtmf_prompt)
         for key in ("noinput", "nomatch"):
             for i, text in enumerate(getattr(spec, key)):
                 checker.template((*path, "menu", key, i), text)
@@ -127,7 +129,7 @@ class MenuNode(Node):
         spec = self.menu
         result = await gather(
             ctx,
-            prompts=lambda: prompts.build(ctx, spec.prompt),
+            prompts=lambda: prompts.build_for_input(ctx, spec.prompt, spec.dtmf_prompt),
             spec=self._spec(ctx),
             settings=settings_for(ctx, spec),
             interpret=lambda got: (o.goto and o) if (o := self._pick(got)) else None,
