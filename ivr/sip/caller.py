@@ -35,8 +35,11 @@ QUIET_AFTER = 0.7  # seconds of quiet after speech that end the IVR's turn
 
 @dataclass
 class Action:
-    kind: str  # dtmf | say | play | silence | hangup
+    kind: str  # dtmf | say | play | silence | hangup | barge
     value: str = ""
+    at: float = 0.0
+    """barge: speak `value` this many seconds after the answer, whatever the IVR is doing (the
+    other actions wait for the IVR's turn to end, as a polite caller would)."""
 
 
 class DuplexPort(pj.AudioMediaPort):  # type: ignore[misc]
@@ -185,8 +188,12 @@ class TestCaller:
             call.aud.startTransmit(port)
             port.startTransmit(call.aud)
             deadline = t0 + self.timeout
+            answered = time.monotonic()
             for i, action in enumerate(actions):
-                await self._ivr_turn(call, port, deadline)
+                if action.kind == "barge":
+                    await self._wait_any([call.gone], max(0.0, answered + action.at - time.monotonic()))
+                else:
+                    await self._ivr_turn(call, port, deadline)
                 if call.gone.is_set():
                     break
                 if on_turn:
@@ -203,9 +210,9 @@ class TestCaller:
                     call.sendDtmf(prm)
                     report.sent.append({"at_ms": at, "dtmf": action.value})
                     await asyncio.sleep(0.25 * len(action.value))
-                elif action.kind in ("say", "play"):
-                    pcm = (self.speech_pcm(action.value) if action.kind == "say"
-                           else self.wav_pcm(Path(action.value)))
+                elif action.kind in ("say", "play", "barge"):
+                    pcm = (self.wav_pcm(Path(action.value)) if action.kind == "play"
+                           else self.speech_pcm(action.value))
                     seconds = port.send(pcm + b"\0" * (RATE // 5 * 2))
                     report.sent.append({"at_ms": at, "speech": action.value})
                     await self._wait_any([call.gone], seconds + 0.1)

@@ -7,8 +7,11 @@ import subprocess
 import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 from server import IVR_BIN, Server, start_server
+
+from ivr.sip import caller as sip_caller
 
 
 def ivr_call(server: Server, *args: str, timeout: float = 120) -> tuple[int, dict[str, object], str]:
@@ -85,3 +88,31 @@ def test_without_speech_the_bank_menu_speaks_its_dtmf_wording(
         server.wait_idle()
     finally:
         server.stop()
+
+
+def _voiced(pcm: np.ndarray, level: float = 300.0) -> np.ndarray:
+    """Per 20 ms frame: is there sound (RMS over `level`)?"""
+    n = len(pcm) // 160 * 160
+    frames = pcm[:n].astype(np.float64).reshape(-1, 160)
+    return np.asarray(np.sqrt((frames ** 2).mean(axis=1)) > level)
+
+
+async def test_speech_barges_into_the_menu_prompt_within_300ms(ivr_server: Server) -> None:
+    """Saying "agent" over the bank's main menu prompt stops it; latency measured on the wire."""
+    before = len(ivr_server.calls())
+    caller = sip_caller.TestCaller(f"sip:1000@{ivr_server.uri_host}", timeout=40)
+    onset_ms = int(np.argmax(_voiced(np.frombuffer(caller.speech_pcm("agent"), "<i2")))) * 20
+    report = await caller.run([sip_caller.Action("barge", "agent", at=5.0)])
+    heard = _voiced(np.frombuffer(report.audio, "<i2"))
+    spoke_at = (report.marks[0] + onset_ms) // 20  # frame where our speech starts
+    assert heard[spoke_at - 10: spoke_at].mean() >= 0.5, "the menu prompt was not playing"
+    # the cut: the first silence after we spoke that lasts 600 ms (longer than any pause
+    # inside the prompt; the IVR is then waiting for the end of our utterance)
+    after = heard[spoke_at:]
+    cut = next((i for i in range(len(after) - 30) if not after[i:i + 30].any()), len(after))
+    cut_ms = cut * 20
+    print(f"\nbarge-in: prompt stopped {cut_ms} ms after the caller started speaking")
+    assert cut_ms <= 300
+    (cdr,) = ivr_server.wait_cdrs(before + 1, timeout=30)[before:]
+    assert cdr["path"][:3] == ["welcome", "hours", "main"] and "agent" in cdr["path"], cdr
+    ivr_server.wait_idle()
