@@ -2,7 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.10 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng sox sip-tester mosquitto mosquitto-clients baresip-core kamailio kamailio-tls-modules
+APT_PACKAGES := espeak-ng sox sip-tester mosquitto mosquitto-clients baresip-core kamailio kamailio-tls-modules flite
 
 .PHONY: serve test deps venv lint unit integration flows clean bench bench-quick
 

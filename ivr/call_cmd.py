@@ -12,13 +12,25 @@ from typing import Any
 import click
 import numpy as np
 
+ACTION_OPTIONS = {"--dtmf": "dtmf", "--say": "say", "--play": "play"}
 
-def _collect(kind: str) -> Any:
-    def callback(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
-        # click processes given options in command-line order, so this list keeps that order
-        ctx.ensure_object(dict).setdefault("actions", []).extend((kind, v) for v in values)
-        return values
-    return callback
+
+class _InOrder(click.Command):
+    """Keeps `--dtmf/--say/--play` in command-line order: click hands a repeated option's values
+    to the command grouped by option, so `--dtmf 1 --say X --dtmf 1` would press 1 twice first."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        actions: list[tuple[str, str]] = []
+        it = iter(args)
+        for arg in it:
+            name, eq, value = arg.partition("=")
+            if name in ACTION_OPTIONS:
+                value = value if eq else next(it, "")
+                actions.append((ACTION_OPTIONS[name], value))
+            elif arg == "--":
+                break
+        ctx.ensure_object(dict)["actions"] = actions
+        return super().parse_args(ctx, args)
 
 
 def _catalogue(flows_dir: Path, config: Any) -> list[str]:
@@ -78,12 +90,11 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
     return out
 
 
-@click.command("call")
+@click.command("call", cls=_InOrder)
 @click.argument("uri")
-@click.option("--dtmf", multiple=True, callback=_collect("dtmf"), expose_value=True,
-              help="send digits by RFC 4733 (in order with the other actions)")
-@click.option("--say", multiple=True, callback=_collect("say"), help="speak text (TTS over RTP)")
-@click.option("--play", multiple=True, callback=_collect("play"),
+@click.option("--dtmf", multiple=True, help="send digits by RFC 4733 (in order with the other actions)")
+@click.option("--say", multiple=True, help="speak text (TTS over RTP)")
+@click.option("--play", multiple=True,
               type=click.Path(exists=True, dir_okay=False), help="send a WAV file (any rate)")
 @click.option("--script", "script", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="run a flow test case over the call")
@@ -92,6 +103,9 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
               help="write what the IVR played to a WAV file")
 @click.option("--flows", "flows_dir", type=click.Path(path_type=Path),
               help="flows whose prompts the recogniser expects (default: the config's flows)")
+@click.option("--voice", "caller_voice", metavar="ENGINE[:VOICE]",
+              help="the caller's voice for --say, e.g. flite:awb or espeak-ng:en+m3 "
+                   "(default: the engine config's TTS voice)")
 @click.option("--timeout", default=90.0, show_default=True, help="seconds before hanging up")
 @click.option("--local-port", default=0, help="local SIP port (default: any)")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -99,8 +113,8 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
 @click.pass_context
 def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ...],
          play: tuple[str, ...], script: Path | None, case_name: str | None, record: Path | None,
-         flows_dir: Path | None, timeout: float, local_port: int, config_path: Path | None,
-         as_json: bool) -> None:
+         flows_dir: Path | None, caller_voice: str | None, timeout: float, local_port: int,
+         config_path: Path | None, as_json: bool) -> None:
     """Place a real SIP test call: send DTMF and speech, hear and check the IVR's prompts."""
     from ivr.config import load_config
     from ivr.flow.scripted import Step
@@ -126,8 +140,15 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     else:
         actions = [Action(k, v) for k, v in (ctx.obj or {}).get("actions", [])]
     tts = config.speech.tts
+    voice = None
+    if caller_voice:
+        engine, _, name = caller_voice.partition(":")
+        if engine not in ("espeak-ng", "flite"):
+            raise click.BadParameter("ENGINE is espeak-ng or flite", param_hint="--voice")
+        voice = Voice(engine, name or ("awb" if engine == "flite" else "en-us"), tts.rate)
     caller = TestCaller(uri, local_port=local_port, timeout=timeout,
-                        tts=Voice(tts.engine, tts.voice, tts.rate), cache_dir=_cache_dir())
+                        tts=Voice(tts.engine, tts.voice, tts.rate), cache_dir=_cache_dir(),
+                        voice=voice)
     report = asyncio.run(caller.run(actions))
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)

@@ -239,8 +239,9 @@ class AsrSettings(_Strict):
 
 
 class TtsSettings(_Strict):
-    engine: Literal["espeak-ng", "pyttsx3"] = Field(
-        "espeak-ng", description="pyttsx3 is accepted and renders with espeak-ng (same voice)"
+    engine: Literal["espeak-ng", "pyttsx3", "flite"] = Field(
+        "espeak-ng", description="pyttsx3 is accepted and renders with espeak-ng (same voice); "
+        "flite (English only) has CMU's voices: kal, awb, rms, slt"
     )
     voice: str = "en-us"
     rate: int = Field(165, ge=50, le=500)

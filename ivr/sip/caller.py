@@ -145,15 +145,20 @@ class TestCaller:
     """Places one call; run actions; returns what happened and the audio heard."""
 
     def __init__(self, uri: str, *, local_port: int = 0, timeout: float = 60.0,
-                 tts: Voice | None = None, cache_dir: Path | None = None) -> None:
+                 tts: Voice | None = None, cache_dir: Path | None = None,
+                 voice: Voice | None = None) -> None:
+        """`tts`: the IVR's voice (to recognise its prompts); `voice`: the caller's (default:
+        the same)."""
         self.uri = uri
         self.local_port = local_port
         self.timeout = timeout
         self._tmp = tempfile.TemporaryDirectory(prefix="ivr-call-")
         self.cache = PromptCache(cache_dir or Path(self._tmp.name), tts or Voice(), RATE)
+        self.voice_cache = self.cache if voice is None else PromptCache(self.cache.root, voice, RATE)
 
     def speech_pcm(self, text: str) -> bytes:
-        return read_wav(self.cache.render_sync(text))[0].astype("<i2").tobytes()
+        """What the caller says, in the caller's voice."""
+        return read_wav(self.voice_cache.render_sync(text))[0].astype("<i2").tobytes()
 
     @staticmethod
     def wav_pcm(path: Path) -> bytes:

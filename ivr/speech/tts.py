@@ -42,7 +42,14 @@ def _espeak_voice(language: str, voice: str) -> str:
     return {"zh-cn": "cmn", "zh": "cmn", "ko-kr": "ko"}.get(lang, lang.split("-")[0])
 
 
-def _render_cmd(text: str, out: Path, voice: str, rate: int) -> list[str]:
+FLITE_RATE = 170
+"""Words per minute of flite's voices at their natural duration."""
+
+
+def _render_cmd(engine: str, text: str, out: Path, voice: str, rate: int) -> list[str]:
+    if engine == "flite":  # CMU's diphone/cluster voices (kal, awb, rms, slt)
+        stretch = f"duration_stretch={FLITE_RATE / rate:.3f}"
+        return ["flite", "-voice", voice, "--setf", stretch, "-t", text, "-o", str(out)]
     # `engine: pyttsx3` renders through espeak-ng directly: pyttsx3 2.99's espeak driver
     # truncates save_to_file output ("one. two" came out as 30 ms), and it is the same voice.
     return ["espeak-ng", "-w", str(out), "-v", voice, "-s", str(rate), "--", text]
@@ -77,7 +84,7 @@ class PromptCache:
         voice = _espeak_voice(language, self.voice.voice)
         with tempfile.TemporaryDirectory(prefix="ivr-tts-") as tmp:
             raw = Path(tmp) / "raw.wav"
-            cmd = _render_cmd(text, raw, voice, self.voice.rate)
+            cmd = _render_cmd(self.voice.engine, text, raw, voice, self.voice.rate)
             try:
                 proc = subprocess.run(cmd, capture_output=True, timeout=RENDER_TIMEOUT, check=False)
             except subprocess.TimeoutExpired:

@@ -16,6 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 LEAD_S = 0.4
 VOICES = ("en-us", "en+f3", "en+m3")
+FLITE_VOICES = ("flite:awb", "flite:rms", "flite:kal", "flite:slt")
 SPEEDS = (140, 170, 200)
 
 
@@ -26,8 +27,13 @@ def render(cache: Path, text: str, *, voice: str = "en-us", speed: int = 170,
     if out.is_file():
         return out
     raw, ulaw = cache / f"{key}.raw.wav", cache / f"{key}.ulaw.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), "--", text],
-                   check=True, capture_output=True)
+    if voice.startswith("flite:"):  # CMU flite voices: flite:awb, flite:rms, flite:kal ...
+        subprocess.run(["flite", "-voice", voice[6:], "--setf",
+                        f"duration_stretch={170 / speed:.3f}", "-t", text, "-o", str(raw)],
+                       check=True, capture_output=True)
+    else:
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), "--", text],
+                       check=True, capture_output=True)
     subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", str(cache / f"{key}.8k.wav"),
                     "pad", str(lead), str(tail)], check=True, capture_output=True)
     src = cache / f"{key}.8k.wav"

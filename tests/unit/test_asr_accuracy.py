@@ -15,7 +15,7 @@ import wave
 from pathlib import Path
 
 import pytest
-from asr_audio import SPEEDS, VOICES, menu_options, render
+from asr_audio import FLITE_VOICES, SPEEDS, VOICES, menu_options, render
 
 from ivr.flow.channel import ListenSpec
 from ivr.flow.grammar import best_phrase, parse_digits
@@ -23,11 +23,10 @@ from ivr.speech.asr.pocketsphinx import PocketSphinxEngine
 from ivr.speech.asr.service import recognize_file
 
 MENUS = [("acme-bank", "main"), ("telco-care", "main")]
-MENU_FLOOR = 0.70
-DIGIT_FLOOR = 0.60
-"""share of digits right (measured 34/48 = 0.71)"""
-WHOLE_FLOOR = 1
-"""whole 8-digit strings right out of 6 (measured 2)"""
+MENU_FLOOR = 0.80
+FLOORS = {"en-us": (0.65, 1), "flite": (0.85, 4)}
+"""(share of digits right, whole strings right out of 6) per caller voice family; measured
+2026-11-22: espeak-ng 36/48 digits, 2 whole; flite 44/48, 5 whole; menus 47/52"""
 ACCOUNTS = ["12345678", "90817263", "55501234", "40404040", "73829105", "26481357"]
 SAY = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six",
        "7": "seven", "8": "eight", "9": "nine"}
@@ -88,8 +87,14 @@ def test_menu_accuracy(audio_cache: Path, ps_engine: PocketSphinxEngine) -> None
     assert accuracy >= MENU_FLOOR
 
 
-def test_digit_strings(audio_cache: Path, ps_engine: PocketSphinxEngine) -> None:
-    variants = _variants()
+@pytest.mark.parametrize("voices", [VOICES, FLITE_VOICES], ids=["espeak-ng", "flite"])
+def test_digit_strings(audio_cache: Path, ps_engine: PocketSphinxEngine,
+                       voices: tuple[str, ...]) -> None:
+    """espeak-ng's digits are hard for the en-US model ("six", "seven" lose their /s/ at 8 kHz);
+    CMU's flite voices, closer to natural speech, show what the recogniser does with people."""
+    floor_digits, floor_whole = FLOORS[voices[0].partition(":")[0]]
+    variants = itertools.cycle([(v, s, 0.02 if i % 4 == 3 else 0.0)
+                                for i, (v, s) in enumerate((v, s) for s in SPEEDS for v in voices)])
     spec = ListenSpec(builtin="digits", min_digits=8, max_digits=8)
     right = 0
     digit_hits = digit_total = 0
@@ -103,7 +108,7 @@ def test_digit_strings(audio_cache: Path, ps_engine: PocketSphinxEngine) -> None
         digit_total += 8
         digit_hits += sum(a == b for a, b in zip(value or "", account, strict=False))
         print(f"  {account} ({voice} {speed}) -> {value}")
-    print(f"pocketsphinx 8-digit strings: {right}/{len(ACCOUNTS)} whole, "
+    print(f"pocketsphinx 8-digit strings, {voices[0]}...: {right}/{len(ACCOUNTS)} whole, "
           f"{digit_hits}/{digit_total} digits")
-    assert digit_hits / digit_total >= DIGIT_FLOOR
-    assert right >= WHOLE_FLOOR
+    assert digit_hits / digit_total >= floor_digits
+    assert right >= floor_whole

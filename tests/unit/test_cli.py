@@ -465,3 +465,12 @@ def test_installed_command_bad_yaml_and_bad_usage(tmp_path: Path, config_file: P
     assert usage.returncode == 2
     assert "--input" in usage.stderr
     assert "Traceback" not in usage.stdout + usage.stderr
+
+
+def test_ivr_call_keeps_dtmf_say_and_play_in_command_line_order() -> None:
+    from ivr.call_cmd import call
+
+    ctx = call.make_context("call", ["sip:1000@127.0.0.1", "--dtmf", "1", "--say=4 0 7 1",
+                                     "--dtmf", "1", "--play", __file__, "--json"])
+    assert ctx.obj["actions"] == [("dtmf", "1"), ("say", "4 0 7 1"), ("dtmf", "1"),
+                                  ("play", __file__)]

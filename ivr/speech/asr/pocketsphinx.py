@@ -17,6 +17,10 @@
   (`full_utt`: batch cepstral mean normalisation, clearly more accurate than live CMN on short
   commands); the VAD bounds utterances, and decoding runs at ~0.02 x real time, so finalize costs
   tens of milliseconds.
+- Silence around the words: the endpointer hands over 300 ms of pre-roll and 700 ms of trailing
+  silence, and each alternative silence/filler path takes posterior mass: a correctly decoded
+  8-digit string measured 0.16 over SIP against 0.96 with the quiet trimmed to 150 ms each side.
+  `finalize()` trims to MARGIN_S of quiet around the sound before decoding.
 - Digital silence (exact zeros, e.g. padding) breaks PocketSphinx's cepstral mean normalisation;
   a +-10 LSB dither is added to the input (measured: 16/72 -> 42/72 phrases on padded audio).
 - Model sharing: a `Decoder` owns its acoustic model, and the Python API cannot share one between
@@ -41,6 +45,9 @@ from ivr.speech.prompt_asr import _SLOT_RULES, espeak_pronunciation, normalize
 log = logging.getLogger(__name__)
 
 FALLBACK_CONFIDENCE = 0.5
+MARGIN_S = 0.1
+QUIET_RMS = 300.0
+"""10 ms frames under this RMS (about -40 dBFS) are quiet, for trimming."""
 DITHER = 10
 MAX_UTTERANCE_BYTES = 16000 * 2 * 20
 """Audio kept for one utterance (20 s at 16 kHz); the VAD's max_speech cuts well before."""
@@ -102,6 +109,17 @@ def build_jsgf(grammar: Grammar, lookup: Any, add_word: Any) -> _CompiledGrammar
     return _CompiledGrammar(name, jsgf, spoken)
 
 
+def _trim(x: np.ndarray, rate: int) -> np.ndarray:
+    """Keep the sound and MARGIN_S of quiet on each side (see module doc); all-quiet stays."""
+    n = rate // 100
+    frames = x[: len(x) // n * n].astype(np.float64).reshape(-1, n)
+    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) > QUIET_RMS)
+    if loud.size == 0:
+        return x
+    margin = int(MARGIN_S * rate)
+    return x[max(0, loud[0] * n - margin): min(len(x), (loud[-1] + 1) * n + margin)]
+
+
 class PocketSphinxRecognizer(Recognizer):
     def __init__(self, engine: PocketSphinxEngine, decoder: Any, grammar: Grammar,
                  compiled: _CompiledGrammar, sample_rate: int) -> None:
@@ -134,7 +152,7 @@ class PocketSphinxRecognizer(Recognizer):
         self._resample.reset()
         if not pcm:
             return None
-        x = np.frombuffer(pcm, dtype="<i2").astype(np.int32)
+        x = _trim(np.frombuffer(pcm, dtype="<i2"), self._engine.sample_rate).astype(np.int32)
         x += self._rng.integers(-DITHER, DITHER + 1, len(x), dtype=np.int32)
         d = self._decoder
         d.activate_search(self._compiled.name)
