@@ -131,7 +131,9 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int = 4,
                  timeout: float = 30.0) -> Server:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "flows", root / "flows", dirs_exist_ok=True)
-    shutil.copy(Path(__file__).with_name("flows") / "quick.yaml", root / "flows" / "quick.yaml")
+    for flow in Path(__file__).with_name("flows").glob("*.yaml"):
+        if not flow.name.endswith(".test.yaml"):
+            shutil.copy(flow, root / "flows" / flow.name)
     defaults = yaml.safe_load((REPO / "ivr" / "defaults.yaml").read_text())
     sip_port, http_port = free_udp_tcp_port(), free_port()
     config = {
@@ -145,7 +147,7 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int = 4,
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "allow_from": allow_from or [],
         "trunks": trunks or [],
-        "routes": {**defaults["routes"], "3000": "quick"},
+        "routes": {**defaults["routes"], "3000": "quick", "4000": "handoff", "4001": "handoff-refer"},
         "calendars": {"business": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}},
                       "care": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}}},
         **(extra or {}),

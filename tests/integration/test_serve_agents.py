@@ -1,0 +1,92 @@
+"""Agents as real SIP phones around a real `ivr serve`: registered by name, ringing, callbacks."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from phones import Softphone, headers_of
+from server import Server, start_server
+
+HANDOFF = "4000"
+
+
+def _post(server: Server, path: str) -> Any:
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{server.http_port}{path}", method="POST",
+                                 data=b"{}")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def _agent(server: Server, name: str) -> dict[str, Any]:
+    status, doc = server.get("/agents")
+    assert status == 200
+    return dict(next(a for a in doc["agents"] if a["name"] == name))
+
+
+def _tone_share(samples: np.ndarray, hz: float = 440.0) -> float:
+    """How much of the signal's energy sits within 20 Hz of `hz` (a pure tone: ~1)."""
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(samples.size, 1 / 8000)
+    total = spectrum[(freqs > 100) & (freqs < 3800)].sum()
+    return float(spectrum[np.abs(freqs - hz) < 20].sum() / total) if total else 0.0
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    srv = start_server(tmp_path / "srv", max_calls=8,
+                       extra={"agents": {"bob": {"queues": ["general"]}}})
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_an_agent_registered_by_name_gets_whisper_then_the_caller(server: Server,
+                                                                  tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    bob = Softphone("--name", "bob", "--register", server.uri_host, "--incoming", "answer",
+                    "--record-dir", str(rec), "--duration", "50")
+    caller = None
+    try:
+        bob.wait(10, "bob registered at the front", ev="registered", code=200)
+        assert _agent(server, "bob")["uri"] is None  # nothing static: only the registration
+        _post(server, "/agents/bob/login")
+        caller = Softphone("--name", "carol", "--call", f"sip:{HANDOFF}@{server.uri_host}",
+                           "--play", "tone", "--record-dir", str(tmp_path), "--hangup-after", "12",
+                           "--duration", "40")
+        invite = bob.wait(20, "the agent's INVITE", ev="incoming")
+        bob.wait(10, "bob's call up", ev="state", leg="in", state="CONFIRMED")
+        assert _agent(server, "bob")["state"] == "on_call"
+        bob.wait(25, "the bridged call to end", ev="recorded")
+        caller.wait(10, "the caller's call to end", ev="state", leg="out", state="DISCONNECTED")
+    finally:
+        bob.stop()
+        if caller is not None:
+            caller.stop()
+    msg = invite["msg"]
+    assert msg.startswith(f"INVITE sip:bob@127.0.0.1:{bob.port}"), msg[:200]  # the contact
+    h = headers_of(msg)
+    assert h["User-to-User"].endswith(";encoding=hex;purpose=call-context"), h
+    assert (h["X-IVR-Intent"], h["X-IVR-Tier"]) == ("cards", "gold"), h
+    call_id = h["X-IVR-Call-Id"]
+    assert bytes.fromhex(h["User-to-User"].split(";")[0]).decode() == call_id
+    # what bob heard: the whisper (speech, not the caller's tone) first, then the caller's tone
+    with wave.open(str(rec / "in-1.wav")) as w:
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        rate = w.getframerate()
+    assert rate == 8000 and audio.size > rate * 5, audio.size
+    first, last = audio[: rate], audio[-3 * rate: -rate]
+    assert np.sqrt(np.mean(first.astype(np.float64) ** 2)) > 100, "no whisper"
+    assert _tone_share(first) < 0.5, "the caller was connected before the whisper"
+    assert _tone_share(last) > 0.8, "the caller's audio never reached the agent"
+    status, ctx = server.get(f"/calls/{call_id}/context")
+    assert status == 200 and ctx["context"] == {"intent": "cards", "tier": "gold"}, ctx
+    assert ctx["agent"] == "bob"
