@@ -231,6 +231,7 @@ class Worker:
                 session.hangup()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(session.gone.wait(), TEARDOWN_BOUND)
+            await session.settle()
             payload: dict[str, Any] = {"reason": reason, "code": session.end_code,
                                        "hung_up_by": session.hung_up_by}
             if result is not None:

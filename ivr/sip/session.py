@@ -133,6 +133,8 @@ class CallSession:
     _barge: bool = False
     _recorder: Any = None
     _legs: list[Any] = field(default_factory=list)
+    _cleanup: set[asyncio.Task[None]] = field(default_factory=set)
+    """Waiters that forget legs hung up from cancelled tasks; the call task awaits them."""
     _xfer: asyncio.Future[int] | None = None
 
     # -- callbacks (loop thread, inside libHandleEvents) -----------------------------------
@@ -351,11 +353,28 @@ class CallSession:
             log.warning("call to agent %s failed: %s", target, exc.info())
             self._forget_leg(leg)
             return None
-        await first_of(leg.media_ready, leg.gone, self.gone, timeout=ring_timeout)
+        try:
+            await first_of(leg.media_ready, leg.gone, self.gone, timeout=ring_timeout)
+        except asyncio.CancelledError:
+            # the ACD cancelled this ring, or the caller left: CANCEL the agent's INVITE now;
+            # the leg leaves the registry once its DISCONNECTED arrives (see _forget_when_gone)
+            leg.hangup()
+            self._forget_when_gone(leg)
+            raise
         if leg.media_ready.is_set() and not self.gone.is_set():
             return leg
         await self.drop_leg(leg)
         return None
+
+    def _forget_when_gone(self, leg: OutboundLeg) -> None:
+        """Bookkeeping for a leg hung up from a cancelled task: a bounded waiter owned by the loop."""
+        async def later() -> None:
+            await leg.closed(5.0)
+            self._forget_leg(leg)
+
+        task = self.loop.create_task(later())
+        self._cleanup.add(task)
+        task.add_done_callback(self._cleanup.discard)
 
     def _forget_leg(self, leg: OutboundLeg) -> None:
         if leg in self._legs:
@@ -364,8 +383,17 @@ class CallSession:
 
     async def drop_leg(self, leg: OutboundLeg) -> None:
         leg.hangup()
-        await leg.closed(2.0)
+        try:
+            await leg.closed(2.0)
+        except asyncio.CancelledError:
+            self._forget_when_gone(leg)
+            raise
         self._forget_leg(leg)
+
+    async def settle(self, timeout: float = 6.0) -> None:
+        """Wait (bounded) until every agent leg this call started is gone and forgotten."""
+        if self._cleanup:
+            await asyncio.wait(set(self._cleanup), timeout=timeout)
 
     async def whisper(self, leg: OutboundLeg, path: str) -> None:
         """Play a short message to the agent only, before the caller is connected."""

@@ -90,3 +90,27 @@ def test_an_agent_registered_by_name_gets_whisper_then_the_caller(server: Server
     status, ctx = server.get(f"/calls/{call_id}/context")
     assert status == 200 and ctx["context"] == {"intent": "cards", "tier": "gold"}, ctx
     assert ctx["agent"] == "bob"
+
+
+def test_caller_hangs_up_while_the_agent_rings_the_ring_is_cancelled(server: Server,
+                                                                    tmp_path: Path) -> None:
+    bob = Softphone("--name", "bob", "--register", server.uri_host, "--incoming", "ring",
+                    "--duration", "40")
+    caller = None
+    try:
+        bob.wait(10, "bob registered at the front", ev="registered", code=200)
+        _post(server, "/agents/bob/login")
+        caller = Softphone("--name", "carol", "--call", f"sip:{HANDOFF}@{server.uri_host}",
+                           "--hangup-after", "5", "--duration", "30")
+        bob.wait(15, "the agent's INVITE", ev="incoming")
+        assert _agent(server, "bob")["state"] == "ringing"
+        caller.wait(15, "the caller's hangup", ev="state", leg="out", state="DISCONNECTED")
+        end = bob.wait(10, "the agent's ring to end", ev="state", leg="in", state="DISCONNECTED")
+        server.wait(lambda: _agent(server, "bob")["state"] == "ready", 5, "bob ready again")
+        server.wait_idle()  # no agent leg left in the worker
+    finally:
+        bob.stop()
+        if caller is not None:
+            caller.stop()
+    assert end["code"] == 487, end  # CANCELled: Request Terminated
+    assert not bob.seen(ev="state", leg="in", state="CONFIRMED")
