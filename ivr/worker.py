@@ -27,7 +27,7 @@ import numpy as np
 import pjsua2 as pj
 
 from ivr import log as logs
-from ivr.acd.client import AcdClient
+from ivr.acd.client import AcdClient, AcdEvent
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig, load_config
 from ivr.flow.context import CallContext
@@ -35,6 +35,7 @@ from ivr.flow.interpreter import Interpreter
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.model import Flow
 from ivr.flow.validate import load_flows
+from ivr.sip.callback import CallbackJob
 from ivr.sip.channel import SipChannel
 from ivr.sip.pj import Endpoint, EndpointConfig, guard
 from ivr.sip.session import CallSession, IvrCall, MediaRegistry, first_of, parse_invite
@@ -96,6 +97,9 @@ class Worker:
     flows: dict[str, Flow] = field(default_factory=dict)
     draining: bool = False
     acd: AcdClient | None = None
+    account: Any = None
+    callbacks: int = 0
+    """Callback jobs running here (each holds up to two pjsua2 calls)."""
     _seq: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -156,7 +160,7 @@ class Worker:
         op = pj.CallOpParam()
         limit = self.config.sip.calls_per_worker
         flow = flow_for(self.config, self.flows, info["dialed"])
-        if self.draining or flow is None or len(self.sessions) >= limit:
+        if self.draining or flow is None or self._busy() >= limit:
             op.statusCode = 503 if self.draining or flow is None else 486
         else:
             op.statusCode = 200
@@ -175,6 +179,41 @@ class Worker:
         task = asyncio.get_running_loop().create_task(self._run_call(session, flow, account))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def _busy(self) -> int:
+        """pjsua2 call slots in use or promised: inbound calls and callback jobs (two legs)."""
+        return len(self.sessions) + 2 * self.callbacks
+
+    def callback_offer(self, offer: AcdEvent) -> None:
+        """The ACD offers a queued callback to any worker: take it when two slots are free."""
+        assert self.acd is not None
+        if offer.kind != "offer" or not offer.agent:
+            return
+        if self.draining or self.account is None or \
+                self._busy() + 2 > self.config.sip.calls_per_worker:
+            # hand it back: the agent is ready again and the ACD offers it anew
+            self.acd.agent_failed(offer.call_id, offer.agent, offer.attempt, "busy")
+            return
+        self.callbacks += 1
+        task = asyncio.get_running_loop().create_task(self._run_callback(offer))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run_callback(self, offer: AcdEvent) -> None:
+        assert self.acd is not None
+        logs.call_id.set(offer.call_id)
+        job = CallbackJob(asyncio.get_running_loop(), self.registry, self.account, self.acd,
+                          self.cache, offer, self._front_hostport())
+        self.emit(offer.call_id, "callback.start", agent=offer.agent,
+                  number=offer.data.get("callback"))
+        outcome = "error"
+        try:
+            outcome = await job.run()
+        except Exception:
+            log.exception("callback failed")
+        finally:
+            self.callbacks -= 1
+            self.emit(offer.call_id, "callback.end", agent=offer.agent, outcome=outcome)
 
     def _front_hostport(self) -> str:
         """Where registered agent phones are reached: the front's first listen address."""
@@ -255,12 +294,14 @@ class Worker:
         endpoint.start()
         account = _Account(self)
         account.create(endpoint.account_config("ivr"))
+        self.account = account
         endpoint.start_pump()
         sender = None
         acd_ctx: AcdClient | None = None
         if self.broker:
             sender = loop.create_task(send_forever(self.outbox, self.broker, f"worker-{self.worker_id}"))
             acd_ctx = AcdClient(self.broker, self.outbox, node=f"worker-{self.worker_id}")
+            acd_ctx.on_callback = self.callback_offer
             self.acd = await acd_ctx.__aenter__()
         log.info("worker %s listening on udp %s:%d", self.worker_id, self.config.sip.workers_host,
                  self.sip_port)
@@ -300,6 +341,7 @@ class Worker:
             endpoint.ep.audDevManager().setNoDev()  # no clock thread: ports can go safely
         self.rx_ports.free.clear()
         self.rx_ports.all.clear()
+        self.account = None
         account.shutdown()
         del account
         gc.collect()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ivr.acd.client import AcdEvent
 from ivr.errors import CallerHangup
 from ivr.flow.channel import (
     Channel,
@@ -30,6 +31,8 @@ from ivr.sip.session import CallSession
 from ivr.speech.tts import PromptCache, TtsError
 
 log = logging.getLogger("ivr.sip")
+
+CALLBACK_CONFIRM = "You keep your place in the queue. We will call you back. Goodbye."
 
 
 def handoff_headers(call_id: str, context: Any) -> dict[str, str]:
@@ -205,11 +208,17 @@ class SipChannel(Channel):
                 elif ev.kind in ("timeout", "error"):
                     return QueueResult(ev.kind, detail=str(ev.data.get("reason", "")))
                 elif ev.kind == "callback":
+                    s.stop_hold()
+                    await self.play([Prompt(text=CALLBACK_CONFIRM)], barge_in=False)
                     return QueueResult("callback")
-                if (callback_key and callback_key in s.digits
-                        and time.monotonic() - started >= callback_after):
-                    s.digits.clear()
-                    self.acd.callback(s.call_id, str(s.info.get("number", "")))
+                elif ev.kind == "digit":
+                    if (callback_key and callback_key in s.digits
+                            and time.monotonic() - started >= callback_after):
+                        # the caller keeps the place and may hang up; the ACD calls back the
+                        # contact they called from (their number for the records)
+                        self.acd.callback(s.call_id, str(s.info.get("number", "")),
+                                          uri=str(s.info.get("contact") or "") or None)
+                    s.digits.clear()  # other keys mean nothing while waiting
             return QueueResult("error", detail="the queue service ended the wait")
         except CallerHangup:
             self.acd.caller_gone(s.call_id)
@@ -220,22 +229,41 @@ class SipChannel(Channel):
             s.stop_hold()
 
     async def _with_hangup(self, events: Any) -> Any:
-        """ACD events until the caller hangs up (then CallerHangup)."""
+        """ACD events until the caller hangs up (then CallerHangup); a key press yields a
+        `digit` event at once (the callback key must not wait for the next ACD message).
+
+        The pending `__anext__` is never cancelled for a digit: cancelling it would close the
+        client's generator (and its reply queue) mid-wait."""
+        s = self.session
         it = events.__aiter__()
-        gone = asyncio.ensure_future(self.session.gone.wait())
+        gone = asyncio.ensure_future(s.gone.wait())
+        nxt: asyncio.Future[Any] | None = None
         try:
             while True:
-                nxt = asyncio.ensure_future(it.__anext__())
-                await asyncio.wait([nxt, gone], return_when=asyncio.FIRST_COMPLETED)
-                if not nxt.done():
-                    nxt.cancel()
-                    raise CallerHangup()
+                if nxt is None:
+                    nxt = asyncio.ensure_future(it.__anext__())
+                if not s.digits:
+                    s.digit_event.clear()
+                digit = asyncio.ensure_future(s.digit_event.wait())
                 try:
-                    yield nxt.result()
-                except StopAsyncIteration:
-                    return
+                    await asyncio.wait([nxt, gone, digit], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    digit.cancel()
+                if nxt.done():
+                    done, nxt = nxt, None
+                    try:
+                        ev = done.result()
+                    except StopAsyncIteration:
+                        return
+                    yield ev
+                elif gone.done():
+                    raise CallerHangup()
+                elif s.digits:
+                    yield AcdEvent("digit", s.call_id)
         finally:
             gone.cancel()
+            if nxt is not None:
+                nxt.cancel()
 
     def _hold(self) -> str | None:
         path = Path(self.audio_dir) / "hold.wav"

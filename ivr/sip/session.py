@@ -82,7 +82,7 @@ _URI_USER = re.compile(r"sip:([^@;>]+)@", re.I)
 
 
 def parse_invite(msg: str) -> dict[str, Any]:
-    """Dialled number, caller number/name and headers from the raw INVITE text."""
+    """Dialled number, caller number/name, contact (for a callback) and headers from the INVITE."""
     head = msg.split("\r\n\r\n", 1)[0]
     lines = head.split("\r\n")
     out: dict[str, Any] = {"dialed": "", "number": "", "name": "", "sip_headers": {}}
@@ -94,6 +94,9 @@ def parse_invite(msg: str) -> dict[str, Any]:
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip()] = value.strip()
+    contact = headers.get("Contact") or headers.get("m") or ""
+    m = re.search(r"<([^>]+)>", contact)
+    out["contact"] = (m.group(1) if m else contact.split(";")[0]).strip()
     sender = headers.get("From") or headers.get("f") or ""
     m = _URI_USER.search(sender)
     out["number"] = m.group(1) if m else ""
@@ -397,21 +400,7 @@ class CallSession:
 
     async def whisper(self, leg: OutboundLeg, path: str) -> None:
         """Play a short message to the agent only, before the caller is connected."""
-        if leg.aud is None:
-            return
-        done = asyncio.Event()
-        player = PromptPlayer(self.loop, done)
-        player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
-        self.registry.add("player")
-        try:
-            player.startTransmit(leg.aud)
-            await first_of(done, leg.gone, timeout=15)
-            if not leg.gone.is_set():
-                with contextlib.suppress(pj.Error):
-                    player.stopTransmit(leg.aud)
-        finally:
-            del player
-            self.registry.remove("player")
+        await play_once(self.loop, self.registry, leg, path)
 
     async def connect(self, leg: OutboundLeg, by: str = "agent") -> None:
         """Bridge the caller and a second leg until either hangs up."""
@@ -440,6 +429,26 @@ class CallSession:
     def stop_hold(self) -> None:
         if self._player_done is None:  # a looping hold player, not a prompt
             self._release_media_player_only()
+
+
+async def play_once(loop: asyncio.AbstractEventLoop, registry: MediaRegistry, leg: OutboundLeg,
+                    path: str, timeout: float = 15.0) -> None:
+    """Play a file to one leg only (a whisper), bounded; the player is gone when this returns."""
+    if leg.aud is None:
+        return
+    done = asyncio.Event()
+    player = PromptPlayer(loop, done)
+    player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
+    registry.add("player")
+    try:
+        player.startTransmit(leg.aud)
+        await first_of(done, leg.gone, timeout=timeout)
+        if not leg.gone.is_set() and leg.aud is not None:
+            with contextlib.suppress(pj.Error):
+                player.stopTransmit(leg.aud)
+    finally:
+        del player
+        registry.remove("player")
 
 
 class OutboundLeg(pj.Call):  # type: ignore[misc]

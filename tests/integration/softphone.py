@@ -53,6 +53,7 @@ class Leg(pj.Call):  # type: ignore[misc]
         self.recorder: Any = None
         self.player: Any = None
         self.confirmed_at: float | None = None
+        self.scheduled = False
         self.gone = False
 
     @guard
@@ -134,6 +135,11 @@ class Phone:
             leg.player = player
         if leg.direction == "out" and self.args.dtmf:
             self.later(self.args.dtmf_after, lambda: self._dtmf(leg))
+        if leg.scheduled:
+            return  # a re-INVITE: the timers run already
+        leg.scheduled = True
+        if leg.direction == "in" and self.args.hangup_in_after:
+            self.later(self.args.hangup_in_after, lambda: self.hangup(leg))
         if leg.direction == "out" and self.args.hangup_after:
             self.later(self.args.hangup_after, lambda: self.hangup(leg))
 
@@ -192,6 +198,7 @@ def main() -> None:
     ap.add_argument("--dtmf")
     ap.add_argument("--dtmf-after", type=float, default=2.0)
     ap.add_argument("--hangup-after", type=float, default=0.0)
+    ap.add_argument("--hangup-in-after", type=float, default=0.0)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--exit-after-incoming", type=int, default=0)
     args = ap.parse_args()

@@ -114,3 +114,53 @@ def test_caller_hangs_up_while_the_agent_rings_the_ring_is_cancelled(server: Ser
             caller.stop()
     assert end["code"] == 487, end  # CANCELled: Request Terminated
     assert not bob.seen(ev="state", leg="in", state="CONFIRMED")
+
+
+def test_a_queued_callback_dials_the_agent_then_the_caller_and_bridges(server: Server,
+                                                                        tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    bob = Softphone("--name", "bob", "--register", server.uri_host, "--incoming", "answer",
+                    "--record-dir", str(rec), "--hangup-in-after", "9", "--duration", "55")
+    caller = None
+    try:
+        bob.wait(10, "bob registered at the front", ev="registered", code=200)
+        _post(server, "/agents/bob/login")
+        _post(server, "/agents/bob/away")  # logged in (the queue is staffed) but not taking calls
+        # the caller waits, presses 9 for a callback, is told so and hung up on; then answers
+        # the callback on the same phone (its contact) and plays a tone
+        caller = Softphone("--name", "carol", "--call", f"sip:{HANDOFF}@{server.uri_host}",
+                           "--dtmf", "9", "--dtmf-after", "3", "--incoming", "answer",
+                           "--play", "tone", "--record-dir", str(tmp_path), "--duration", "50")
+        caller.wait(20, "the IVR to hang up after the callback key", ev="state", leg="out",
+                    state="DISCONNECTED")
+
+        def scheduled() -> Any:
+            queue = next(q for q in server.get("/queues")[1]["queues"] if q["name"] == "general")
+            return queue if queue["callbacks"] == 1 and queue["waiting"] == 0 else None
+
+        server.wait(scheduled, 5, "one callback scheduled in general")
+        assert not bob.seen(ev="incoming")
+        _post(server, "/agents/bob/ready")
+        agent_invite = bob.wait(15, "the agent's INVITE for the callback", ev="incoming")
+        caller_invite = caller.wait(25, "the callback to the caller", ev="incoming")
+        caller.wait(5, "the callback answered", ev="state", leg="in", state="CONFIRMED")
+        bob.wait(25, "bob's call to end", ev="recorded")
+        caller.wait(10, "the callback to end", ev="state", leg="in", state="DISCONNECTED")
+        server.wait(lambda: _agent(server, "bob")["state"] == "wrap_up", 5, "bob in wrap-up")
+        server.wait_idle()
+    finally:
+        bob.stop()
+        if caller is not None:
+            caller.stop()
+    h = headers_of(agent_invite["msg"])
+    call_id = h["X-IVR-Call-Id"]
+    assert (h["X-IVR-Intent"], h["X-IVR-Tier"]) == ("cards", "gold"), h
+    assert h["X-IVR-Callback"] == "carol", h  # the number the caller called from
+    assert caller_invite["msg"].startswith(f"INVITE sip:carol@127.0.0.1:{caller.port}")
+    assert headers_of(caller_invite["msg"])["X-IVR-Call-Id"] == call_id
+    with wave.open(str(rec / "in-1.wav")) as w:
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert _tone_share(audio[-3 * 8000: -8000]) > 0.8, "the caller never reached the agent"
+    queue = next(q for q in server.get("/queues")[1]["queues"] if q["name"] == "general")
+    assert queue["callbacks"] == 0 and queue["waiting"] == 0, queue
