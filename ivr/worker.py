@@ -99,6 +99,9 @@ class Worker:
     acd: AcdClient | None = None
     account: Any = None
     callbacks: int = 0
+    orphaned: bool = False
+    _stop: asyncio.Event | None = None
+    _parent: int = 0
     """Callback jobs running here (each holds up to two pjsua2 calls)."""
     _seq: dict[str, int] = field(default_factory=dict)
 
@@ -138,13 +141,33 @@ class Worker:
         self.outbox.put(f"ivr/events/{self.worker_id}", event, key=f"{call_id}:{seq}")
 
     def _emit_status(self) -> None:
+        if self.orphaned:
+            return
         status = {"worker": self.worker_id, "calls": len(self.sessions), "draining": self.draining,
                   "media": self.registry.snapshot(), "tasks": len(self.tasks),
                   "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid(),
                   "rss_kb": _rss_kb(), "created": dict(self.registry.created),
                   "speech": {"ready": self.asr.ready, "message": self.asr.message}}
-        sys.stdout.write(json.dumps({"status": status}) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps({"status": status}) + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            self._orphan("the status pipe is closed")
+
+    def _orphan(self, why: str) -> None:
+        """The supervisor is gone (SIGKILL, crash): keep the live calls, take no new ones.
+
+        Callers waiting in a queue stay: the ACD's state is in SQLite and this worker's bus
+        session is its own, so a restarted supervisor serves them through this process. Once its
+        last call ends the worker exits; the new supervisor runs its own workers meanwhile.
+        """
+        if self.orphaned:
+            return
+        self.orphaned = True
+        log.warning("supervisor gone (%s): draining %d live calls, then exiting", why,
+                    len(self.sessions))
+        if self._stop is not None:
+            self._drain(self._stop)
 
     # -- calls ----------------------------------------------------------------------------
     def incoming(self, account: Any, prm: Any) -> None:
@@ -283,7 +306,8 @@ class Worker:
     # -- process --------------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = self._stop = asyncio.Event()
+        self._parent = os.getppid()
         loop.add_signal_handler(signal.SIGHUP, self.load)
         loop.add_signal_handler(signal.SIGTERM, self._drain, stop)
         loop.add_signal_handler(signal.SIGINT, self._drain, stop)
@@ -299,8 +323,11 @@ class Worker:
         sender = None
         acd_ctx: AcdClient | None = None
         if self.broker:
-            sender = loop.create_task(send_forever(self.outbox, self.broker, f"worker-{self.worker_id}"))
-            acd_ctx = AcdClient(self.broker, self.outbox, node=f"worker-{self.worker_id}")
+            # bus identities are per process: a worker left running by a killed supervisor and
+            # the new supervisor's worker with the same id must not take over each other's session
+            node = f"worker-{self.worker_id}-{os.getpid()}"
+            sender = loop.create_task(send_forever(self.outbox, self.broker, node))
+            acd_ctx = AcdClient(self.broker, self.outbox, node=node)
             acd_ctx.on_callback = self.callback_offer
             self.acd = await acd_ctx.__aenter__()
         log.info("worker %s listening on udp %s:%d", self.worker_id, self.config.sip.workers_host,
@@ -309,6 +336,8 @@ class Worker:
         try:
             while not (stop.is_set() and not self.sessions and not self.tasks):
                 await asyncio.sleep(0.5)
+                if os.getppid() != self._parent:
+                    self._orphan("the parent process changed")
                 self._emit_status()
         finally:
             if acd_ctx is not None:
@@ -362,8 +391,9 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     worker = Worker(args.id, args.sip_port, config, args.state_dir.resolve(), args.broker)
     asyncio.run(worker.run())
-    sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(OSError, ValueError):  # stdout is a dead pipe when orphaned
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(0)  # pjsua2 objects freed during interpreter teardown would abort the process
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import re
 import secrets
@@ -47,6 +48,8 @@ import jinja2
 
 if TYPE_CHECKING:
     from ivr.config import EngineConfig
+
+log = logging.getLogger("ivr.front")
 
 DISPATCHER_SET = 1
 CTL_SOCKET_NAME = "kamailio_ctl"
@@ -694,6 +697,7 @@ class Front:
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         self.cfg_path.write_text(render_config(self.settings), encoding="utf-8")
         write_dispatcher(self.dispatcher_path, self._workers)
+        self._reap_stale()
         with contextlib.suppress(FileNotFoundError):
             self.settings.ctl_socket.unlink()  # a stale socket from a killed run blocks ctl's bind
         await check_config(self.cfg_path, self.runtime_dir, exe, timeout=timeout)
@@ -712,6 +716,29 @@ class Front:
         except BaseException:
             await self.stop()
             raise
+
+    def _reap_stale(self) -> None:
+        """A Kamailio left by a SIGKILLed supervisor (own session, so it outlived it) still holds
+        the SIP ports: stop its process group before starting ours. Only a process that is a
+        kamailio running this runtime dir's config is touched."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if not cmdline or b"kamailio" not in cmdline[0] or str(self.cfg_path).encode() not in cmdline:
+            return
+        log.warning("stopping a stale front (pid %d) left by a previous run", pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # start() waits for the ports; a zombie holds none
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                    break
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_path.unlink()
 
     async def _wait_ready(self, target: tuple[str, int], timeout: float) -> None:
         deadline = time.monotonic() + timeout

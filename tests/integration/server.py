@@ -154,14 +154,28 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int = 4,
     }
     cfg_path = root / "ivr.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
-    log_path = root / "serve.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [str(IVR_BIN), "serve", "--config", str(cfg_path), "--state-dir", str(root / "var")],
+    return _launch(Server(root, sip_port, http_port, _spawn(root), root / "serve.log", config),
+                   timeout)
+
+
+def _spawn(root: Path) -> subprocess.Popen[bytes]:
+    log = (root / "serve.log").open("ab")
+    return subprocess.Popen(
+        [str(IVR_BIN), "serve", "--config", str(root / "ivr.yaml"), "--state-dir",
+         str(root / "var")],
         cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    server = Server(root, sip_port, http_port, proc, log_path, config)
+
+
+def restart_server(old: Server, timeout: float = 30.0) -> Server:
+    """A new `ivr serve` on the same config, ports and state dir (after the old one was killed)."""
+    return _launch(Server(old.root, old.sip_port, old.http_port, _spawn(old.root), old.log_path,
+                          old.config), timeout)
+
+
+def _launch(server: Server, timeout: float) -> Server:
+    proc = server.proc
     try:
         server.wait(lambda: proc.poll() is None and server.health()["status"] == "ok", timeout,
                     "ivr serve to be healthy")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -9,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from phones import Softphone, headers_of
-from server import Server, start_server
+from server import Server, restart_server, start_server
 
 HANDOFF = "4000"
 
@@ -164,3 +168,54 @@ def test_a_queued_callback_dials_the_agent_then_the_caller_and_bridges(server: S
     assert _tone_share(audio[-3 * 8000: -8000]) > 0.8, "the caller never reached the agent"
     queue = next(q for q in server.get("/queues")[1]["queues"] if q["name"] == "general")
     assert queue["callbacks"] == 0 and queue["waiting"] == 0, queue
+
+
+def test_supervisor_sigkilled_while_a_caller_waits_the_caller_stays_and_is_served(
+        tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    bob = Softphone("--name", "bob", "--incoming", "answer", "--record-dir", str(rec),
+                    "--hangup-in-after", "6", "--duration", "58")
+    old = start_server(tmp_path / "srv", max_calls=8, extra={
+        "agents": {"bob": {"uri": f"sip:bob@{bob.uri}", "queues": ["general"]}}})
+    new: Server | None = None
+    caller = None
+    try:
+        _post(old, "/agents/bob/login")
+        _post(old, "/agents/bob/away")  # staffed, so the caller waits instead of overflowing
+        caller = Softphone("--name", "carol", "--call", f"sip:{HANDOFF}@{old.uri_host}",
+                           "--play", "tone", "--record-dir", str(tmp_path), "--duration", "55")
+
+        def waiting(server: Server) -> Any:
+            queue = next(q for q in server.get("/queues")[1]["queues"] if q["name"] == "general")
+            return queue if queue["waiting"] == 1 else None
+
+        old.wait(lambda: waiting(old), 15, "the caller waiting in general")
+        os.kill(old.proc.pid, signal.SIGKILL)
+        old.proc.wait(5)
+        time.sleep(3)  # long enough for a worker that dies with its parent to drop the call
+        assert not caller.seen(ev="state", leg="out", state="DISCONNECTED"), \
+            "the caller's worker dropped the call when the supervisor died"
+        new = restart_server(old)
+        new.wait(lambda: waiting(new), 10, "the caller still queued after the restart")
+        assert _agent(new, "bob")["state"] == "away"
+        _post(new, "/agents/bob/ready")
+        invite = bob.wait(15, "the agent's INVITE", ev="incoming")
+        bob.wait(20, "the bridged call to end", ev="recorded")
+        caller.wait(10, "the caller's call to end", ev="state", leg="out", state="DISCONNECTED")
+    finally:
+        bob.stop()
+        if caller is not None:
+            caller.stop()
+        if new is not None:
+            new.stop()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(old.proc.pid, signal.SIGKILL)  # whatever the killed supervisor left
+        if new is None:  # its front runs in its own session; the restart did not replace it
+            with contextlib.suppress(OSError, ValueError):
+                pid = int((old.root / "var" / "front" / "kamailio.pid").read_text())
+                os.killpg(pid, signal.SIGKILL)
+    assert headers_of(invite["msg"])["X-IVR-Intent"] == "cards"
+    with wave.open(str(rec / "in-1.wav")) as w:
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert _tone_share(audio[-3 * 8000: -8000]) > 0.8, "the caller never reached the agent"
