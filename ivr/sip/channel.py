@@ -32,6 +32,8 @@ from ivr.speech.tts import PromptCache, TtsError
 
 log = logging.getLogger("ivr.sip")
 
+REFER_TIMEOUT = 25.0
+"""How long the caller's phone may take to report the agent's answer (a ring + set-up)."""
 CALLBACK_CONFIRM = "You keep your place in the queue. We will call you back. Goodbye."
 
 
@@ -185,6 +187,9 @@ class SipChannel(Channel):
             async for ev in self._with_hangup(events):
                 if ev.kind == "position" and (announce.get("position") or announce.get("wait_time")):
                     await self._announce(ev.data, announce, hold)
+                elif ev.kind == "offer" and ev.agent and request.mode == "refer":
+                    if await self._refer(ev.agent, ev.agent_uri, ev.attempt, request, hold):
+                        return QueueResult("connected", agent=ev.agent)
                 elif ev.kind == "offer" and ev.agent:
                     legs[ev.agent] = asyncio.ensure_future(
                         self._ring(ev.agent, ev.agent_uri, ev.attempt, request, answered))
@@ -296,6 +301,30 @@ class SipChannel(Channel):
             return
         answered[agent] = leg
         self.acd.agent_answered(s.call_id, agent, attempt)
+
+    async def _refer(self, agent: str, uri: str | None, attempt: int, request: QueueRequest,
+                     hold: str | None) -> bool:
+        """`mode: refer`: send the caller to the agent's phone with the context headers.
+
+        The agent counts as answering when the caller's side reports the new call's 2xx (the
+        REFER's final NOTIFY); the IVR then leaves the call, so it cannot see the talk time: the
+        agent goes to wrap-up at once. A refused or failed REFER puts the caller back on hold
+        with their place kept, and the ACD offers the next agent.
+        """
+        assert self.acd is not None
+        s = self.session
+        target = uri or f"sip:{agent}@{self.front}"
+        s.stop_hold()
+        ok = await s.refer(target, handoff_headers(s.call_id, request.context),
+                           timeout=REFER_TIMEOUT)
+        if not ok:
+            self.acd.agent_failed(s.call_id, agent, attempt, "reject")
+            if hold and not s.gone.is_set():
+                s.start_hold(hold)
+            return False
+        self.acd.agent_answered(s.call_id, agent, attempt)
+        self.acd.call_ended(s.call_id)
+        return True
 
     async def transfer(self, request: TransferRequest) -> bool:
         self._check()

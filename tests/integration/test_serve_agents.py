@@ -13,9 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 from phones import Softphone, headers_of
+from scenarios import answer_200, call_setup, notify_refer_done, recv, reply, scenario
 from server import Server, restart_server, start_server
+from sipp_run import run_sipp
 
 HANDOFF = "4000"
+HANDOFF_REFER = "4001"
+ALICE = "sip:alice@127.0.0.1:5998"
 
 
 def _post(server: Server, path: str) -> Any:
@@ -44,8 +48,9 @@ def _tone_share(samples: np.ndarray, hz: float = 440.0) -> float:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
-    srv = start_server(tmp_path / "srv", max_calls=8,
-                       extra={"agents": {"bob": {"queues": ["general"]}}})
+    srv = start_server(tmp_path / "srv", max_calls=8, extra={"agents": {
+        "bob": {"queues": ["general"]},  # no uri: his softphone registers at the front
+        "alice": {"uri": ALICE, "queues": ["general"]}}})
     try:
         yield srv
     finally:
@@ -219,3 +224,28 @@ def test_supervisor_sigkilled_while_a_caller_waits_the_caller_stays_and_is_serve
     with wave.open(str(rec / "in-1.wav")) as w:
         audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     assert _tone_share(audio[-3 * 8000: -8000]) > 0.8, "the caller never reached the agent"
+
+
+def test_mode_refer_sends_the_caller_to_the_agent_with_the_context(server: Server,
+                                                                   tmp_path: Path) -> None:
+    _post(server, "/agents/alice/login")
+    path = tmp_path / "refer.xml"
+    path.write_text(scenario("refer", call_setup(), recv("REFER", timeout_ms=15000),
+                             reply("202 Accepted"), notify_refer_done(2), recv("BYE"),
+                             answer_200()))
+    r = run_sipp(server.uri_host, str(path), service=HANDOFF_REFER, cwd=tmp_path,
+                 extra=["-trace_msg"], timeout=40)
+    assert r.successful == 1, r.output[-2000:] + server.log_tail()
+    log = "".join(p.read_text() for p in tmp_path.glob("*_messages.log"))
+    refer = log[log.index("REFER sip:"):]
+    refer = refer[: refer.index("\n\n")]
+    h = {k: v for k, _, v in (line.partition(": ") for line in refer.splitlines()[1:])}
+    assert h["Refer-To"].strip("<>") == ALICE, refer
+    assert (h["X-IVR-Intent"], h["X-IVR-Tier"]) == ("cards", "gold"), refer
+    assert bytes.fromhex(h["User-to-User"].split(";")[0]).decode() == h["X-IVR-Call-Id"]
+    # the ACD saw alice answer (the caller's phone reported the new call's 200), then the IVR
+    # left the call: alice is in wrap-up, and the queue context names her
+    server.wait(lambda: _agent(server, "alice")["state"] == "wrap_up", 5, "alice in wrap-up")
+    status, ctx = server.get(f"/calls/{h['X-IVR-Call-Id']}/context")
+    assert status == 200 and ctx["agent"] == "alice", ctx
+    server.wait_idle()
