@@ -91,6 +91,8 @@ class AcdClient:
     async def __aenter__(self) -> AcdClient:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._receive()))
+        if self.on_callback is not None:
+            self._tasks.append(loop.create_task(self._receive_callbacks()))
         if self.own_sender:
             self._tasks.append(loop.create_task(
                 send_forever(self.outbox, self.broker_url, f"acd-send-{self.node}")))
@@ -110,17 +112,30 @@ class AcdClient:
                 async with aiomqtt.Client(host, port, identifier=f"acd-client-{self.node}",
                                           clean_session=False, timeout=5) as client:
                     await client.subscribe(self.reply_to, qos=1)
-                    if self.on_callback is not None:
-                        await client.subscribe(p.CALLBACK_SHARED, qos=1)
                     self.subscribed.set()
                     delay = 0.2
                     async for message in client.messages:
-                        if str(message.topic) == p.CALLBACK_TOPIC:
-                            self._callback_offer(bytes(message.payload))
-                        else:
-                            self._deliver(bytes(message.payload))
+                        self._deliver(bytes(message.payload))
             except aiomqtt.MqttError as exc:
                 log.warning("ACD client: bus unavailable (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _receive_callbacks(self) -> None:
+        """This worker's share of callback offers, on a clean session of its own: a worker that
+        is gone must not stay in the share group holding offers no one will dial."""
+        host, port = broker_address(self.broker_url)
+        delay = 0.2
+        while True:
+            try:
+                async with aiomqtt.Client(host, port, identifier=f"acd-callbacks-{self.node}",
+                                          clean_session=True, timeout=5) as client:
+                    await client.subscribe(p.CALLBACK_SHARED, qos=1)
+                    delay = 0.2
+                    async for message in client.messages:
+                        self._callback_offer(bytes(message.payload))
+            except aiomqtt.MqttError as exc:
+                log.warning("ACD client: bus unavailable for callbacks (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -176,8 +191,8 @@ class AcdClient:
         self.report(call_id, "caller_gone")
         self._seq.pop(call_id, None)
 
-    def call_ended(self, call_id: str) -> None:
-        self.report(call_id, "call_ended")
+    def call_ended(self, call_id: str, outcome: str | None = None) -> None:
+        self.report(call_id, "call_ended", **({"outcome": outcome} if outcome else {}))
         self._seq.pop(call_id, None)
 
     def callback(self, call_id: str, number: str, uri: str | None = None) -> None:

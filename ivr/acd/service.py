@@ -215,7 +215,7 @@ class AcdService:
         elif op == "caller_gone":
             actions = e.caller_gone(call_id)
         elif op == "call_ended":
-            actions = e.ended(call_id)
+            actions = e.ended(call_id, str(data.get("outcome") or "answered"))
         elif op == "callback":
             actions = e.to_callback(call_id, str(data.get("number") or ""))
             call = e.waiting.get(call_id)

@@ -24,6 +24,8 @@ def write_config(state_dir: Path, port: int) -> Path:
         f"persistence_location {state_dir}/\n"
         "autosave_interval 5\n"
         "max_queued_messages 100000\n"
+        # bus ids are per process: the sessions of processes that are gone expire
+        "persistent_client_expiration 1d\n"
         "log_dest stderr\n"
         "log_type error\nlog_type warning\n"
     )

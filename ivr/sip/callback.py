@@ -80,7 +80,7 @@ class CallbackJob:
             if caller_leg is None:
                 if not agent_leg.gone.is_set():
                     await self._say(agent_leg, "The customer did not answer.")
-                self.acd.call_ended(call_id)
+                self.acd.call_ended(call_id, "callback_unanswered")
                 return "caller_no_answer"
             if agent_leg.aud is not None and caller_leg.aud is not None:
                 agent_leg.aud.startTransmit(caller_leg.aud)
