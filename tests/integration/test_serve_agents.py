@@ -196,6 +196,7 @@ def test_supervisor_sigkilled_while_a_caller_waits_the_caller_stays_and_is_serve
             return queue if queue["waiting"] == 1 else None
 
         old.wait(lambda: waiting(old), 15, "the caller waiting in general")
+        old_workers = [w["pid"] for w in old.health()["workers"] if w["alive"]]
         os.kill(old.proc.pid, signal.SIGKILL)
         old.proc.wait(5)
         time.sleep(3)  # long enough for a worker that dies with its parent to drop the call
@@ -208,6 +209,10 @@ def test_supervisor_sigkilled_while_a_caller_waits_the_caller_stays_and_is_serve
         invite = bob.wait(15, "the agent's INVITE", ev="incoming")
         bob.wait(20, "the bridged call to end", ev="recorded")
         caller.wait(10, "the caller's call to end", ev="state", leg="out", state="DISCONNECTED")
+        # the old workers took no new calls and exit once their last call is over
+        new.wait(lambda: not any(Path(f"/proc/{pid}").exists() and
+                                 Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+                                 for pid in old_workers), 10, "the old workers to exit")
     finally:
         bob.stop()
         if caller is not None:
