@@ -227,8 +227,11 @@ class Worker:
         logs.call_id.set(offer.call_id)
         job = CallbackJob(asyncio.get_running_loop(), self.registry, self.account, self.acd,
                           self.cache, offer, self._front_hostport())
-        self.emit(offer.call_id, "callback.start", agent=offer.agent,
-                  number=offer.data.get("callback"))
+        # the callback is a call of its own in the CDRs (the queued call's events are the
+        # first worker's, and event keys are per call id + sequence)
+        cdr = f"{offer.call_id}-callback-{offer.attempt}"
+        self.emit(cdr, "call.start", caller=offer.data.get("callback"), dialed=offer.agent,
+                  callback_of=offer.call_id)
         outcome = "error"
         try:
             outcome = await job.run()
@@ -236,7 +239,9 @@ class Worker:
             log.exception("callback failed")
         finally:
             self.callbacks -= 1
-            self.emit(offer.call_id, "callback.end", agent=offer.agent, outcome=outcome)
+            self.emit(cdr, "call.end", reason=outcome, hung_up_by="ivr",
+                      end={"kind": "callback", "queue": offer.context.get("queue")})
+            self._seq.pop(cdr, None)
 
     def _front_hostport(self) -> str:
         """Where registered agent phones are reached: the front's first listen address."""

@@ -173,6 +173,9 @@ def test_a_queued_callback_dials_the_agent_then_the_caller_and_bridges(server: S
     assert _tone_share(audio[-3 * 8000: -8000]) > 0.8, "the caller never reached the agent"
     queue = next(q for q in server.get("/queues")[1]["queues"] if q["name"] == "general")
     assert queue["callbacks"] == 0 and queue["waiting"] == 0, queue
+    status, cdr = server.get(f"/calls/{call_id}-callback-1")
+    assert status == 200 and cdr["end_reason"] == "connected", cdr
+    assert (cdr["caller"], cdr["dialed"], cdr["end_kind"]) == ("carol", "bob", "callback"), cdr
 
 
 def test_supervisor_sigkilled_while_a_caller_waits_the_caller_stays_and_is_served(
