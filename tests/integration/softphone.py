@@ -40,7 +40,7 @@ STATES = {pj.PJSIP_INV_STATE_CONFIRMED: "CONFIRMED", pj.PJSIP_INV_STATE_DISCONNE
 
 
 def emit(**data: Any) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.write(json.dumps({**data, "t": time.time()}) + "\n")
     sys.stdout.flush()
 
 

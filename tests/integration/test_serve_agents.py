@@ -57,8 +57,8 @@ def server(tmp_path: Path) -> Any:
         srv.stop()
 
 
-def test_an_agent_registered_by_name_gets_whisper_then_the_caller(server: Server,
-                                                                  tmp_path: Path) -> None:
+def test_an_agent_registered_by_name_gets_whisper_then_the_caller(
+        server: Server, tmp_path: Path, record_property: Any) -> None:
     rec = tmp_path / "rec"
     rec.mkdir()
     bob = Softphone("--name", "bob", "--register", server.uri_host, "--incoming", "answer",
@@ -72,6 +72,7 @@ def test_an_agent_registered_by_name_gets_whisper_then_the_caller(server: Server
                            "--play", "tone", "--record-dir", str(tmp_path), "--hangup-after", "12",
                            "--duration", "40")
         invite = bob.wait(20, "the agent's INVITE", ev="incoming")
+        answered = caller.wait(5, "the IVR's answer", ev="state", leg="out", state="CONFIRMED")
         bob.wait(10, "bob's call up", ev="state", leg="in", state="CONFIRMED")
         assert _agent(server, "bob")["state"] == "on_call"
         bob.wait(25, "the bridged call to end", ev="recorded")
@@ -80,6 +81,10 @@ def test_an_agent_registered_by_name_gets_whisper_then_the_caller(server: Server
         bob.stop()
         if caller is not None:
             caller.stop()
+    # the queue offers bob as soon as the flow reaches it (the caller's tone, heard as speech,
+    # barges in over "Hello.")
+    record_property("ivr_answer_to_agent_invite_s", round(invite["t"] - answered["t"], 3))
+    assert invite["t"] - answered["t"] < 4.0
     msg = invite["msg"]
     assert msg.startswith(f"INVITE sip:bob@127.0.0.1:{bob.port}"), msg[:200]  # the contact
     h = headers_of(msg)
@@ -101,8 +106,8 @@ def test_an_agent_registered_by_name_gets_whisper_then_the_caller(server: Server
     assert ctx["agent"] == "bob"
 
 
-def test_caller_hangs_up_while_the_agent_rings_the_ring_is_cancelled(server: Server,
-                                                                    tmp_path: Path) -> None:
+def test_caller_hangs_up_while_the_agent_rings_the_ring_is_cancelled(
+        server: Server, tmp_path: Path, record_property: Any) -> None:
     bob = Softphone("--name", "bob", "--register", server.uri_host, "--incoming", "ring",
                     "--duration", "40")
     caller = None
@@ -113,7 +118,8 @@ def test_caller_hangs_up_while_the_agent_rings_the_ring_is_cancelled(server: Ser
                            "--hangup-after", "5", "--duration", "30")
         bob.wait(15, "the agent's INVITE", ev="incoming")
         assert _agent(server, "bob")["state"] == "ringing"
-        caller.wait(15, "the caller's hangup", ev="state", leg="out", state="DISCONNECTED")
+        hangup = caller.wait(15, "the caller's hangup", ev="state", leg="out",
+                             state="DISCONNECTED")
         end = bob.wait(10, "the agent's ring to end", ev="state", leg="in", state="DISCONNECTED")
         server.wait(lambda: _agent(server, "bob")["state"] == "ready", 5, "bob ready again")
         server.wait_idle()  # no agent leg left in the worker
@@ -122,11 +128,13 @@ def test_caller_hangs_up_while_the_agent_rings_the_ring_is_cancelled(server: Ser
         if caller is not None:
             caller.stop()
     assert end["code"] == 487, end  # CANCELled: Request Terminated
+    record_property("caller_bye_to_agent_487_s", round(end["t"] - hangup["t"], 3))
+    assert end["t"] - hangup["t"] < 2.0
     assert not bob.seen(ev="state", leg="in", state="CONFIRMED")
 
 
-def test_a_queued_callback_dials_the_agent_then_the_caller_and_bridges(server: Server,
-                                                                        tmp_path: Path) -> None:
+def test_a_queued_callback_dials_the_agent_then_the_caller_and_bridges(
+        server: Server, tmp_path: Path, record_property: Any) -> None:
     rec = tmp_path / "rec"
     rec.mkdir()
     bob = Softphone("--name", "bob", "--register", server.uri_host, "--incoming", "answer",
@@ -150,8 +158,10 @@ def test_a_queued_callback_dials_the_agent_then_the_caller_and_bridges(server: S
 
         server.wait(scheduled, 5, "one callback scheduled in general")
         assert not bob.seen(ev="incoming")
+        ready_at = time.time()
         _post(server, "/agents/bob/ready")
         agent_invite = bob.wait(15, "the agent's INVITE for the callback", ev="incoming")
+        agent_up = bob.wait(5, "bob answered", ev="state", leg="in", state="CONFIRMED")
         caller_invite = caller.wait(25, "the callback to the caller", ev="incoming")
         caller.wait(5, "the callback answered", ev="state", leg="in", state="CONFIRMED")
         bob.wait(25, "bob's call to end", ev="recorded")
@@ -162,6 +172,12 @@ def test_a_queued_callback_dials_the_agent_then_the_caller_and_bridges(server: S
         bob.stop()
         if caller is not None:
             caller.stop()
+    record_property("agent_ready_to_agent_invite_s", round(agent_invite["t"] - ready_at, 3))
+    # bob hears who is called back (~3 s of speech) before the caller's phone rings
+    record_property("agent_answer_to_caller_invite_s",
+                    round(caller_invite["t"] - agent_up["t"], 3))
+    assert agent_invite["t"] - ready_at < 3.0
+    assert caller_invite["t"] - agent_up["t"] < 10.0
     h = headers_of(agent_invite["msg"])
     call_id = h["X-IVR-Call-Id"]
     assert (h["X-IVR-Intent"], h["X-IVR-Tier"]) == ("cards", "gold"), h
@@ -179,7 +195,7 @@ def test_a_queued_callback_dials_the_agent_then_the_caller_and_bridges(server: S
 
 
 def test_supervisor_sigkilled_while_a_caller_waits_the_caller_stays_and_is_served(
-        tmp_path: Path) -> None:
+        tmp_path: Path, record_property: Any) -> None:
     rec = tmp_path / "rec"
     rec.mkdir()
     bob = Softphone("--name", "bob", "--incoming", "answer", "--record-dir", str(rec),
@@ -205,11 +221,15 @@ def test_supervisor_sigkilled_while_a_caller_waits_the_caller_stays_and_is_serve
         time.sleep(3)  # long enough for a worker that dies with its parent to drop the call
         assert not caller.seen(ev="state", leg="out", state="DISCONNECTED"), \
             "the caller's worker dropped the call when the supervisor died"
+        restart_at = time.time()
         new = restart_server(old)
+        record_property("restart_to_healthy_s", round(time.time() - restart_at, 3))
         new.wait(lambda: waiting(new), 10, "the caller still queued after the restart")
         assert _agent(new, "bob")["state"] == "away"
+        ready_at = time.time()
         _post(new, "/agents/bob/ready")
         invite = bob.wait(15, "the agent's INVITE", ev="incoming")
+        record_property("agent_ready_to_invite_after_restart_s", round(invite["t"] - ready_at, 3))
         bob.wait(20, "the bridged call to end", ev="recorded")
         caller.wait(10, "the caller's call to end", ev="state", leg="out", state="DISCONNECTED")
         # the old workers took no new calls and exit once their last call is over
