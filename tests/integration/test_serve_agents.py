@@ -198,13 +198,15 @@ def test_supervisor_sigkilled_while_a_caller_waits_the_caller_stays_and_is_serve
         tmp_path: Path, record_property: Any) -> None:
     rec = tmp_path / "rec"
     rec.mkdir()
-    bob = Softphone("--name", "bob", "--incoming", "answer", "--record-dir", str(rec),
-                    "--hangup-in-after", "6", "--duration", "58")
-    old = start_server(tmp_path / "srv", max_calls=8, extra={
-        "agents": {"bob": {"uri": f"sip:bob@{bob.uri}", "queues": ["general"]}}})
+    old = start_server(tmp_path / "srv", max_calls=8,
+                       extra={"agents": {"bob": {"queues": ["general"]}}})
+    # bob's phone registers once, before the crash: the restarted front must still know it
+    bob = Softphone("--name", "bob", "--register", old.uri_host, "--incoming", "answer",
+                    "--record-dir", str(rec), "--hangup-in-after", "6", "--duration", "58")
     new: Server | None = None
     caller = None
     try:
+        bob.wait(10, "bob registered at the front", ev="registered", code=200)
         _post(old, "/agents/bob/login")
         _post(old, "/agents/bob/away")  # staffed, so the caller waits instead of overflowing
         caller = Softphone("--name", "carol", "--call", f"sip:{HANDOFF}@{old.uri_host}",
