@@ -34,6 +34,8 @@ log = logging.getLogger("ivr.sip")
 
 REFER_TIMEOUT = 25.0
 """How long the caller's phone may take to report the agent's answer (a ring + set-up)."""
+CALLBACK_OFFER = "To keep your place and be called back, press {key}."
+SPOKEN_KEYS = {"*": "star", "#": "pound"}
 CALLBACK_CONFIRM = "You keep your place in the queue. We will call you back. Goodbye."
 
 
@@ -184,7 +186,16 @@ class SipChannel(Channel):
                 caller=caller, flow=info.get("flow"), path=info.get("path", ()),
                 variables=info.get("variables"), transcript=info.get("transcript", ()),
                 context=dict(request.context), sensitive=info.get("sensitive", ()))
-            async for ev in self._with_hangup(events):
+            offered = not callback_key
+
+            def wake() -> float | None:
+                """Seconds until the callback is offered (None: nothing to wake up for)."""
+                return None if offered else max(0.0, callback_after - (time.monotonic() - started))
+
+            async for ev in self._with_hangup(events, wake):
+                if not offered and time.monotonic() - started >= callback_after:
+                    offered = True
+                    await self._offer_callback(str(callback_key), hold)
                 if ev.kind == "position" and (announce.get("position") or announce.get("wait_time")):
                     await self._announce(ev.data, announce, hold)
                 elif ev.kind == "offer" and ev.agent and request.mode == "refer":
@@ -233,9 +244,11 @@ class SipChannel(Channel):
                 task.cancel()
             s.stop_hold()
 
-    async def _with_hangup(self, events: Any) -> Any:
+    async def _with_hangup(self, events: Any,
+                           wake: Callable[[], float | None] = lambda: None) -> Any:
         """ACD events until the caller hangs up (then CallerHangup); a key press yields a
-        `digit` event at once (the callback key must not wait for the next ACD message).
+        `digit` event at once (the callback key must not wait for the next ACD message), and
+        `wake()` seconds without either yield a `tick`.
 
         The pending `__anext__` is never cancelled for a digit: cancelling it would close the
         client's generator (and its reply queue) mid-wait."""
@@ -251,7 +264,8 @@ class SipChannel(Channel):
                     s.digit_event.clear()
                 digit = asyncio.ensure_future(s.digit_event.wait())
                 try:
-                    await asyncio.wait([nxt, gone, digit], return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait([nxt, gone, digit], timeout=wake(),
+                                       return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     digit.cancel()
                 if nxt.done():
@@ -265,10 +279,20 @@ class SipChannel(Channel):
                     raise CallerHangup()
                 elif s.digits:
                     yield AcdEvent("digit", s.call_id)
+                else:
+                    yield AcdEvent("tick", s.call_id)
         finally:
             gone.cancel()
             if nxt is not None:
                 nxt.cancel()
+
+    async def _offer_callback(self, key: str, hold: str | None) -> None:
+        """Tell the waiting caller about the callback key (once, when `offer_after` is reached);
+        a key pressed over it stays buffered for the wait loop."""
+        self.session.stop_hold()
+        await self.play([Prompt(text=CALLBACK_OFFER.format(key=SPOKEN_KEYS.get(key, key)))])
+        if hold:
+            self.session.start_hold(hold)
 
     def _hold(self) -> str | None:
         path = Path(self.audio_dir) / "hold.wav"
