@@ -7,7 +7,7 @@ answers a callback. What it sees goes to stdout as JSON lines, so a test asserts
     {"ev": "registered", "code": 200}
     {"ev": "incoming", "n": 1, "msg": "<the whole INVITE>"}
     {"ev": "state", "leg": "in"|"out", "n": 1, "state": "CONFIRMED"|"DISCONNECTED", "code", "reason"}
-    {"ev": "recorded", "n": 1, "path": "..."}          (what an answered incoming call heard)
+    {"ev": "recorded", "n": 1, "path": "..."}          (what a call heard: <in|out>-<n>.wav)
 
     python softphone.py --port P --name bob --register 127.0.0.1:5060 --incoming answer \
         --record-dir DIR --duration 40
@@ -121,8 +121,8 @@ class Phone:
             leg.answer(op)
 
     def media(self, leg: Leg) -> None:
-        if leg.direction == "in" and self.args.record_dir and leg.recorder is None:
-            path = Path(self.args.record_dir) / f"in-{leg.n}.wav"
+        if self.args.record_dir and leg.recorder is None:
+            path = Path(self.args.record_dir) / f"{leg.direction}-{leg.n}.wav"
             rec = pj.AudioMediaRecorder()
             rec.createRecorder(str(path))
             leg.aud.startTransmit(rec)

@@ -279,3 +279,30 @@ def test_mode_refer_sends_the_caller_to_the_agent_with_the_context(server: Serve
     status, ctx = server.get(f"/calls/{h['X-IVR-Call-Id']}/context")
     assert status == 200 and ctx["agent"] == "alice", ctx
     server.wait_idle()
+
+
+def test_a_waiting_caller_is_offered_the_callback_key(server: Server, tmp_path: Path) -> None:
+    from ivr.sip.channel import CALLBACK_OFFER
+    from ivr.speech.audio import read_wav
+    from ivr.speech.prompt_match import find_prompts
+    from ivr.speech.tts import PromptCache, Voice
+
+    _post(server, "/agents/bob/login")
+    _post(server, "/agents/bob/away")  # staffed: the caller waits (offer_after is 0s here)
+    caller = Softphone("--name", "carol", "--call", f"sip:{HANDOFF}@{server.uri_host}",
+                       "--record-dir", str(tmp_path), "--hangup-after", "7", "--duration", "30")
+    try:
+        caller.wait(20, "the caller's recording", ev="recorded")
+    finally:
+        caller.stop()
+    tts = server.config["speech"]["tts"]
+    cache = PromptCache(server.root / "var" / "prompts",
+                        Voice(tts["engine"], tts["voice"], tts["rate"]), 8000)
+    offer = CALLBACK_OFFER.format(key="9")
+    rendered = cache.cached(offer)
+    assert rendered is not None, "the offer was never rendered"
+    heard, rate = read_wav(tmp_path / "out-1.wav")
+    assert rate == 8000
+    found = find_prompts(heard, [(offer, read_wav(rendered)[0]), ("hello", read_wav(
+        cache.cached("Hello.") or rendered)[0])])
+    assert [f.text for f in found] == ["hello", offer], found
