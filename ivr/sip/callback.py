@@ -20,7 +20,7 @@ from typing import Any
 import pjsua2 as pj
 
 from ivr.acd.client import AcdClient, AcdEvent
-from ivr.sip.channel import handoff_headers
+from ivr.sip.channel import failure_reason, handoff_headers
 from ivr.sip.session import MediaRegistry, OutboundLeg, first_of, header_vector, play_once
 from ivr.speech.tts import PromptCache, TtsError
 
@@ -41,6 +41,8 @@ class CallbackJob:
     offer: AcdEvent
     front: str
     legs: list[OutboundLeg] = field(default_factory=list)
+    last_code: int = 0
+    """The final status of the last leg that failed (for the ACD's failure reason)."""
 
     @property
     def number(self) -> str:
@@ -67,7 +69,7 @@ class CallbackJob:
             headers = {**handoff_headers(call_id, context), "X-IVR-Callback": self.number}
             agent_leg = await self._dial(target, headers, AGENT_RING)
             if agent_leg is None:
-                self.acd.agent_failed(call_id, agent, attempt, "no_answer")
+                self.acd.agent_failed(call_id, agent, attempt, failure_reason(self.last_code))
                 return "agent_no_answer"
             self.acd.agent_answered(call_id, agent, attempt)
             decision = await self._decision(events)
@@ -120,6 +122,7 @@ class CallbackJob:
         await first_of(leg.media_ready, leg.gone, timeout=ring)
         if leg.media_ready.is_set() and not leg.gone.is_set():
             return leg
+        self.last_code = leg.end_code if leg.gone.is_set() else 408
         leg.hangup()
         return None
 

@@ -39,6 +39,16 @@ SPOKEN_KEYS = {"*": "star", "#": "pound"}
 CALLBACK_CONFIRM = "You keep your place in the queue. We will call you back. Goodbye."
 
 
+def failure_reason(code: int) -> str:
+    """An agent leg's final status as the ACD's reason: busy and reject put the agent back to
+    ready; no answer (timeout, 408/480, unreachable) puts them away, as at an empty desk."""
+    if code in (486, 600):
+        return "busy"
+    if 400 <= code < 700 and code not in (404, 408, 480, 487, 503):
+        return "reject"
+    return "no_answer"
+
+
 def handoff_headers(call_id: str, context: Any) -> dict[str, str]:
     """User-to-User (RFC 7433) carries the context id; X-IVR-* carry the values (masked)."""
     headers = {"User-to-User": f"{call_id.encode().hex()};encoding=hex;purpose=call-context",
@@ -319,9 +329,10 @@ class SipChannel(Channel):
         s = self.session
         target = uri or f"sip:{agent}@{self.front}"
         headers = handoff_headers(s.call_id, request.context)
-        leg = await s.dial(self.account, target, headers)
+        leg, code = await s.dial_status(self.account, target, headers)
         if leg is None:
-            self.acd.agent_failed(s.call_id, agent, attempt, "no_answer")
+            if not s.gone.is_set():
+                self.acd.agent_failed(s.call_id, agent, attempt, failure_reason(code))
             return
         answered[agent] = leg
         self.acd.agent_answered(s.call_id, agent, attempt)

@@ -345,6 +345,13 @@ class CallSession:
     async def dial(self, account: Any, target: str, headers: dict[str, str],
                    ring_timeout: float = 20.0) -> OutboundLeg | None:
         """Call an agent; the answered leg, or None (busy, no answer, rejected, caller gone)."""
+        leg, _ = await self.dial_status(account, target, headers, ring_timeout)
+        return leg
+
+    async def dial_status(self, account: Any, target: str, headers: dict[str, str],
+                          ring_timeout: float = 20.0) -> tuple[OutboundLeg | None, int]:
+        """`dial`, plus why it failed: the final SIP status (0 when it never started, 408 when
+        no one answered within `ring_timeout`)."""
         leg = OutboundLeg(self.loop, account)
         self.registry.add("leg")
         self._legs.append(leg)
@@ -355,7 +362,7 @@ class CallSession:
         except pj.Error as exc:
             log.warning("call to agent %s failed: %s", target, exc.info())
             self._forget_leg(leg)
-            return None
+            return None, 0
         try:
             await first_of(leg.media_ready, leg.gone, self.gone, timeout=ring_timeout)
         except asyncio.CancelledError:
@@ -365,9 +372,10 @@ class CallSession:
             self._forget_when_gone(leg)
             raise
         if leg.media_ready.is_set() and not self.gone.is_set():
-            return leg
+            return leg, 200
+        code = leg.end_code if leg.gone.is_set() else 408
         await self.drop_leg(leg)
-        return None
+        return None, code
 
     def _forget_when_gone(self, leg: OutboundLeg) -> None:
         """Bookkeeping for a leg hung up from a cancelled task: a bounded waiter owned by the loop."""
@@ -460,11 +468,14 @@ class OutboundLeg(pj.Call):  # type: ignore[misc]
         self.gone = asyncio.Event()
         self.aud: Any = None
         self.keep: OutboundLeg | None = self
+        self.end_code = 0
+        """The final status when the leg ended (486 busy, 603 decline, 408 no answer, ...)."""
 
     @guard
     def onCallState(self, prm: Any) -> None:
         ci = self.getInfo()
         if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.end_code = int(ci.lastStatusCode)
             self.aud = None
             self.gone.set()
             self.keep = None

@@ -50,6 +50,7 @@ def _tone_share(samples: np.ndarray, hz: float = 440.0) -> float:
 def server(tmp_path: Path) -> Any:
     srv = start_server(tmp_path / "srv", max_calls=8, extra={"agents": {
         "bob": {"queues": ["general"]},  # no uri: his softphone registers at the front
+        "dave": {"queues": ["general"]},
         "alice": {"uri": ALICE, "queues": ["general"]}}})
     try:
         yield srv
@@ -306,3 +307,35 @@ def test_a_waiting_caller_is_offered_the_callback_key(server: Server, tmp_path: 
     found = find_prompts(heard, [(offer, read_wav(rendered)[0]), ("hello", read_wav(
         cache.cached("Hello.") or rendered)[0])])
     assert [f.text for f in found] == ["hello", offer], found
+
+
+def test_an_agent_who_rejects_is_ready_again_and_the_next_agent_gets_the_caller(
+        server: Server, tmp_path: Path) -> None:
+    bob = Softphone("--name", "bob", "--register", server.uri_host, "--incoming", "reject",
+                    "--duration", "40")
+    dave = Softphone("--name", "dave", "--register", server.uri_host, "--incoming", "answer",
+                     "--hangup-in-after", "3", "--duration", "40")
+    caller = None
+    try:
+        bob.wait(10, "bob registered", ev="registered", code=200)
+        dave.wait(10, "dave registered", ev="registered", code=200)
+        _post(server, "/agents/bob/login")  # bob idles longest: he is offered first
+        time.sleep(0.2)
+        _post(server, "/agents/dave/login")
+        caller = Softphone("--name", "carol", "--call", f"sip:{HANDOFF}@{server.uri_host}",
+                           "--duration", "30")
+        bob.wait(15, "bob's INVITE", ev="incoming")
+        invite = dave.wait(15, "the INVITE to the next agent", ev="incoming")
+        dave.wait(10, "dave's call to end", ev="state", leg="in", state="DISCONNECTED")
+        caller.wait(10, "the caller's call to end", ev="state", leg="out", state="DISCONNECTED")
+        # busy/reject is not an empty desk: bob is ready (at the end of the idle line), not away
+        server.wait(lambda: _agent(server, "bob")["state"] == "ready", 5, "bob ready")
+        assert _agent(server, "dave")["state"] == "wrap_up"
+    finally:
+        for phone in (bob, dave, caller):
+            if phone is not None:
+                phone.stop()
+    assert bob.seen(ev="state", leg="in", state="DISCONNECTED")[0]["code"] == 486
+    assert len(bob.seen(ev="incoming")) == 1  # not rung again while dave could take the call
+    h = headers_of(invite["msg"])
+    assert (h["X-IVR-Intent"], h["X-IVR-Tier"]) == ("cards", "gold"), h

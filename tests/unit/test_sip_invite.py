@@ -1,4 +1,5 @@
-"""What a worker reads from an INVITE: dialled number, caller, and the contact a callback dials."""
+"""What a worker reads from SIP: the INVITE (dialled number, caller, the contact a callback
+dials) and an agent leg's final status (the ACD's failure reason)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,12 @@ def test_a_bare_contact_and_none_at_all() -> None:
     assert parse_invite(bare)["contact"] == "sip:carol@127.0.0.1:40000"
     none = INVITE.replace("Contact: <sip:carol@127.0.0.1:40000;ob>;expires=60\r\n", "")
     assert parse_invite(none)["contact"] == ""
+
+
+def test_an_agent_legs_final_status_is_the_acds_failure_reason() -> None:
+    from ivr.sip.channel import failure_reason
+
+    assert [failure_reason(c) for c in (486, 600)] == ["busy", "busy"]
+    assert [failure_reason(c) for c in (403, 603, 488)] == ["reject"] * 3
+    # nobody there: ring timeout, unavailable, unknown user, unreachable, never sent
+    assert {failure_reason(c) for c in (408, 480, 404, 503, 0)} == {"no_answer"}
