@@ -63,7 +63,11 @@ class WorkerProc:
 
     @property
     def calls(self) -> int:
-        return int(self.status.get("calls", 0)) if self.alive else 0
+        """Call slots in use: inbound calls, and callbacks (two legs each) that this worker
+        dials, so the pool grows before the wheel's 4-call limit is hit."""
+        if not self.alive:
+            return 0
+        return int(self.status.get("calls", 0)) + 2 * int(self.status.get("callbacks", 0))
 
     @property
     def address(self) -> str:

@@ -143,7 +143,8 @@ class Worker:
     def _emit_status(self) -> None:
         if self.orphaned:
             return
-        status = {"worker": self.worker_id, "calls": len(self.sessions), "draining": self.draining,
+        status = {"worker": self.worker_id, "calls": len(self.sessions),
+                  "callbacks": self.callbacks, "draining": self.draining,
                   "media": self.registry.snapshot(), "tasks": len(self.tasks),
                   "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid(),
                   "rss_kb": _rss_kb(), "created": dict(self.registry.created),
