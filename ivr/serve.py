@@ -27,7 +27,7 @@ from aiohttp import web
 
 from ivr.acd.http import routes as acd_routes
 from ivr.acd.service import AcdService
-from ivr.bus.broker import free_port, start_broker
+from ivr.bus.broker import find_ours, free_port, listening, start_broker
 from ivr.bus.outbox import broker_address
 from ivr.config import EngineConfig
 from ivr.flow.catalog import prompt_texts
@@ -63,7 +63,11 @@ class WorkerProc:
 
     @property
     def calls(self) -> int:
-        return int(self.status.get("calls", 0)) if self.alive else 0
+        """Call slots in use: inbound calls, and callbacks (two legs each) that this worker
+        dials, so the pool grows before the wheel's 4-call limit is hit."""
+        if not self.alive:
+            return 0
+        return int(self.status.get("calls", 0)) + 2 * int(self.status.get("callbacks", 0))
 
     @property
     def address(self) -> str:
@@ -87,6 +91,7 @@ class Supervisor:
         self.max_workers = max(1, -(-config.sip.max_calls // config.sip.calls_per_worker))
         self.broker_url = config.bus.mqtt
         self._broker: asyncio.subprocess.Process | None = None
+        self._adopted_broker: int | None = None
         self.front: Front | None = None
         self.store = Store(Path(config.store.path) if Path(config.store.path).is_absolute()
                            else Path.cwd() / config.store.path)
@@ -306,9 +311,7 @@ class Supervisor:
         runner: web.AppRunner | None = None
         try:
             if self.broker_url is None:
-                port = free_port()
-                self._broker = await start_broker(self.state / "mosquitto", port)
-                self.broker_url = f"mqtt://127.0.0.1:{port}"
+                self.broker_url = await self._private_broker()
                 log.info("private broker on %s", self.broker_url)
             self._spawn(self.consume_events())
             self.acd = AcdService.create(self.config, self.store.path,
@@ -333,6 +336,35 @@ class Supervisor:
             return 0
         finally:
             await self._teardown(runner)
+
+    async def _private_broker(self) -> str:
+        """A private Mosquitto on the previous run's port (kept in the state dir).
+
+        After a SIGKILL the old broker (and the workers still holding calls on it) keep running:
+        the restarted supervisor adopts that broker so its ACD meets those workers again, and
+        stops it at exit like its own.
+        """
+        home = self.state / "mosquitto"
+        port_file = home / "port"
+        port: int | None = None
+        with contextlib.suppress(OSError, ValueError):
+            port = int(port_file.read_text())
+        if port is not None and await listening(port):
+            pid = find_ours(home)
+            if pid is not None:
+                log.warning("adopting the private broker (pid %d) a previous run left on %d",
+                            pid, port)
+                self._adopted_broker = pid
+                return f"mqtt://127.0.0.1:{port}"
+            port = None  # someone else's now
+        port = port or free_port()
+        try:
+            self._broker = await start_broker(home, port)
+        except RuntimeError:
+            port = free_port()
+            self._broker = await start_broker(home, port)
+        port_file.write_text(str(port))
+        return f"mqtt://127.0.0.1:{port}"
 
     def _banner(self) -> None:
         sip = self.config.sip.listen[0]
@@ -378,6 +410,9 @@ class Supervisor:
             task.cancel()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=2)
+        if self._adopted_broker is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self._adopted_broker, signal.SIGTERM)
         if self._broker is not None and self._broker.returncode is None:
             self._broker.terminate()
             with contextlib.suppress(asyncio.TimeoutError):

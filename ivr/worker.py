@@ -27,7 +27,7 @@ import numpy as np
 import pjsua2 as pj
 
 from ivr import log as logs
-from ivr.acd.client import AcdClient
+from ivr.acd.client import AcdClient, AcdEvent
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig, load_config
 from ivr.flow.context import CallContext
@@ -35,6 +35,7 @@ from ivr.flow.interpreter import Interpreter
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.model import Flow
 from ivr.flow.validate import load_flows
+from ivr.sip.callback import CallbackJob
 from ivr.sip.channel import SipChannel
 from ivr.sip.pj import Endpoint, EndpointConfig, guard
 from ivr.sip.session import CallSession, IvrCall, MediaRegistry, first_of, parse_invite
@@ -96,6 +97,12 @@ class Worker:
     flows: dict[str, Flow] = field(default_factory=dict)
     draining: bool = False
     acd: AcdClient | None = None
+    account: Any = None
+    callbacks: int = 0
+    orphaned: bool = False
+    _stop: asyncio.Event | None = None
+    _parent: int = 0
+    """Callback jobs running here (each holds up to two pjsua2 calls)."""
     _seq: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -134,13 +141,34 @@ class Worker:
         self.outbox.put(f"ivr/events/{self.worker_id}", event, key=f"{call_id}:{seq}")
 
     def _emit_status(self) -> None:
-        status = {"worker": self.worker_id, "calls": len(self.sessions), "draining": self.draining,
+        if self.orphaned:
+            return
+        status = {"worker": self.worker_id, "calls": len(self.sessions),
+                  "callbacks": self.callbacks, "draining": self.draining,
                   "media": self.registry.snapshot(), "tasks": len(self.tasks),
                   "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid(),
                   "rss_kb": _rss_kb(), "created": dict(self.registry.created),
                   "speech": {"ready": self.asr.ready, "message": self.asr.message}}
-        sys.stdout.write(json.dumps({"status": status}) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps({"status": status}) + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            self._orphan("the status pipe is closed")
+
+    def _orphan(self, why: str) -> None:
+        """The supervisor is gone (SIGKILL, crash): keep the live calls, take no new ones.
+
+        Callers waiting in a queue stay: the ACD's state is in SQLite and this worker's bus
+        session is its own, so a restarted supervisor serves them through this process. Once its
+        last call ends the worker exits; the new supervisor runs its own workers meanwhile.
+        """
+        if self.orphaned:
+            return
+        self.orphaned = True
+        log.warning("supervisor gone (%s): draining %d live calls, then exiting", why,
+                    len(self.sessions))
+        if self._stop is not None:
+            self._drain(self._stop)
 
     # -- calls ----------------------------------------------------------------------------
     def incoming(self, account: Any, prm: Any) -> None:
@@ -156,7 +184,7 @@ class Worker:
         op = pj.CallOpParam()
         limit = self.config.sip.calls_per_worker
         flow = flow_for(self.config, self.flows, info["dialed"])
-        if self.draining or flow is None or len(self.sessions) >= limit:
+        if self.draining or flow is None or self._busy() >= limit:
             op.statusCode = 503 if self.draining or flow is None else 486
         else:
             op.statusCode = 200
@@ -175,6 +203,46 @@ class Worker:
         task = asyncio.get_running_loop().create_task(self._run_call(session, flow, account))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def _busy(self) -> int:
+        """pjsua2 call slots in use or promised: inbound calls and callback jobs (two legs)."""
+        return len(self.sessions) + 2 * self.callbacks
+
+    def callback_offer(self, offer: AcdEvent) -> None:
+        """The ACD offers a queued callback to any worker: take it when two slots are free."""
+        assert self.acd is not None
+        if offer.kind != "offer" or not offer.agent:
+            return
+        if self.draining or self.account is None or \
+                self._busy() + 2 > self.config.sip.calls_per_worker:
+            # hand it back: the agent is ready again and the ACD offers it anew
+            self.acd.agent_failed(offer.call_id, offer.agent, offer.attempt, "busy")
+            return
+        self.callbacks += 1
+        task = asyncio.get_running_loop().create_task(self._run_callback(offer))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run_callback(self, offer: AcdEvent) -> None:
+        assert self.acd is not None
+        logs.call_id.set(offer.call_id)
+        job = CallbackJob(asyncio.get_running_loop(), self.registry, self.account, self.acd,
+                          self.cache, offer, self._front_hostport())
+        # the callback is a call of its own in the CDRs (the queued call's events are the
+        # first worker's, and event keys are per call id + sequence)
+        cdr = f"{offer.call_id}-callback-{offer.attempt}"
+        self.emit(cdr, "call.start", caller=offer.data.get("callback"), dialed=offer.agent,
+                  callback_of=offer.call_id)
+        outcome = "error"
+        try:
+            outcome = await job.run()
+        except Exception:
+            log.exception("callback failed")
+        finally:
+            self.callbacks -= 1
+            self.emit(cdr, "call.end", reason=outcome, hung_up_by="ivr",
+                      end={"kind": "callback", "queue": offer.context.get("queue")})
+            self._seq.pop(cdr, None)
 
     def _front_hostport(self) -> str:
         """Where registered agent phones are reached: the front's first listen address."""
@@ -231,6 +299,7 @@ class Worker:
                 session.hangup()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(session.gone.wait(), TEARDOWN_BOUND)
+            await session.settle()
             payload: dict[str, Any] = {"reason": reason, "code": session.end_code,
                                        "hung_up_by": session.hung_up_by}
             if result is not None:
@@ -243,7 +312,8 @@ class Worker:
     # -- process --------------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = self._stop = asyncio.Event()
+        self._parent = os.getppid()
         loop.add_signal_handler(signal.SIGHUP, self.load)
         loop.add_signal_handler(signal.SIGTERM, self._drain, stop)
         loop.add_signal_handler(signal.SIGINT, self._drain, stop)
@@ -255,12 +325,17 @@ class Worker:
         account = _Account(self)
         slot = int(self.worker_id) if self.worker_id.isdigit() else 1
         account.create(endpoint.account_config("ivr", self.config.sip.rtp_slice(slot)))
+        self.account = account
         endpoint.start_pump()
         sender = None
         acd_ctx: AcdClient | None = None
         if self.broker:
-            sender = loop.create_task(send_forever(self.outbox, self.broker, f"worker-{self.worker_id}"))
-            acd_ctx = AcdClient(self.broker, self.outbox, node=f"worker-{self.worker_id}")
+            # bus identities are per process: a worker left running by a killed supervisor and
+            # the new supervisor's worker with the same id must not take over each other's session
+            node = f"worker-{self.worker_id}-{os.getpid()}"
+            sender = loop.create_task(send_forever(self.outbox, self.broker, node))
+            acd_ctx = AcdClient(self.broker, self.outbox, node=node)
+            acd_ctx.on_callback = self.callback_offer
             self.acd = await acd_ctx.__aenter__()
         log.info("worker %s listening on udp %s:%d", self.worker_id, self.config.sip.workers_host,
                  self.sip_port)
@@ -268,6 +343,8 @@ class Worker:
         try:
             while not (stop.is_set() and not self.sessions and not self.tasks):
                 await asyncio.sleep(0.5)
+                if os.getppid() != self._parent:
+                    self._orphan("the parent process changed")
                 self._emit_status()
         finally:
             if acd_ctx is not None:
@@ -300,6 +377,7 @@ class Worker:
             endpoint.ep.audDevManager().setNoDev()  # no clock thread: ports can go safely
         self.rx_ports.free.clear()
         self.rx_ports.all.clear()
+        self.account = None
         account.shutdown()
         del account
         gc.collect()
@@ -320,8 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     worker = Worker(args.id, args.sip_port, config, args.state_dir.resolve(), args.broker)
     asyncio.run(worker.run())
-    sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(OSError, ValueError):  # stdout is a dead pipe when orphaned
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(0)  # pjsua2 objects freed during interpreter teardown would abort the process
 
 

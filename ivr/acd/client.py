@@ -27,7 +27,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,11 @@ class AcdClient:
         self.own_sender = own_sender
         self._calls: dict[str, asyncio.Queue[AcdEvent]] = {}
         self._seq: dict[str, int] = {}
+        self._boot = uuid.uuid4().hex[:8]
+        """Keys are unique per process: another worker reporting on the same call (a callback)
+        or this worker restarted must never reuse a key the ACD has seen."""
+        self.on_callback: Callable[[AcdEvent], None] | None = None
+        """Set before entering: this client then takes its share of callback offers."""
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribed = asyncio.Event()
@@ -85,6 +91,8 @@ class AcdClient:
     async def __aenter__(self) -> AcdClient:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._receive()))
+        if self.on_callback is not None:
+            self._tasks.append(loop.create_task(self._receive_callbacks()))
         if self.own_sender:
             self._tasks.append(loop.create_task(
                 send_forever(self.outbox, self.broker_url, f"acd-send-{self.node}")))
@@ -113,6 +121,39 @@ class AcdClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _receive_callbacks(self) -> None:
+        """This worker's share of callback offers, on a clean session of its own: a worker that
+        is gone must not stay in the share group holding offers no one will dial."""
+        host, port = broker_address(self.broker_url)
+        delay = 0.2
+        while True:
+            try:
+                async with aiomqtt.Client(host, port, identifier=f"acd-callbacks-{self.node}",
+                                          clean_session=True, timeout=5) as client:
+                    await client.subscribe(p.CALLBACK_SHARED, qos=1)
+                    delay = 0.2
+                    async for message in client.messages:
+                        self._callback_offer(bytes(message.payload))
+            except aiomqtt.MqttError as exc:
+                log.warning("ACD client: bus unavailable for callbacks (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _callback_offer(self, payload: bytes) -> None:
+        try:
+            data = json.loads(payload)
+            event = AcdEvent(str(data["kind"]), str(data["call_id"]), data)
+        except (ValueError, KeyError, TypeError):
+            log.error("ACD client: bad callback offer %r", payload[:200])
+            return
+        key = data.get("key")
+        if key:
+            if key in self._seen:
+                return
+            self._seen[key] = None
+        if self.on_callback is not None:
+            self.on_callback(event)
+
     def _deliver(self, payload: bytes) -> None:
         try:
             data = json.loads(payload)
@@ -136,7 +177,7 @@ class AcdClient:
         """Send one request (through the durable outbox)."""
         n = self._seq.get(call_id, 0) + 1
         self._seq[call_id] = n
-        key = f"acd:{call_id}:{n}"
+        key = f"acd:{self._boot}:{call_id}:{n}"
         self.outbox.put(p.REQUEST_TOPIC, {"op": op, "call_id": call_id, "reply_to": self.reply_to,
                                           "key": key, **data}, key=key)
 
@@ -150,12 +191,13 @@ class AcdClient:
         self.report(call_id, "caller_gone")
         self._seq.pop(call_id, None)
 
-    def call_ended(self, call_id: str) -> None:
-        self.report(call_id, "call_ended")
+    def call_ended(self, call_id: str, outcome: str | None = None) -> None:
+        self.report(call_id, "call_ended", **({"outcome": outcome} if outcome else {}))
         self._seq.pop(call_id, None)
 
-    def callback(self, call_id: str, number: str) -> None:
-        self.report(call_id, "callback", number=number)
+    def callback(self, call_id: str, number: str, uri: str | None = None) -> None:
+        """Turn the wait into a callback; `uri` is where to call (the caller's contact)."""
+        self.report(call_id, "callback", number=number, uri=uri)
 
     def listen(self, call_id: str) -> asyncio.Queue[AcdEvent]:
         """Receive replies for a call without enqueueing it (e.g. a callback this node dials)."""

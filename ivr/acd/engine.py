@@ -290,8 +290,9 @@ class Engine:
             return self.ended(call_id)
         return out
 
-    def ended(self, call_id: str) -> list[Action]:
-        """The agent's call ended: wrap-up (then ready on its own)."""
+    def ended(self, call_id: str, outcome: str = "answered") -> list[Action]:
+        """The agent's call ended: wrap-up (then ready on its own). `outcome` is for reports,
+        e.g. `callback_unanswered` when the agent took a callback the caller did not pick up."""
         now = self.clock()
         out: list[Action] = []
         call = self.active.get(call_id)
@@ -312,7 +313,7 @@ class Engine:
             else:
                 self._set(agent, AgentState.ready, out)
         if call is not None:
-            self._close(call, "answered", out, call.agent)
+            self._close(call, outcome, out, call.agent)
         return out
 
     # -- agents ------------------------------------------------------------------------------

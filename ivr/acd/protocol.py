@@ -12,8 +12,10 @@ worker -> ACD, topic `ivr/acd/request`, `{"op": ..., "call_id", "reply_to", "key
   agent_answered agent, attempt           the agent picked up; the first answer wins
   agent_failed   agent, attempt, reason   no_answer | busy | reject | error: next agent
   caller_gone                             hung up while waiting or while an agent rang
-  call_ended                              the agent's call is over: wrap-up
-  callback       number                   convert to a callback, keeping the place
+  call_ended     outcome?                 the agent's call is over: wrap-up (outcome for reports,
+                                          default answered; callback_unanswered)
+  callback       number, uri?             convert to a callback, keeping the place; uri: where to
+                                          call (the caller's Contact), kept with the call
 
 ACD -> worker, topic `<reply_to>` (clients use `ivr/acd/reply/<node>`), `{"kind": ..., "call_id",
 "key", ...}`:
@@ -27,8 +29,10 @@ ACD -> worker, topic `<reply_to>` (clients use `ivr/acd/reply/<node>`), `{"kind"
   error      message
 
 ACD -> any worker, topic `ivr/acd/callbacks` (subscribe as `$share/ivr-workers/ivr/acd/callbacks`):
-  offer      as above plus `callback` (the number): dial the caller and the agent, then report
-             with your own reply_to
+  offer      as above plus `callback` (the number) and `callback_uri`: a worker with two free
+             slots dials the agent, then the caller, and reports with its own reply_to; a full
+             one reports agent_failed busy. Subscribed on a clean session (a dead worker must not
+             hold offers).
 
 ACD -> agents' desktops:
   `ivr/agents/<name>/offer`   the handoff context (CLI.md): call_id, caller, flow, path,

@@ -215,9 +215,13 @@ class AcdService:
         elif op == "caller_gone":
             actions = e.caller_gone(call_id)
         elif op == "call_ended":
-            actions = e.ended(call_id)
+            actions = e.ended(call_id, str(data.get("outcome") or "answered"))
         elif op == "callback":
             actions = e.to_callback(call_id, str(data.get("number") or ""))
+            call = e.waiting.get(call_id)
+            if call is not None and data.get("uri"):
+                call.handoff["callback_uri"] = str(data["uri"])  # kept with the call (SQLite)
+                self.store.save_call(call)
         else:
             actions = [Error(call_id, f"unknown op {op!r}")]
         self.apply(actions)
@@ -258,9 +262,11 @@ class AcdService:
                 offer = {"agent": {"name": agent.name, "uri": agent.uri}, "attempt": a.attempt,
                          "context": ctx}
                 if a.callback:
+                    call = e.waiting.get(a.call_id)
+                    uri = call.handoff.get("callback_uri") if call is not None else None
                     self._put(p.CALLBACK_TOPIC, a.call_id,
                               {"kind": "offer", "call_id": a.call_id, "callback": ctx["callback"],
-                               "at": time.time(), **offer})
+                               "callback_uri": uri, "at": time.time(), **offer})
                 else:
                     self._reply_msg(a.call_id, "offer", **offer)
                 self._put(p.agent_topic(a.agent, "offer"), a.call_id,

@@ -24,6 +24,8 @@ def write_config(state_dir: Path, port: int) -> Path:
         f"persistence_location {state_dir}/\n"
         "autosave_interval 5\n"
         "max_queued_messages 100000\n"
+        # bus ids are per process: the sessions of processes that are gone expire
+        "persistent_client_expiration 1d\n"
         "log_dest stderr\n"
         "log_type error\nlog_type warning\n"
     )
@@ -50,3 +52,28 @@ async def start_broker(state_dir: Path, port: int) -> asyncio.subprocess.Process
             await asyncio.sleep(0.05)
     proc.kill()
     raise RuntimeError("mosquitto did not start listening within 5s")
+
+
+def find_ours(state_dir: Path) -> int | None:
+    """The pid of a mosquitto running this state dir's config (left by a killed supervisor)."""
+    conf = str(state_dir / "mosquitto.conf").encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and b"mosquitto" in argv[0] and conf in argv:
+            return int(proc.name)
+    return None
+
+
+async def listening(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True

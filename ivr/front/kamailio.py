@@ -18,7 +18,8 @@ Why Kamailio and which of its features (all from the Debian `kamailio` package, 
 - `ipops` `is_in_subnet`: the `allow_from` ACL (403 before any worker is touched) and the trusted
   list, rendered as one explicit test per CIDR (no address table, no database).
 - A User-Agent regex drops SIP scanners (friendly-scanner, sipvicious, ...) without any reply.
-- `usrloc`+`registrar` in memory: agent softphones REGISTER by name; a request for a registered
+- `usrloc`+`registrar` (written through to db_text in the runtime dir, so a restarted front keeps
+  them): agent softphones REGISTER by name; a request for a registered
   user goes to its contact, any other goes to the IVR workers.
 - `ctl` on a unix socket inside our runtime dir so nothing touches /run/kamailio.
 - `uac` remote registration (uac_reg) for trunks with a registrar: the front, and only the front,
@@ -38,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import re
 import secrets
@@ -56,6 +58,8 @@ from ivr.config import SipTarget, parse_registrar
 
 if TYPE_CHECKING:
     from ivr.config import EngineConfig
+
+log = logging.getLogger("ivr.front")
 
 DISPATCHER_SET = 1
 CTL_SOCKET_NAME = "kamailio_ctl"
@@ -365,6 +369,7 @@ loadmodule "sanity.so"
 loadmodule "ctl.so"
 loadmodule "kex.so"
 loadmodule "corex.so"
+loadmodule "db_text.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "pike.so"
@@ -375,7 +380,6 @@ loadmodule "htable.so"
 loadmodule "tls.so"
 {% endif %}
 {% if s.registrations %}
-loadmodule "db_text.so"
 loadmodule "uac.so"
 {% endif %}
 
@@ -390,7 +394,11 @@ modparam("tm", "restart_fr_on_each_reply", 0)
 modparam("rr", "enable_full_lr", 0)
 modparam("rr", "append_fromtag", 1)
 
-modparam("usrloc", "db_mode", 0)
+# registrations are written through to a db_text table in the runtime dir (no cache), so a front
+# restarted after a supervisor crash still reaches the agents' phones without a new REGISTER
+modparam("db_text", "db_mode", 1)
+modparam("usrloc", "db_url", "text://{{ usrloc_dir }}")
+modparam("usrloc", "db_mode", 1)
 modparam("registrar", "max_expires", 3600)
 modparam("registrar", "default_expires", 600)
 
@@ -697,6 +705,7 @@ def render_config(settings: FrontSettings) -> str:
         uacreg_dir=str(settings.runtime_dir / UACREG_DIR_NAME),
         reg_contact=(settings.contact_for(settings.registrations[0])[0] if settings.registrations
                      else ""),
+        usrloc_dir=str(settings.runtime_dir / "usrloc"),
     )
 
 
@@ -783,6 +792,26 @@ def write_registrations(settings: FrontSettings) -> Path:
     _write_private(directory / "version",
                    f"table_name(string) table_version(int)\nuacreg:{UACREG_TABLE_VERSION}\n")
     return directory
+
+
+LOCATION_COLUMNS = (
+    "id(int,auto) ruid(string) username(string) domain(string,null) contact(string) "
+    "received(string,null) path(string,null) expires(int) q(double) callid(string) cseq(int) "
+    "last_modified(int) flags(int) cflags(int) user_agent(string) socket(string,null) "
+    "methods(int,null) instance(string,null) reg_id(int) server_id(int) connection_id(int) "
+    "keepalive(int) partition(int) "
+)
+"""db_text's `location` table, schema version 9 (Kamailio 5.x)."""
+
+
+def write_usrloc_tables(directory: Path) -> None:
+    """The db_text tables usrloc needs; an existing `location` (registrations) is kept."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "version").write_text(
+        "id(int,auto) table_name(string) table_version(int) \n0:location:9\n", encoding="utf-8")
+    location = directory / "location"
+    if not location.exists():
+        location.write_text(LOCATION_COLUMNS + "\n", encoding="utf-8")
 
 
 def dispatcher_text(workers: Sequence[str]) -> str:
@@ -892,6 +921,19 @@ def parse_dispatcher_list(text: str) -> dict[str, str]:
     return state
 
 
+def _gone(pid: int, timeout: float) -> bool:
+    """Wait (bounded) until `pid` has exited; a zombie counts as gone (it holds no ports)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True
+        except (OSError, IndexError):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 class Front:
     """One Kamailio child process for the engine: write config, check it, start, steer, stop."""
 
@@ -970,6 +1012,8 @@ class Front:
             (self.runtime_dir / TLS_CFG_NAME).write_text(tls_config_text(self.settings), encoding="utf-8")
         if self.settings.registrations:
             write_registrations(self.settings)
+        write_usrloc_tables(self.runtime_dir / "usrloc")
+        self._reap_stale()
         with contextlib.suppress(FileNotFoundError):
             self.settings.ctl_socket.unlink()  # a stale socket from a killed run blocks ctl's bind
         try:
@@ -992,6 +1036,31 @@ class Front:
         except BaseException:
             await self.stop()
             raise
+
+    def _reap_stale(self) -> None:
+        """A Kamailio left by a SIGKILLed supervisor (own session, so it outlived it) still holds
+        the SIP ports: stop its process group before starting ours. Only a process that is a
+        kamailio running this runtime dir's config is touched."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if not cmdline or b"kamailio" not in cmdline[0] or str(self.cfg_path).encode() not in cmdline:
+            return
+        log.warning("stopping a stale front (pid %d) left by a previous run", pid)
+        # SIGTERM first: db_text writes the registrations to disk when Kamailio shuts down
+        try:
+            group = os.getpgid(pid)
+            os.killpg(group, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return
+        if not _gone(pid, 3.0):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+            _gone(pid, 3.0)
+        with contextlib.suppress(FileNotFoundError):
+            self.pid_path.unlink()
 
     async def _wait_ready(self, target: tuple[str, int], timeout: float) -> None:
         deadline = time.monotonic() + timeout

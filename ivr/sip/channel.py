@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ivr.acd.client import AcdEvent
 from ivr.errors import CallerHangup
 from ivr.flow.channel import (
     Channel,
@@ -30,6 +31,22 @@ from ivr.sip.session import CallSession
 from ivr.speech.tts import PromptCache, TtsError
 
 log = logging.getLogger("ivr.sip")
+
+REFER_TIMEOUT = 25.0
+"""How long the caller's phone may take to report the agent's answer (a ring + set-up)."""
+CALLBACK_OFFER = "To keep your place and be called back, press {key}."
+SPOKEN_KEYS = {"*": "star", "#": "pound"}
+CALLBACK_CONFIRM = "You keep your place in the queue. We will call you back. Goodbye."
+
+
+def failure_reason(code: int) -> str:
+    """An agent leg's final status as the ACD's reason: busy and reject put the agent back to
+    ready; no answer (timeout, 408/480, unreachable) puts them away, as at an empty desk."""
+    if code in (486, 600):
+        return "busy"
+    if 400 <= code < 700 and code not in (404, 408, 480, 487, 503):
+        return "reject"
+    return "no_answer"
 
 
 def handoff_headers(call_id: str, context: Any) -> dict[str, str]:
@@ -183,9 +200,21 @@ class SipChannel(Channel):
                 caller=caller, flow=info.get("flow"), path=info.get("path", ()),
                 variables=info.get("variables"), transcript=info.get("transcript", ()),
                 context=dict(request.context), sensitive=info.get("sensitive", ()))
-            async for ev in self._with_hangup(events):
+            offered = not callback_key
+
+            def wake() -> float | None:
+                """Seconds until the callback is offered (None: nothing to wake up for)."""
+                return None if offered else max(0.0, callback_after - (time.monotonic() - started))
+
+            async for ev in self._with_hangup(events, wake):
+                if not offered and time.monotonic() - started >= callback_after:
+                    offered = True
+                    await self._offer_callback(str(callback_key), hold)
                 if ev.kind == "position" and (announce.get("position") or announce.get("wait_time")):
                     await self._announce(ev.data, announce, hold)
+                elif ev.kind == "offer" and ev.agent and request.mode == "refer":
+                    if await self._refer(ev.agent, ev.agent_uri, ev.attempt, request, hold):
+                        return QueueResult("connected", agent=ev.agent)
                 elif ev.kind == "offer" and ev.agent:
                     legs[ev.agent] = asyncio.ensure_future(
                         self._ring(ev.agent, ev.agent_uri, ev.attempt, request, answered))
@@ -209,11 +238,17 @@ class SipChannel(Channel):
                 elif ev.kind in ("timeout", "error"):
                     return QueueResult(ev.kind, detail=str(ev.data.get("reason", "")))
                 elif ev.kind == "callback":
+                    s.stop_hold()
+                    await self.play([Prompt(text=CALLBACK_CONFIRM)], barge_in=False)
                     return QueueResult("callback")
-                if (callback_key and callback_key in s.digits
-                        and time.monotonic() - started >= callback_after):
-                    s.digits.clear()
-                    self.acd.callback(s.call_id, str(s.info.get("number", "")))
+                elif ev.kind == "digit":
+                    if (callback_key and callback_key in s.digits
+                            and time.monotonic() - started >= callback_after):
+                        # the caller keeps the place and may hang up; the ACD calls back the
+                        # contact they called from (their number for the records)
+                        self.acd.callback(s.call_id, str(s.info.get("number", "")),
+                                          uri=str(s.info.get("contact") or "") or None)
+                    s.digits.clear()  # other keys mean nothing while waiting
             return QueueResult("error", detail="the queue service ended the wait")
         except CallerHangup:
             self.acd.caller_gone(s.call_id)
@@ -223,23 +258,55 @@ class SipChannel(Channel):
                 task.cancel()
             s.stop_hold()
 
-    async def _with_hangup(self, events: Any) -> Any:
-        """ACD events until the caller hangs up (then CallerHangup)."""
+    async def _with_hangup(self, events: Any,
+                           wake: Callable[[], float | None] = lambda: None) -> Any:
+        """ACD events until the caller hangs up (then CallerHangup); a key press yields a
+        `digit` event at once (the callback key must not wait for the next ACD message), and
+        `wake()` seconds without either yield a `tick`.
+
+        The pending `__anext__` is never cancelled for a digit: cancelling it would close the
+        client's generator (and its reply queue) mid-wait."""
+        s = self.session
         it = events.__aiter__()
-        gone = asyncio.ensure_future(self.session.gone.wait())
+        gone = asyncio.ensure_future(s.gone.wait())
+        nxt: asyncio.Future[Any] | None = None
         try:
             while True:
-                nxt = asyncio.ensure_future(it.__anext__())
-                await asyncio.wait([nxt, gone], return_when=asyncio.FIRST_COMPLETED)
-                if not nxt.done():
-                    nxt.cancel()
-                    raise CallerHangup()
+                if nxt is None:
+                    nxt = asyncio.ensure_future(it.__anext__())
+                if not s.digits:
+                    s.digit_event.clear()
+                digit = asyncio.ensure_future(s.digit_event.wait())
                 try:
-                    yield nxt.result()
-                except StopAsyncIteration:
-                    return
+                    await asyncio.wait([nxt, gone, digit], timeout=wake(),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    digit.cancel()
+                if nxt.done():
+                    done, nxt = nxt, None
+                    try:
+                        ev = done.result()
+                    except StopAsyncIteration:
+                        return
+                    yield ev
+                elif gone.done():
+                    raise CallerHangup()
+                elif s.digits:
+                    yield AcdEvent("digit", s.call_id)
+                else:
+                    yield AcdEvent("tick", s.call_id)
         finally:
             gone.cancel()
+            if nxt is not None:
+                nxt.cancel()
+
+    async def _offer_callback(self, key: str, hold: str | None) -> None:
+        """Tell the waiting caller about the callback key (once, when `offer_after` is reached);
+        a key pressed over it stays buffered for the wait loop."""
+        self.session.stop_hold()
+        await self.play([Prompt(text=CALLBACK_OFFER.format(key=SPOKEN_KEYS.get(key, key)))])
+        if hold:
+            self.session.start_hold(hold)
 
     def _hold(self) -> str | None:
         path = Path(self.audio_dir) / "hold.wav"
@@ -266,12 +333,37 @@ class SipChannel(Channel):
         s = self.session
         target = uri or f"sip:{agent}@{self.front}"
         headers = handoff_headers(s.call_id, request.context)
-        leg = await s.dial(self.account, target, headers)
+        leg, code = await s.dial_status(self.account, target, headers)
         if leg is None:
-            self.acd.agent_failed(s.call_id, agent, attempt, "no_answer")
+            if not s.gone.is_set():
+                self.acd.agent_failed(s.call_id, agent, attempt, failure_reason(code))
             return
         answered[agent] = leg
         self.acd.agent_answered(s.call_id, agent, attempt)
+
+    async def _refer(self, agent: str, uri: str | None, attempt: int, request: QueueRequest,
+                     hold: str | None) -> bool:
+        """`mode: refer`: send the caller to the agent's phone with the context headers.
+
+        The agent counts as answering when the caller's side reports the new call's 2xx (the
+        REFER's final NOTIFY); the IVR then leaves the call, so it cannot see the talk time: the
+        agent goes to wrap-up at once. A refused or failed REFER puts the caller back on hold
+        with their place kept, and the ACD offers the next agent.
+        """
+        assert self.acd is not None
+        s = self.session
+        target = uri or f"sip:{agent}@{self.front}"
+        s.stop_hold()
+        ok = await s.refer(target, handoff_headers(s.call_id, request.context),
+                           timeout=REFER_TIMEOUT)
+        if not ok:
+            self.acd.agent_failed(s.call_id, agent, attempt, "reject")
+            if hold and not s.gone.is_set():
+                s.start_hold(hold)
+            return False
+        self.acd.agent_answered(s.call_id, agent, attempt)
+        self.acd.call_ended(s.call_id)
+        return True
 
     async def transfer(self, request: TransferRequest) -> bool:
         self._check()

@@ -82,7 +82,7 @@ _URI_USER = re.compile(r"sip:([^@;>]+)@", re.I)
 
 
 def parse_invite(msg: str) -> dict[str, Any]:
-    """Dialled number, caller number/name and headers from the raw INVITE text."""
+    """Dialled number, caller number/name, contact (for a callback) and headers from the INVITE."""
     head = msg.split("\r\n\r\n", 1)[0]
     lines = head.split("\r\n")
     out: dict[str, Any] = {"dialed": "", "number": "", "name": "", "sip_headers": {}}
@@ -94,6 +94,9 @@ def parse_invite(msg: str) -> dict[str, Any]:
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip()] = value.strip()
+    contact = headers.get("Contact") or headers.get("m") or ""
+    m = re.search(r"<([^>]+)>", contact)
+    out["contact"] = (m.group(1) if m else contact.split(";")[0]).strip()
     sender = headers.get("From") or headers.get("f") or ""
     m = _URI_USER.search(sender)
     out["number"] = m.group(1) if m else ""
@@ -133,6 +136,8 @@ class CallSession:
     _barge: bool = False
     _recorder: Any = None
     _legs: list[Any] = field(default_factory=list)
+    _cleanup: set[asyncio.Task[None]] = field(default_factory=set)
+    """Waiters that forget legs hung up from cancelled tasks; the call task awaits them."""
     _xfer: asyncio.Future[int] | None = None
 
     # -- callbacks (loop thread, inside libHandleEvents) -----------------------------------
@@ -340,6 +345,13 @@ class CallSession:
     async def dial(self, account: Any, target: str, headers: dict[str, str],
                    ring_timeout: float = 20.0) -> OutboundLeg | None:
         """Call an agent; the answered leg, or None (busy, no answer, rejected, caller gone)."""
+        leg, _ = await self.dial_status(account, target, headers, ring_timeout)
+        return leg
+
+    async def dial_status(self, account: Any, target: str, headers: dict[str, str],
+                          ring_timeout: float = 20.0) -> tuple[OutboundLeg | None, int]:
+        """`dial`, plus why it failed: the final SIP status (0 when it never started, 408 when
+        no one answered within `ring_timeout`)."""
         leg = OutboundLeg(self.loop, account)
         self.registry.add("leg")
         self._legs.append(leg)
@@ -350,12 +362,30 @@ class CallSession:
         except pj.Error as exc:
             log.warning("call to agent %s failed: %s", target, exc.info())
             self._forget_leg(leg)
-            return None
-        await first_of(leg.media_ready, leg.gone, self.gone, timeout=ring_timeout)
+            return None, 0
+        try:
+            await first_of(leg.media_ready, leg.gone, self.gone, timeout=ring_timeout)
+        except asyncio.CancelledError:
+            # the ACD cancelled this ring, or the caller left: CANCEL the agent's INVITE now;
+            # the leg leaves the registry once its DISCONNECTED arrives (see _forget_when_gone)
+            leg.hangup()
+            self._forget_when_gone(leg)
+            raise
         if leg.media_ready.is_set() and not self.gone.is_set():
-            return leg
+            return leg, 200
+        code = leg.end_code if leg.gone.is_set() else 408
         await self.drop_leg(leg)
-        return None
+        return None, code
+
+    def _forget_when_gone(self, leg: OutboundLeg) -> None:
+        """Bookkeeping for a leg hung up from a cancelled task: a bounded waiter owned by the loop."""
+        async def later() -> None:
+            await leg.closed(5.0)
+            self._forget_leg(leg)
+
+        task = self.loop.create_task(later())
+        self._cleanup.add(task)
+        task.add_done_callback(self._cleanup.discard)
 
     def _forget_leg(self, leg: OutboundLeg) -> None:
         if leg in self._legs:
@@ -364,26 +394,21 @@ class CallSession:
 
     async def drop_leg(self, leg: OutboundLeg) -> None:
         leg.hangup()
-        await leg.closed(2.0)
+        try:
+            await leg.closed(2.0)
+        except asyncio.CancelledError:
+            self._forget_when_gone(leg)
+            raise
         self._forget_leg(leg)
+
+    async def settle(self, timeout: float = 6.0) -> None:
+        """Wait (bounded) until every agent leg this call started is gone and forgotten."""
+        if self._cleanup:
+            await asyncio.wait(set(self._cleanup), timeout=timeout)
 
     async def whisper(self, leg: OutboundLeg, path: str) -> None:
         """Play a short message to the agent only, before the caller is connected."""
-        if leg.aud is None:
-            return
-        done = asyncio.Event()
-        player = PromptPlayer(self.loop, done)
-        player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
-        self.registry.add("player")
-        try:
-            player.startTransmit(leg.aud)
-            await first_of(done, leg.gone, timeout=15)
-            if not leg.gone.is_set():
-                with contextlib.suppress(pj.Error):
-                    player.stopTransmit(leg.aud)
-        finally:
-            del player
-            self.registry.remove("player")
+        await play_once(self.loop, self.registry, leg, path)
 
     async def connect(self, leg: OutboundLeg, by: str = "agent") -> None:
         """Bridge the caller and a second leg until either hangs up."""
@@ -414,6 +439,26 @@ class CallSession:
             self._release_media_player_only()
 
 
+async def play_once(loop: asyncio.AbstractEventLoop, registry: MediaRegistry, leg: OutboundLeg,
+                    path: str, timeout: float = 15.0) -> None:
+    """Play a file to one leg only (a whisper), bounded; the player is gone when this returns."""
+    if leg.aud is None:
+        return
+    done = asyncio.Event()
+    player = PromptPlayer(loop, done)
+    player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
+    registry.add("player")
+    try:
+        player.startTransmit(leg.aud)
+        await first_of(done, leg.gone, timeout=timeout)
+        if not leg.gone.is_set() and leg.aud is not None:
+            with contextlib.suppress(pj.Error):
+                player.stopTransmit(leg.aud)
+    finally:
+        del player
+        registry.remove("player")
+
+
 class OutboundLeg(pj.Call):  # type: ignore[misc]
     """The second leg of a bridged transfer; its last reference goes when it disconnects."""
 
@@ -423,11 +468,14 @@ class OutboundLeg(pj.Call):  # type: ignore[misc]
         self.gone = asyncio.Event()
         self.aud: Any = None
         self.keep: OutboundLeg | None = self
+        self.end_code = 0
+        """The final status when the leg ended (486 busy, 603 decline, 408 no answer, ...)."""
 
     @guard
     def onCallState(self, prm: Any) -> None:
         ci = self.getInfo()
         if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.end_code = int(ci.lastStatusCode)
             self.aud = None
             self.gone.set()
             self.keep = None

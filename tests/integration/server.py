@@ -156,7 +156,9 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int = 4,
                  timeout: float = 30.0) -> Server:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "flows", root / "flows", dirs_exist_ok=True)
-    shutil.copy(Path(__file__).with_name("flows") / "quick.yaml", root / "flows" / "quick.yaml")
+    for flow in Path(__file__).with_name("flows").glob("*.yaml"):
+        if not flow.name.endswith(".test.yaml"):
+            shutil.copy(flow, root / "flows" / flow.name)
     defaults = yaml.safe_load((REPO / "ivr" / "defaults.yaml").read_text())
     sip_port, http_port = free_udp_tcp_port(), free_port()
     config = {
@@ -170,21 +172,35 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int = 4,
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "allow_from": allow_from or [],
         "trunks": trunks or [],
-        "routes": {**defaults["routes"], "3000": "quick"},
+        "routes": {**defaults["routes"], "3000": "quick", "4000": "handoff", "4001": "handoff-refer"},
         "calendars": {"business": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}},
                       "care": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}}},
         **(extra or {}),
     }
     cfg_path = root / "ivr.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
-    log_path = root / "serve.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [str(IVR_BIN), "serve", "--config", str(cfg_path), "--state-dir", str(root / "var")],
+    return _launch(Server(root, sip_port, http_port, _spawn(root), root / "serve.log", config),
+                   timeout)
+
+
+def _spawn(root: Path) -> subprocess.Popen[bytes]:
+    log = (root / "serve.log").open("ab")
+    return subprocess.Popen(
+        [str(IVR_BIN), "serve", "--config", str(root / "ivr.yaml"), "--state-dir",
+         str(root / "var")],
         cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    server = Server(root, sip_port, http_port, proc, log_path, config)
+
+
+def restart_server(old: Server, timeout: float = 30.0) -> Server:
+    """A new `ivr serve` on the same config, ports and state dir (after the old one was killed)."""
+    return _launch(Server(old.root, old.sip_port, old.http_port, _spawn(old.root), old.log_path,
+                          old.config), timeout)
+
+
+def _launch(server: Server, timeout: float) -> Server:
+    proc = server.proc
     try:
         server.wait(lambda: proc.poll() is None and server.health()["status"] == "ok", timeout,
                     "ivr serve to be healthy")

@@ -431,3 +431,17 @@ def test_from_config_and_runtime_queue() -> None:
     assert offered_to(engine.tick()) == ["zed"]
     with pytest.raises(ValueError):
         QueuePolicy.from_json({"strategy": "random"})
+
+
+def test_a_callback_the_caller_did_not_pick_up_is_reported_as_such() -> None:
+    engine, _ = make(agents={"alice": {}})
+    engine.agent_action("alice", "away")
+    engine.enqueue("c1", "q")
+    engine.to_callback("c1", "+15550001")
+    engine.agent_action("alice", "ready")
+    (o,) = offers(engine.tick())
+    assert o.callback
+    engine.answered("c1", "alice", o.attempt)
+    out = engine.ended("c1", "callback_unanswered")
+    assert CallClosed("c1", "callback_unanswered", "alice") in out
+    assert engine.agents["alice"].state is AgentState.wrap_up
