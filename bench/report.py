@@ -156,7 +156,10 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
         at = next((s for s in streams if s["streams"] == best), streams[0])
         eos = at.get("end_of_speech_to_result_ms_p99")
         out.append([f"end of speech->result p99 (ms) at {at['streams']} streams "
-                    f"(0.7 s trailing silence + finalize p99 {at.get('finalize_ms_p99')})",
+                    f"({at.get('early_results', 0)} of {at.get('results')} answered at 0.35 s of "
+                    f"quiet by a complete grammar match, the rest at 0.7 s; p50 "
+                    f"{at.get('end_of_speech_to_result_ms_p50')}; finalize p99 "
+                    f"{at.get('finalize_ms_p99')})",
                     TARGETS["end_of_speech_to_result_p99_ms"], _fmt(eos), "-", "-", _met(_le(eos, 400))])
     ab = _get(doc, "speech", "asr_bench", default={}) or {}
     for eng, d in ab.items() if isinstance(ab, dict) else []:

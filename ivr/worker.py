@@ -47,8 +47,10 @@ from ivr.speech.tts import PromptCache, Voice
 log = logging.getLogger("ivr.worker")
 
 TEARDOWN_BOUND = 5.0
+CALL_POLL = 0.02
 IDLE_POLL = 0.05
-"""pjsip poll with no call up (a SIP packet wakes it at once): see Endpoint.start_pump"""
+"""pjsip polls with calls up and with none (a SIP packet wakes either at once): see
+Endpoint.start_pump"""
 
 
 def _rss_kb() -> int:
@@ -328,7 +330,8 @@ class Worker:
         slot = int(self.worker_id) if self.worker_id.isdigit() else 1
         account.create(endpoint.account_config("ivr", self.config.sip.rtp_slice(slot)))
         self.account = account
-        endpoint.start_pump(idle=IDLE_POLL, busy=lambda: bool(self.sessions or self.tasks))
+        endpoint.start_pump(CALL_POLL, idle=IDLE_POLL,
+                            busy=lambda: bool(self.sessions or self.tasks))
         sender = None
         acd_ctx: AcdClient | None = None
         if self.broker:

@@ -27,6 +27,7 @@ log = logging.getLogger("ivr.sip")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+FAST_POLL = 0.005
 ACTIVE_AFTER_PACKET = 0.1
 """seconds of fast polling after a SIP packet (its transaction's next steps); calls keep it fast"""
 
@@ -176,14 +177,16 @@ class Endpoint:
         acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_DISABLED
         return acfg
 
-    def start_pump(self, interval: float = 0.005, *, idle: float | None = None,
+    def start_pump(self, interval: float = FAST_POLL, *, idle: float | None = None,
                    busy: Callable[[], bool] | None = None) -> None:
-        """Poll pjsip from the loop: every `interval` (5 ms gives 3-4 ms INVITE->200; RTP is read
-        by this poll too), or, with `idle`, every `idle` seconds while `busy()` is false and no
-        SIP packet came in the last ACTIVE_AFTER_PACKET; a packet on the SIP socket wakes the poll at once.
+        """Poll pjsip from the loop. Without `idle`: every `interval`. With it, the SIP socket
+        wakes the loop at once (add_reader), then polls every FAST_POLL for ACTIVE_AFTER_PACKET
+        (the transaction's next steps), every `interval` while `busy()` (calls up: DTMF and
+        other callbacks queued by the media thread wait for a poll; RTP itself is read by
+        pjmedia's own thread), else every `idle`.
 
-        Measured (bench/RESULTS.md, 2026-11-22): an idle worker's loop cost 48 millicores at a
-        fixed 5 ms poll and 6 at 50 ms; 100 warm workers burnt more than a core doing nothing.
+        Measured (bench/RESULTS.md, 2026-11-23): a worker's loop cost 48 millicores idle at a
+        fixed 5 ms poll and 6 at 50 ms, and ~40 per worker (10 per call) in calls at 5 ms.
         """
         if self._pump is not None:
             return
@@ -207,8 +210,16 @@ class Endpoint:
         loop = asyncio.get_running_loop()
         while True:
             self.handle_events(0)
-            if idle is None or busy() or loop.time() < self._active_until:
+            if idle is None:
                 await asyncio.sleep(interval)
+                continue
+            if loop.time() < self._active_until:
+                await asyncio.sleep(FAST_POLL)
+                continue
+            if busy():
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), interval)
                 continue
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):

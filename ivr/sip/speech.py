@@ -23,7 +23,7 @@ import pjsua2 as pj
 from ivr.flow.channel import Input, ListenSpec
 from ivr.sip.pj import audio_format, guard, vec_bytes
 from ivr.speech.asr.base import Engine, Grammar
-from ivr.speech.asr.vad import Endpointer
+from ivr.speech.asr.vad import COMPLETE_CONFIDENCE, COMPLETE_SILENCE, Endpointer
 
 log = logging.getLogger("ivr.sip")
 
@@ -135,7 +135,8 @@ class Turn:
             self._post(Input("speech", "", 0.0))
 
     def _utterance(self) -> Input | None:
-        ep = Endpointer(RATE, timeout=None, max_speech=self.max_speech)
+        ep = Endpointer(RATE, timeout=None, max_speech=self.max_speech,
+                        complete_silence=COMPLETE_SILENCE)
         armed = False
         while not self.cancelled.is_set():
             self.wake.wait(0.05)
@@ -155,6 +156,10 @@ class Turn:
                     self.loop.call_soon_threadsafe(self.on_speech)
                 elif ev.kind == "noinput":
                     return None
+                elif ev.kind == "pause" and self.grammar_ready.is_set():
+                    early = self._decode(ep.peek_audio())
+                    if early is not None and early.value and early.confidence >= COMPLETE_CONFIDENCE:
+                        return early
                 elif ev.kind in ("end", "max_speech"):
                     return self._decode(ep.take_audio())
         return None

@@ -92,3 +92,24 @@ def test_timeout_is_armed_after_the_prompt() -> None:
     ep.arm_timeout()
     events = ep.feed(silence * 2)
     assert [(e.kind, e.at_ms) for e in events] == [("noinput", 1500)]
+
+
+def test_pause_comes_at_the_complete_silence_and_end_at_the_trailing_silence(
+        audio_cache: Path) -> None:
+    """`pause` lets a complete grammar match answer after 0.35 s of quiet; `end` still waits
+    the full trailing silence for everything else."""
+    pcm = _pcm(render(audio_cache, "balance", tail=1.5))
+    ep = Endpointer(8000, timeout=5.0, trailing_silence=0.7, complete_silence=0.35)
+    events = _feed_in_frames(ep, pcm)
+    assert [k for _, k, _ in events] == ["start", "pause", "end"]
+    (_, _, _), (pause_fed, _, pause_at), (end_fed, _, end_at) = events
+    assert pause_at == end_at  # both mark the end of the last voiced frame
+    assert 350 <= pause_fed - pause_at <= 370
+    assert 700 <= end_fed - end_at <= 720
+    assert ep.take_audio()  # peeking at the pause left the audio for the final decode
+
+
+def test_no_pause_event_without_a_complete_silence(audio_cache: Path) -> None:
+    pcm = _pcm(render(audio_cache, "balance", tail=1.5))
+    events = _feed_in_frames(Endpointer(8000, timeout=5.0), pcm)
+    assert [k for _, k, _ in events] == ["start", "end"]

@@ -15,7 +15,12 @@ from typing import Literal
 import webrtcvad
 
 VAD_RATES = (8000, 16000, 32000, 48000)
-EventKind = Literal["start", "end", "noinput", "max_speech"]
+COMPLETE_SILENCE = 0.35
+"""Quiet after speech at which a complete, confident grammar match ends a turn (VoiceXML's
+completetimeout); anything less waits for the full trailing silence (incompletetimeout)."""
+COMPLETE_CONFIDENCE = 0.6
+"""Above the PocketSphinx fallback for partial paths (0.5): early answers are whole matches."""
+EventKind = Literal["start", "pause", "end", "noinput", "max_speech"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,9 @@ class Endpointer:
 
     - `start`: `onset_ms` of voiced frames (within a sliding window of 2x that) -> reported at most
       `onset_ms` + one frame after the onset (default 60 + 20 ms, well inside 300 ms for barge-in).
+    - `pause`: `complete_silence` seconds without voice after speech (once per pause): the caller
+      may be done; a recogniser whose grammar is already complete can answer now (VoiceXML's
+      completetimeout), else `end` waits the full `trailing_silence` (incompletetimeout).
     - `end`: `trailing_silence` seconds without voice after speech.
     - `noinput`: `timeout` seconds without speech (counted from `arm_timeout()`, or the start).
     - `max_speech`: the utterance is cut at `max_speech` seconds of speech.
@@ -40,7 +48,8 @@ class Endpointer:
 
     def __init__(self, sample_rate: int = 8000, *, frame_ms: int = 20, aggressiveness: int = 2,
                  timeout: float | None = 5.0, trailing_silence: float = 0.7,
-                 max_speech: float = 15.0, onset_ms: int = 60, preroll_ms: int = 300) -> None:
+                 max_speech: float = 15.0, onset_ms: int = 60, preroll_ms: int = 300,
+                 complete_silence: float | None = None) -> None:
         if sample_rate not in VAD_RATES:
             raise ValueError(f"webrtcvad needs 8/16/32/48 kHz audio, not {sample_rate}")
         if frame_ms not in (10, 20, 30):
@@ -51,6 +60,7 @@ class Endpointer:
         self.timeout = timeout
         self.trailing_silence = trailing_silence
         self.max_speech = max_speech
+        self.complete_silence = complete_silence
         self._vad = webrtcvad.Vad(aggressiveness)
         self._onset_frames = max(1, onset_ms // frame_ms)
         self._window = deque[bool](maxlen=max(self._onset_frames * 2, 2))
@@ -70,10 +80,15 @@ class Endpointer:
         self.ended_ms: int | None = None
         self._last_voice_ms = 0
         self._speech_frames = 0
+        self._paused = False
 
     def arm_timeout(self) -> None:
         """Start the noinput clock now (e.g. when the prompt finished playing)."""
         self._armed_at = self.pos_ms
+
+    def peek_audio(self) -> bytes:
+        """The utterance so far (pre-roll + speech), left in place for take_audio()."""
+        return b"".join(self._out)
 
     def take_audio(self) -> bytes:
         """Utterance audio gathered since the last call (pre-roll + speech), for the decoder."""
@@ -124,6 +139,7 @@ class Endpointer:
         self._speech_frames += 1
         if voiced:
             self._last_voice_ms = now
+            self._paused = False
         assert self.started_ms is not None
         if now - self.started_ms >= self.max_speech * 1000:
             self.done = True
@@ -133,4 +149,8 @@ class Endpointer:
             self.done = True
             self.ended_ms = self._last_voice_ms
             return VadEvent("end", self._last_voice_ms, now)
+        if (self.complete_silence is not None and not self._paused
+                and now - self._last_voice_ms >= self.complete_silence * 1000):
+            self._paused = True
+            return VadEvent("pause", self._last_voice_ms, now)
         return None
