@@ -233,9 +233,17 @@ class Trunk(_Strict):
         return value
 
 
+class AsrEngineSettings(_Strict):
+    engine: Literal["pocketsphinx", "vosk"]
+    model: str | None = None
+
+
 class AsrSettings(_Strict):
     engine: Literal["pocketsphinx", "vosk", "none"] = "pocketsphinx"
     model: str | None = None
+    languages: dict[str, AsrEngineSettings] = Field(
+        default_factory=dict, description="another engine for flows in these languages, e.g. "
+        "ko-KR: {engine: vosk, model: 'lang:ko'}; a language (ko) covers its regions (ko-KR)")
 
 
 class TtsSettings(_Strict):

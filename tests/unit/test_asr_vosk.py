@@ -59,3 +59,32 @@ def test_korean_menu_options_recognised(ko_engine: VoskEngine, audio_cache: Path
 def test_vosk_grammar_words(ko_engine: VoskEngine) -> None:
     assert ko_engine.grammar_words(Grammar(("잔액 조회", "없는단어", "상담원"))) == [
         "잔액 조회", "상담원"]
+
+
+def test_one_serve_recognises_each_flow_language_with_its_engine(
+        ko_engine: VoskEngine, audio_cache: Path, tmp_path: Path) -> None:
+    """`speech.asr.languages`: Korean flows get vosk, everything else the default PocketSphinx."""
+    from ivr.speech.asr.pocketsphinx import PocketSphinxRecognizer
+    from ivr.speech.asr.service import LanguageRouter
+    from ivr.speech.asr.vosk import VoskRecognizer
+
+    status = load_engine(AsrSettings.model_validate(
+        {"engine": "pocketsphinx", "languages": {"ko": {"engine": "vosk", "model": "lang:ko"}}}))
+    assert status.ready and isinstance(status.engine, LanguageRouter), status.message
+    router = status.engine
+    assert router.engine_for("ko-KR") is ko_engine  # the model is loaded once per process
+    ko = router.new_recognizer(Grammar(("잔액", "상담원"), language="ko-KR"))
+    en = router.new_recognizer(Grammar(("balance", "agent")))
+    assert isinstance(ko, VoskRecognizer) and isinstance(en, PocketSphinxRecognizer)
+    ko.close()
+    en.close()
+    got = recognize_file(render(audio_cache, "잔액", voice="ko"),
+                         ListenSpec(phrases=("잔액", "상담원"), language="ko-KR"), router)
+    assert got is not None and got.value == "잔액"
+    got = recognize_file(render(audio_cache, "balance"), ListenSpec(phrases=("balance", "agent")),
+                         router)
+    assert got is not None and got.value == "balance"
+    broken = load_engine(AsrSettings.model_validate(
+        {"engine": "pocketsphinx", "languages": {"ko": {"engine": "vosk",
+                                                        "model": str(tmp_path / "none")}}}))
+    assert not broken.ready and "speech.asr.languages.ko" in broken.message

@@ -28,7 +28,7 @@ import numpy as np
 
 from ivr.config import AsrSettings, EngineConfig
 from ivr.flow.channel import Input, ListenSpec
-from ivr.speech.asr.base import Engine, EngineError, Grammar, Result
+from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result
 from ivr.speech.asr.vad import Endpointer
 from ivr.speech.audio import read_wav, resample
 
@@ -83,14 +83,53 @@ def _build(settings: AsrSettings) -> AsrReadiness:
     return AsrReadiness(engine, True, f"speech ready: {engine.describe()}")
 
 
-def load_engine(settings: AsrSettings) -> AsrReadiness:
-    """The configured engine, loaded once per process (later calls share it)."""
-    key = (settings.engine, settings.model)
+class LanguageRouter(Engine):
+    """The default engine, and another one per flow language (`speech.asr.languages`): a
+    recognizer comes from the engine of its grammar's language."""
+
+    def __init__(self, default: Engine, by_language: dict[str, Engine]) -> None:
+        self.default = default
+        self.by_language = {k.lower(): v for k, v in by_language.items()}
+        self.name = default.name
+        self.sample_rate = default.sample_rate
+
+    def engine_for(self, language: str) -> Engine:
+        lang = language.lower()
+        return self.by_language.get(lang) or self.by_language.get(lang.split("-")[0]) \
+            or self.default
+
+    def new_recognizer(self, grammar: Grammar, sample_rate: int = 8000) -> Recognizer:
+        return self.engine_for(grammar.language).new_recognizer(grammar, sample_rate)
+
+    def describe(self) -> str:
+        extra = ", ".join(f"{lang}: {e.describe()}" for lang, e in self.by_language.items())
+        return f"{self.default.describe()}; {extra}"
+
+
+def _load_one(engine: str, model: str | None) -> AsrReadiness:
+    key = (engine, model)
     with _lock:
         got = _engines.get(key)
         if got is None:
-            got = _engines[key] = _build(settings)
+            got = _engines[key] = _build(AsrSettings(engine=engine, model=model))
     return got
+
+
+def load_engine(settings: AsrSettings) -> AsrReadiness:
+    """The configured engine(s), each model loaded once per process (later calls share it).
+    Speech is ready only when every configured engine loaded: a language left without its
+    engine would otherwise be recognised by a model of another language."""
+    base = _load_one(settings.engine, settings.model)
+    if not settings.languages or base.engine is None:
+        return base
+    engines: dict[str, Engine] = {}
+    for lang, sub in settings.languages.items():
+        got = _load_one(sub.engine, sub.model)
+        if got.engine is None:
+            return AsrReadiness(None, False, f"{got.message} (speech.asr.languages.{lang})")
+        engines[lang] = got.engine
+    router = LanguageRouter(base.engine, engines)
+    return AsrReadiness(router, True, f"speech ready: {router.describe()}")
 
 
 def engine_from_config(config: EngineConfig) -> Engine | None:
