@@ -29,7 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 FAST_POLL = 0.005
 ACTIVE_AFTER_PACKET = 0.1
-"""seconds of fast polling after a SIP packet (its transaction's next steps); calls keep it fast"""
+"""Seconds of FAST_POLL after a SIP packet: its transaction's next steps (see start_pump)."""
 
 CODEC_PRIORITIES = {"PCMU/8000/1": 255, "PCMA/8000/1": 254, "G722/16000/1": 253}
 """G.711 first (every trunk has it), G.722 for wideband peers; the rest (speex first by
@@ -213,17 +213,11 @@ class Endpoint:
             if idle is None:
                 await asyncio.sleep(interval)
                 continue
-            if loop.time() < self._active_until:
-                await asyncio.sleep(FAST_POLL)
-                continue
-            if busy():
-                self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), interval)
-                continue
+            fast = loop.time() < self._active_until
+            wait = FAST_POLL if fast else (interval if busy() else idle)
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), idle)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def stop_pump(self) -> None:
         if self._sip_fd is not None:
