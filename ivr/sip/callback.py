@@ -17,11 +17,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import pjsua2 as pj
-
 from ivr.acd.client import AcdClient, AcdEvent
 from ivr.sip.channel import failure_reason, handoff_headers
-from ivr.sip.session import MediaRegistry, OutboundLeg, first_of, header_vector, play_once
+from ivr.sip.session import (
+    MediaRegistry,
+    OutboundLeg,
+    first_of,
+    forget_leg,
+    play_once,
+    start_leg,
+)
 from ivr.speech.tts import PromptCache, TtsError
 
 log = logging.getLogger("ivr.sip.callback")
@@ -108,16 +113,8 @@ class CallbackJob:
         return None
 
     async def _dial(self, target: str, headers: dict[str, str], ring: float) -> OutboundLeg | None:
-        leg = OutboundLeg(self.loop, self.account)
-        self.registry.add("leg")
-        self.legs.append(leg)
-        op = pj.CallOpParam(True)
-        op.txOption.headers = header_vector(headers)
-        try:
-            leg.makeCall(target, op)
-        except pj.Error as exc:
-            log.warning("callback: call to %s failed: %s", target, exc.info())
-            self._forget(leg)
+        leg = start_leg(self.loop, self.account, self.registry, self.legs, target, headers)
+        if leg is None:
             return None
         await first_of(leg.media_ready, leg.gone, timeout=ring)
         if leg.media_ready.is_set() and not leg.gone.is_set():
@@ -135,9 +132,7 @@ class CallbackJob:
         await play_once(self.loop, self.registry, leg, str(path))
 
     def _forget(self, leg: OutboundLeg) -> None:
-        if leg in self.legs:
-            self.legs.remove(leg)
-            self.registry.remove("leg")
+        forget_leg(self.registry, self.legs, leg)
 
     async def _hangup_all(self) -> None:
         for leg in list(self.legs):

@@ -352,16 +352,8 @@ class CallSession:
                           ring_timeout: float = 20.0) -> tuple[OutboundLeg | None, int]:
         """`dial`, plus why it failed: the final SIP status (0 when it never started, 408 when
         no one answered within `ring_timeout`)."""
-        leg = OutboundLeg(self.loop, account)
-        self.registry.add("leg")
-        self._legs.append(leg)
-        op = pj.CallOpParam(True)
-        op.txOption.headers = header_vector(headers)
-        try:
-            leg.makeCall(target, op)
-        except pj.Error as exc:
-            log.warning("call to agent %s failed: %s", target, exc.info())
-            self._forget_leg(leg)
+        leg = start_leg(self.loop, account, self.registry, self._legs, target, headers)
+        if leg is None:
             return None, 0
         try:
             await first_of(leg.media_ready, leg.gone, self.gone, timeout=ring_timeout)
@@ -388,9 +380,7 @@ class CallSession:
         task.add_done_callback(self._cleanup.discard)
 
     def _forget_leg(self, leg: OutboundLeg) -> None:
-        if leg in self._legs:
-            self._legs.remove(leg)
-            self.registry.remove("leg")
+        forget_leg(self.registry, self._legs, leg)
 
     async def drop_leg(self, leg: OutboundLeg) -> None:
         leg.hangup()
@@ -525,3 +515,27 @@ class IvrCall(pj.Call):  # type: ignore[misc]
     def onCallTransferStatus(self, prm: Any) -> None:
         self.session.on_xfer_status(int(prm.statusCode), bool(prm.finalNotify))
         prm.cont = not prm.finalNotify
+
+
+def start_leg(loop: asyncio.AbstractEventLoop, account: Any, registry: MediaRegistry,
+              legs: list[OutboundLeg], target: str, headers: dict[str, str]) -> OutboundLeg | None:
+    """A second call placed from this worker (an agent, a callback): kept in `legs` and counted
+    in the registry until `forget_leg`; None when pjsip would not start it."""
+    leg = OutboundLeg(loop, account)
+    registry.add("leg")
+    legs.append(leg)
+    op = pj.CallOpParam(True)
+    op.txOption.headers = header_vector(headers)
+    try:
+        leg.makeCall(target, op)
+    except pj.Error as exc:
+        log.warning("call to %s failed: %s", target, exc.info())
+        forget_leg(registry, legs, leg)
+        return None
+    return leg
+
+
+def forget_leg(registry: MediaRegistry, legs: list[OutboundLeg], leg: OutboundLeg) -> None:
+    if leg in legs:
+        legs.remove(leg)
+        registry.remove("leg")
