@@ -139,6 +139,18 @@ class AcdClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    def _first_time(self, key: object) -> bool:
+        """Drop redeliveries (QoS 1 is at least once): the last 20000 keys are remembered."""
+        if not key:
+            return True
+        key = str(key)
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        while len(self._seen) > 20000:
+            self._seen.popitem(last=False)
+        return True
+
     def _callback_offer(self, payload: bytes) -> None:
         try:
             data = json.loads(payload)
@@ -146,11 +158,8 @@ class AcdClient:
         except (ValueError, KeyError, TypeError):
             log.error("ACD client: bad callback offer %r", payload[:200])
             return
-        key = data.get("key")
-        if key:
-            if key in self._seen:
-                return
-            self._seen[key] = None
+        if not self._first_time(data.get("key")):
+            return
         if self.on_callback is not None:
             self.on_callback(event)
 
@@ -161,13 +170,8 @@ class AcdClient:
         except (ValueError, KeyError, TypeError):
             log.error("ACD client: bad reply %r", payload[:200])
             return
-        key = data.get("key")
-        if key:
-            if key in self._seen:
-                return
-            self._seen[key] = None
-            while len(self._seen) > 20000:
-                self._seen.popitem(last=False)
+        if not self._first_time(data.get("key")):
+            return
         queue = self._calls.get(call_id)
         if queue is not None:
             queue.put_nowait(AcdEvent(kind, call_id, data))
