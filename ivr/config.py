@@ -244,6 +244,10 @@ class AsrSettings(_Strict):
     languages: dict[str, AsrEngineSettings] = Field(
         default_factory=dict, description="another engine for flows in these languages, e.g. "
         "ko-KR: {engine: vosk, model: 'lang:ko'}; a language (ko) covers its regions (ko-KR)")
+    shared: bool | None = Field(
+        None, description="load models once in a recognition service that `ivr serve` starts, "
+        "instead of in every worker; unset: vosk models are shared (about 0.5 GB each), "
+        "PocketSphinx (about 30 MB) loads per worker; true: every model; false: none")
 
 
 class TtsSettings(_Strict):

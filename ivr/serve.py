@@ -35,12 +35,16 @@ from ivr.flow.loader import iter_yaml_files
 from ivr.flow.templates import is_template
 from ivr.flow.validate import load_flows
 from ivr.front.kamailio import Front, FrontError, FrontSettings
+from ivr.speech.asr.process import RecognitionProcess
+from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import PromptCache, TtsError, Voice
 from ivr.store.db import Store
 
 log = logging.getLogger("ivr.serve")
 
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0)
+MAX_UNIX_PATH = 107
+"""sockaddr_un.sun_path holds 108 bytes with the NUL."""
 DRAIN_BOUND = 60.0
 
 
@@ -105,6 +109,7 @@ class Supervisor:
         self.draining = False
         self.started = time.time()
         self.acd: AcdService | None = None  # the ACD (ivr/acd): queues, agents, callbacks
+        self.recognition: RecognitionProcess | None = None  # shared models (ivr.speech.asr.server)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -157,6 +162,8 @@ class Supervisor:
             cmd += ["--config", str(self.config_path)]
         if self.broker_url:
             cmd += ["--broker", self.broker_url]
+        if self.recognition is not None:
+            cmd += ["--asr-service", str(self.recognition.socket)]
         return cmd
 
     async def start_worker(self, w: WorkerProc) -> None:
@@ -215,6 +222,8 @@ class Supervisor:
                         log.error("worker %s took %d calls with it", w.worker_id, lost)
                     await asyncio.sleep(delay)
                     await self.start_worker(w)
+            if self.recognition is not None:
+                await self.recognition.check()
             await self._grow()
             stamp = self._stamp()
             if stamp != self._flow_stamp:
@@ -255,9 +264,12 @@ class Supervisor:
         front = self.front is not None and self.front.alive
         ok = front and bool(alive) and not self.draining
         speech = [w["speech"] for w in workers if w["alive"] and w["speech"]]
+        speech_doc = {"ready": bool(speech) and all(s.get("ready") for s in speech),
+                      "message": next((s.get("message") for s in speech), "no worker")}
+        if self.recognition is not None:
+            speech_doc["service"] = self.recognition.as_json()
         return {"status": "ok" if ok else ("draining" if self.draining else "degraded"),
-                "speech": {"ready": bool(speech) and all(s.get("ready") for s in speech),
-                           "message": next((s.get("message") for s in speech), "no worker")},
+                "speech": speech_doc,
                 "calls": sum(w["calls"] for w in workers), "workers": workers,
                 "capacity": len(alive) * self.config.sip.calls_per_worker,
                 "max_workers": self.max_workers, "front": front, "bus": self.broker_url,
@@ -319,6 +331,7 @@ class Supervisor:
             self._spawn(self.acd.run())
             await self.check_flows()
             self._flow_stamp = self._stamp()
+            await self._start_recognition()
             initial = min(self.max_workers, self.config.sip.prestart_workers)
             await asyncio.gather(*(self.add_worker() for _ in range(initial)))
             self.front = Front(FrontSettings.from_config(
@@ -336,6 +349,17 @@ class Supervisor:
             return 0
         finally:
             await self._teardown(runner)
+
+    async def _start_recognition(self) -> None:
+        """The shared-model recognition service, when a configured model is shared."""
+        if not shared_models(self.config.speech.asr):
+            return
+        path = self.state / "asr.sock"
+        if len(str(path)) > MAX_UNIX_PATH:
+            raise ValueError(f"state directory too long for a unix socket path: {path}")
+        self.recognition = RecognitionProcess(path, self.config_path)
+        await self.recognition.start()
+        log.info("recognition service: %s", self.recognition.as_json())
 
     async def _private_broker(self) -> str:
         """A private Mosquitto on the previous run's port (kept in the state dir).
@@ -404,6 +428,8 @@ class Supervisor:
                     await w.proc.wait()
         if self.front is not None:
             await self.front.stop()
+        if self.recognition is not None:
+            await self.recognition.stop()
         if runner is not None:
             await runner.cleanup()
         for task in list(self.tasks):

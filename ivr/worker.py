@@ -94,6 +94,8 @@ class Worker:
     config: EngineConfig
     state_dir: Path
     broker: str | None = None
+    asr_service: Path | None = None
+    """The recognition service's socket: shared models are decoded there."""
     registry: MediaRegistry = field(default_factory=MediaRegistry)
     sessions: dict[str, CallSession] = field(default_factory=dict)
     rejected: dict[str, CallSession] = field(default_factory=dict)
@@ -115,7 +117,7 @@ class Worker:
                                  sample_rate=8000)
         self.outbox = Outbox(self.state_dir / "outbox" / f"worker-{self.worker_id}.sqlite")
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
-        self.asr = load_engine(self.config.speech.asr)
+        self.asr = load_engine(self.config.speech.asr, self.asr_service)
         self.rx_ports = RxPortPool()
         if not self.asr.ready:
             log.warning("speech not ready: %s", self.asr.message)
@@ -397,11 +399,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", type=Path)
     ap.add_argument("--state-dir", type=Path, default=Path("var"))
     ap.add_argument("--broker")
+    ap.add_argument("--asr-service", type=Path, help="the recognition service's socket")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logs.setup(args.log_level, json_lines=True)
     config = load_config(args.config)
-    worker = Worker(args.id, args.sip_port, config, args.state_dir.resolve(), args.broker)
+    worker = Worker(args.id, args.sip_port, config, args.state_dir.resolve(), args.broker,
+                    asr_service=args.asr_service)
     asyncio.run(worker.run())
     with contextlib.suppress(OSError, ValueError):  # stdout is a dead pipe when orphaned
         sys.stdout.flush()

@@ -1,5 +1,5 @@
 """Fixtures for every test layer. Helpers live in tests/helpers.py (unit) and
-tests/integration/server.py (a real `ivr serve`), importable by name from any test."""
+tests/integration/server.py (a real `ivr serve`) and tests/unit/asr_audio.py (speech audio), importable by name from any test."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-for _path in (HERE, HERE / "integration"):
+for _path in (HERE, HERE / "integration", HERE / "unit"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -100,7 +101,9 @@ class Turn:
         self.speech_started = False
         self.result: asyncio.Future[Input | None] = loop.create_future()
         self.max_speech = max_speech
-        self.thread = threading.Thread(target=self._run, name="asr-turn", daemon=True)
+        # the call's context (its call id) follows the turn's log lines and decode requests
+        self.thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                       name="asr-turn", daemon=True)
         self.thread.start()
 
     def push(self, pcm: bytes) -> None:

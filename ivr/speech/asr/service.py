@@ -19,6 +19,7 @@ import concurrent.futures
 import logging
 import struct
 import threading
+import time
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,7 +107,8 @@ class LanguageRouter(Engine):
         return f"{self.default.describe()}; {extra}"
 
 
-def _load_one(engine: str, model: str | None) -> AsrReadiness:
+def load_model(engine: str, model: str | None) -> AsrReadiness:
+    """One model, loaded once per process (later calls share it)."""
     key = (engine, model)
     with _lock:
         got = _engines.get(key)
@@ -115,16 +117,70 @@ def _load_one(engine: str, model: str | None) -> AsrReadiness:
     return got
 
 
-def load_engine(settings: AsrSettings) -> AsrReadiness:
-    """The configured engine(s), each model loaded once per process (later calls share it).
-    Speech is ready only when every configured engine loaded: a language left without its
-    engine would otherwise be recognised by a model of another language."""
-    base = _load_one(settings.engine, settings.model)
+def shared_models(settings: AsrSettings) -> list[tuple[str, str | None]]:
+    """The (engine, model) pairs the recognition service loads instead of each worker.
+
+    By default (`shared` unset) the vosk models: one costs about 0.5 GB of memory, so a copy per
+    worker (four calls each) would not fit a box's worth of workers. PocketSphinx's en-US model
+    (about 30 MB) stays in the workers, which saves a round trip per utterance; `shared: true`
+    moves every model to the service, `shared: false` none.
+    """
+    if settings.engine == "none" or settings.shared is False:
+        return []
+    pairs = [(settings.engine, settings.model),
+             *((sub.engine, sub.model) for sub in settings.languages.values())]
+    out: list[tuple[str, str | None]] = []
+    for engine, model in pairs:
+        if engine == "vosk" and not model:
+            engine = "pocketsphinx"  # what an unconfigured vosk falls back to (see _build)
+        if (engine, model) not in out and (settings.shared or engine == "vosk"):
+            out.append((engine, model))
+    return out
+
+
+def _remote(service: Path, engine: str, model: str | None, wait: float) -> AsrReadiness:
+    """A model served by the recognition service; not ready when the service says the model is
+    broken or cannot be reached within `wait` seconds (it may be restarting)."""
+    from ivr.speech.asr.remote import RemoteEngine
+
+    remote = RemoteEngine(service, engine, model)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            status = remote.status()
+            break
+        except EngineError as exc:
+            if time.monotonic() >= deadline:
+                return AsrReadiness(None, False, f"speech not ready: {exc}; input nodes use "
+                                    "DTMF only")
+            time.sleep(0.2)
+    if not status.get("ready"):
+        return AsrReadiness(None, False, str(status.get("message", "speech not ready")))
+    return AsrReadiness(remote, True, f"speech ready: {remote.describe()}")
+
+
+def load_engine(settings: AsrSettings, service: Path | None = None, *,
+                wait: float = 10.0) -> AsrReadiness:
+    """The configured engine(s). With `service` (the recognition service's socket) the shared
+    models are reached there and only the others load here.
+
+    Speech is ready only when every configured engine is: a language left without its engine
+    would otherwise be recognised by a model of another language.
+    """
+    shared = set(shared_models(settings)) if service is not None else set()
+
+    def one(engine: str, model: str | None) -> AsrReadiness:
+        probe = ("pocketsphinx" if engine == "vosk" and not model else engine, model)
+        if service is not None and probe in shared:
+            return _remote(service, *probe, wait)
+        return load_model(engine, model)
+
+    base = one(settings.engine, settings.model)
     if not settings.languages or base.engine is None:
         return base
     engines: dict[str, Engine] = {}
     for lang, sub in settings.languages.items():
-        got = _load_one(sub.engine, sub.model)
+        got = one(sub.engine, sub.model)
         if got.engine is None:
             return AsrReadiness(None, False, f"{got.message} (speech.asr.languages.{lang})")
         engines[lang] = got.engine
