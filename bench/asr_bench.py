@@ -6,6 +6,8 @@ Audio: espeak-ng menu phrases / Korean phrases through 8 kHz mu-law (as on a cal
 CPU wall time / audio duration, feeding 20 ms frames at 8 kHz as the media thread would. Finalize
 latency = time from the VAD's end-of-utterance event to the result (`finalize()`); the
 end-of-speech -> result latency a caller sees is that plus the configured trailing silence.
+`utterance_decode_ms` is what a call's turn does (the whole cut utterance decoded at its end);
+`vosk-ko-shared` is the same model in the recognition service, as `ivr serve` runs vosk.
 Prints one JSON document.
 """
 
@@ -77,9 +79,56 @@ def run(engine: Engine, phrases: list[str], clips: list[bytes]) -> dict[str, Any
         rec.reset()
     rec.close()
     return {"first_recognizer_s": round(first, 3), "rtf": round(decode / audio, 4),
+            "utterance_decode_ms": utterance_ms(engine, grammar, clips),
             "finalize_ms_median": round(statistics.median(latencies), 1),
             "finalize_ms_max": round(max(latencies), 1), "utterances": len(clips),
             "simultaneous_realtime_per_core": int(1 / max(decode / audio, 1e-6))}
+
+
+def utterance_ms(engine: Engine, grammar: Grammar, clips: list[bytes]) -> dict[str, float]:
+    """What a call's turn does at the end of an utterance (ivr.sip.speech.Turn._decode): a
+    recognizer for the grammar, the whole cut utterance, finalize. Median and max wall ms."""
+    times = []
+    for pcm in clips:
+        ep = Endpointer(8000, timeout=5.0, trailing_silence=0.7)
+        ep.feed(pcm)
+        audio = ep.take_audio()
+        t0 = time.perf_counter()
+        rec = engine.new_recognizer(grammar, 8000)
+        rec.accept(audio)
+        rec.finalize()
+        rec.close()
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"median": round(statistics.median(times), 1), "max": round(max(times), 1)}
+
+
+def shared(tmp: Path, model: str, phrases: list[str], clips: list[bytes]) -> dict[str, Any]:
+    """The same model in the recognition service (as `ivr serve` runs it): its memory, this
+    client's memory, and the utterance decode as a worker sees it, IPC included."""
+    from ivr.speech.asr.remote import RemoteEngine
+
+    config = tmp / "asr.yaml"
+    config.write_text(json.dumps({"speech": {"asr": {"engine": "vosk", "model": model}}}))
+    sock = tmp / "asr.sock"
+    before = rss_mb()
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "ivr.speech.asr.server", "--socket", str(sock),
+                             "--config", str(config), "--log-level", "WARNING"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        status = json.loads(proc.stdout.readline())["status"]
+        load_s = time.perf_counter() - t
+        engine = RemoteEngine(sock, "vosk", model)
+        engine.status()
+        grammar = Grammar(tuple(phrases))
+        utterance_ms(engine, grammar, clips[:1])  # warm up
+        return {"load_s": round(load_s, 2), "service_rss_mb": round(status["rss_kb"] / 1024, 1),
+                "client_rss_delta_mb": round(rss_mb() - before, 1),
+                "utterance_decode_ms": utterance_ms(engine, grammar, clips)}
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def main() -> None:
@@ -116,6 +165,8 @@ def main() -> None:
                 for r in recs:
                     r.close()
             out[name] = doc
+            if name == "vosk-ko":
+                out["vosk-ko-shared"] = shared(tmp, "lang:ko", phrases, clips)
     print(json.dumps(out, indent=2))
 
 

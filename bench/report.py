@@ -164,8 +164,16 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
     ab = _get(doc, "speech", "asr_bench", default={}) or {}
     for eng, d in ab.items() if isinstance(ab, dict) else []:
         if isinstance(d, dict) and "rtf" in d:
-            out.append([f"ASR {eng}: RTF / finalize median ms / model RSS MB", "",
-                        f"{d['rtf']} / {d['finalize_ms_median']} / {d['rss_model_mb']}", "-", "-", ""])
+            out.append([f"ASR {eng}: RTF / finalize median ms / utterance decode median ms / "
+                        "model RSS MB", "",
+                        f"{d['rtf']} / {d['finalize_ms_median']} / "
+                        f"{_get(d, 'utterance_decode_ms', 'median')} / {d['rss_model_mb']}",
+                        "-", "-", ""])
+        elif isinstance(d, dict) and "service_rss_mb" in d:
+            out.append([f"ASR {eng} (the recognition service): utterance decode median ms incl. "
+                        "IPC / service RSS MB / worker RSS MB", "",
+                        f"{_get(d, 'utterance_decode_ms', 'median')} / {d['service_rss_mb']} / "
+                        f"{d['client_rss_delta_mb']}", "-", "-", ""])
     return out
 
 
