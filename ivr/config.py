@@ -47,6 +47,9 @@ class SipSettings(_Strict):
     calls_per_worker: int = Field(4, ge=1)
     prestart_workers: int = Field(2, ge=1, description="workers started before the first call")
     answer_delay: Duration = Field(0.0, description="ring (180) this long before answering")
+    media_timeout: Duration = Field(
+        30.0, description="hang up (BYE) an answered call that received no RTP (audio or RFC 4733 "
+        "events) for this long; 0 disables. Not counted while the caller holds (a=sendonly/inactive)")
     workers_host: str = "127.0.0.1"
     tls: TlsSettings | None = Field(None, description="certificate and key for tls: listen sockets")
     rtp_ports: str = Field("10000-20000", description="UDP ports for the workers' RTP and RTCP "

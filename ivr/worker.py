@@ -37,6 +37,8 @@ from ivr.flow.model import Flow
 from ivr.flow.validate import load_flows
 from ivr.sip.callback import CallbackJob
 from ivr.sip.channel import SipChannel
+from ivr.sip.media_watch import REASON as MEDIA_TIMEOUT
+from ivr.sip.media_watch import MediaWatch
 from ivr.sip.pj import Endpoint, EndpointConfig, guard
 from ivr.sip.session import CallSession, IvrCall, MediaRegistry, first_of, parse_invite
 from ivr.sip.speech import CallSpeech, RxPortPool
@@ -295,7 +297,8 @@ class Worker:
                 "sensitive": sorted(ctx.sensitive | set(ctx.flow.sensitive))}
             result = await Interpreter(ctx).run()
             end = result.end
-            reason = {"caller": "caller hangup", "ivr": "ivr hangup"}.get(end.by or "", end.kind)
+            reason = session.ended_for or \
+                {"caller": "caller hangup", "ivr": "ivr hangup"}.get(end.by or "", end.kind)
         except Exception:
             log.exception("call failed")
             reason = "internal error"
@@ -310,10 +313,22 @@ class Worker:
                                        "hung_up_by": session.hung_up_by}
             if result is not None:
                 doc = result.as_json()
+                if session.ended_for:  # the flow saw a hangup, but it was ours
+                    doc["end"].update(by="ivr", message=session.ended_for)
                 payload.update(end=doc["end"], path=doc["path"], variables=doc["variables"],
                                transcript=doc["transcript"])
             self.emit(session.call_id, "call.end", **payload)
             self._seq.pop(session.call_id, None)
+
+    def _media_timeout(self, session: CallSession, idle: float) -> None:
+        """The caller sent no RTP for `sip.media_timeout`: BYE, and say why in the events."""
+        token = logs.call_id.set(session.call_id)
+        try:
+            log.warning("no RTP from the caller for %.1f s: hanging up", idle)
+            self.emit(session.call_id, "call.media_timeout", idle_s=round(idle, 2))
+            session.end_for(MEDIA_TIMEOUT)
+        finally:
+            logs.call_id.reset(token)
 
     # -- process --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -334,6 +349,8 @@ class Worker:
         self.account = account
         endpoint.start_pump(CALL_POLL, idle=IDLE_POLL,
                             busy=lambda: bool(self.sessions or self.tasks))
+        media_watch = MediaWatch(self.config.sip.media_timeout, self.sessions, self._media_timeout)
+        media_watch.start()
         sender = None
         acd_ctx: AcdClient | None = None
         if self.broker:
@@ -354,6 +371,7 @@ class Worker:
                     self._orphan("the parent process changed")
                 self._emit_status()
         finally:
+            await media_watch.stop()
             if acd_ctx is not None:
                 await acd_ctx.__aexit__(None, None, None)
             await self._shutdown(endpoint, account, sender)

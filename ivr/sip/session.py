@@ -126,6 +126,8 @@ class CallSession:
     end_code: int = 0
     end_reason: str = ""
     hung_up_by: str = ""
+    ended_for: str = ""
+    """Why the IVR hung up on its own account ("media timeout"), for the CDR; else empty."""
     started: float = field(default_factory=time.monotonic)
     answered_at: float | None = None
     on_gone: Callable[[CallSession], None] | None = None
@@ -308,6 +310,14 @@ class CallSession:
             with contextlib.suppress(pj.Error):
                 self.call.hangup(op)
 
+    def end_for(self, reason: str) -> None:
+        """Hang up for a reason of the IVR's own (the caller went silent): the flow sees a
+        hangup, and the CDR records `reason` with the IVR as the side that hung up."""
+        if self.call is not None and not self.gone.is_set() and not self.ended_for:
+            self.ended_for = reason
+            self.hung_up_by = "ivr"
+            self.hangup()
+
     async def refer(self, target: str, headers: dict[str, str], timeout: float = 10.0) -> bool:
         """Blind transfer by REFER; True once the far end reports a 2xx."""
         if self.call is None:
@@ -409,7 +419,7 @@ class CallSession:
         leg.aud.startTransmit(self.aud)
         self.hung_up_by = by
         await first_of(leg.gone, self.gone)
-        if self.gone.is_set():
+        if self.gone.is_set() and not self.ended_for:
             self.hung_up_by = "caller"
         await self.drop_leg(leg)
         self.hangup()
