@@ -1,5 +1,6 @@
-"""Fixtures for every test layer. Helpers live in tests/helpers.py (unit) and
-tests/integration/server.py (a real `ivr serve`) and tests/unit/asr_audio.py (speech audio), importable by name from any test."""
+"""Fixtures for every test layer. Helpers live in tests/helpers.py (unit),
+tests/integration/server.py (a real `ivr serve`) and tests/unit/asr_audio.py (speech audio),
+importable by name from any test."""
 
 from __future__ import annotations
 

@@ -65,9 +65,10 @@ class RecognitionProcess:
         await self.start()
 
     def as_json(self) -> dict[str, Any]:
-        return {"alive": self.alive, "loaded": self.ready.is_set(), "pid": self.proc.pid if self.proc else None,
-                "restarts": self.restarts, "socket": str(self.socket), **{
-                    k: self.status.get(k) for k in ("rss_kb", "models", "decodes", "failures")}}
+        return {"alive": self.alive, "loaded": self.ready.is_set(),
+                "pid": self.proc.pid if self.proc else None, "restarts": self.restarts,
+                "socket": str(self.socket),
+                **{k: self.status.get(k) for k in ("rss_kb", "models", "decodes", "failures")}}
 
     async def stop(self) -> None:
         if self.alive and self.proc is not None:
