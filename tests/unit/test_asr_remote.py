@@ -14,7 +14,7 @@ from ivr.config import AsrSettings
 from ivr.speech.asr import wire
 from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result
 from ivr.speech.asr.remote import RemoteEngine, RemoteRecognizer
-from ivr.speech.asr.server import RecognitionService, bind
+from ivr.speech.asr.server import RecognitionService, bind, serve_until
 from ivr.speech.asr.service import AsrReadiness, LanguageRouter, load_engine, shared_models
 
 
@@ -59,10 +59,13 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, FakeEngine, RecognitionServic
                       "vosk:broken": AsrReadiness(None, False, "speech not ready: no model")}
     path = tmp_path / "asr.sock"
     server = bind(path, service)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    stop = threading.Event()
+    thread = threading.Thread(target=serve_until, args=(server, stop), daemon=True)
     thread.start()
     yield path, engine, service
-    server.shutdown()
+    stop.set()
+    thread.join(2)
+    assert not thread.is_alive()
     server.server_close()
 
 

@@ -39,6 +39,7 @@ log = logging.getLogger("ivr.asr")
 READ_TIMEOUT = 30.0
 """A client that stops sending mid-request frees its thread after this long."""
 STATUS_EVERY = 2.0
+ACCEPT_POLL = 0.5
 
 
 def _rss_kb() -> int:
@@ -161,6 +162,14 @@ def bind(path: Path, service: RecognitionService) -> _Server:
         os.umask(old)
 
 
+def serve_until(server: _Server, stop: threading.Event) -> None:
+    """Accept connections until `stop` is set. Not serve_forever/shutdown: their handshake hung
+    a test's teardown once (shutdown waiting while serve_forever kept polling)."""
+    server.timeout = ACCEPT_POLL
+    while not stop.is_set():
+        server.handle_request()
+
+
 def _emit(status: dict[str, Any]) -> bool:
     try:
         sys.stdout.write(json.dumps({"status": status}) + "\n")
@@ -186,12 +195,14 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    thread = threading.Thread(target=server.serve_forever, name="asr-accept", daemon=True)
+    thread = threading.Thread(target=serve_until, args=(server, stop), name="asr-accept",
+                              daemon=True)
     thread.start()
     log.info("recognition service on %s", args.socket)
     while not stop.is_set() and os.getppid() == parent and _emit(service.status()):
         stop.wait(STATUS_EVERY)
-    server.shutdown()
+    stop.set()
+    thread.join(2 * ACCEPT_POLL)
     server.server_close()
     with contextlib.suppress(OSError):
         if args.socket.stat().st_ino == bound:  # not a newer service's socket
