@@ -17,6 +17,7 @@ import ctypes
 import functools
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -114,6 +115,8 @@ class Endpoint:
         self._writer: Any = None
         self._pump: asyncio.Task[None] | None = None
         self._sip_fd: int | None = None
+        self._peek: socket.socket | None = None
+        """A dup of the SIP socket, to peek at a packet's method (see _keepalive)."""
         self._wake = asyncio.Event()
         self._active_until = 0.0
 
@@ -197,13 +200,25 @@ class Endpoint:
                 log.warning("SIP socket not found; polling every %.0f ms", interval * 1000)
                 idle = None
             else:
+                self._peek = socket.socket(fileno=os.dup(self._sip_fd))
                 loop.add_reader(self._sip_fd, self._on_sip_packet)
         self._pump = loop.create_task(self._run_pump(interval, idle, busy or (lambda: True)))
 
     def _on_sip_packet(self) -> None:
-        self._active_until = asyncio.get_running_loop().time() + ACTIVE_AFTER_PACKET
+        if not self._keepalive():
+            self._active_until = asyncio.get_running_loop().time() + ACTIVE_AFTER_PACKET
         self.handle_events(0)
         self._wake.set()
+
+    def _keepalive(self) -> bool:
+        """Whether the waiting packet is an OPTIONS (the front's probe, every few seconds): it is
+        answered at once and starts no transaction, so it needs no fast polling after it."""
+        if self._peek is None:
+            return False
+        try:
+            return self._peek.recv(8, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"OPTIONS "
+        except OSError:
+            return False
 
     async def _run_pump(self, interval: float, idle: float | None, busy: Callable[[], bool]
                         ) -> None:
@@ -223,6 +238,9 @@ class Endpoint:
         if self._sip_fd is not None:
             asyncio.get_running_loop().remove_reader(self._sip_fd)
             self._sip_fd = None
+        if self._peek is not None:
+            self._peek.close()
+            self._peek = None
         if self._pump is not None:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
