@@ -221,7 +221,12 @@ class Supervisor:
                     if lost:
                         log.error("worker %s took %d calls with it", w.worker_id, lost)
                     await asyncio.sleep(delay)
+                    # a new SIP port each time: the old one may have been taken meanwhile (seen
+                    # in the bench: a worker whose port another process had bound between
+                    # free_port() and its bind failed at startup every 8 s for minutes)
+                    w.port = free_port(kind=socket.SOCK_DGRAM)
                     await self.start_worker(w)
+                    await self._sync_front()
             if self.recognition is not None:
                 await self.recognition.check()
             await self._grow()

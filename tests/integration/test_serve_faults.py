@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,15 +134,23 @@ def test_a_killed_worker_costs_only_its_calls(ivr_server: Server, tmp_path: Path
         victim = busy[0]
         lost = victim["calls"]
         os.kill(victim["pid"], signal.SIGKILL)
+        # another process takes the dead worker's SIP port before the restart: the restarted
+        # worker must come up on a new one instead of failing to bind in a loop
+        squatter = _squat(int(victim["port"]))
         _out, _ = sipp.communicate(timeout=60)
     finally:
         if sipp.poll() is None:
             sipp.kill()
-    ivr_server.wait(lambda: next(w for w in ivr_server.health()["workers"]
-                                 if w["id"] == victim["id"])["alive"], 15, "worker restart")
-    health = ivr_server.health()
-    restarted = next(w for w in health["workers"] if w["id"] == victim["id"])
-    assert restarted["restarts"] >= 1 and restarted["pid"] != victim["pid"]
+    try:
+        ivr_server.wait(lambda: next(w for w in ivr_server.health()["workers"]
+                                     if w["id"] == victim["id"])["alive"], 15, "worker restart")
+        time.sleep(3)  # long enough for a worker that cannot bind to die again
+        health = ivr_server.health()
+        restarted = next(w for w in health["workers"] if w["id"] == victim["id"])
+        assert restarted["alive"] and restarted["restarts"] == 1, restarted
+        assert restarted["pid"] != victim["pid"] and restarted["port"] != victim["port"]
+    finally:
+        squatter.close()
     cdrs = ivr_server.wait_cdrs(before + 8, timeout=30)[before:]
     died = [c for c in cdrs if c["end_reason"] == "worker died"]
     survived = [c for c in cdrs if c["end_reason"] == "caller hangup"]
@@ -152,6 +161,21 @@ def test_a_killed_worker_costs_only_its_calls(ivr_server: Server, tmp_path: Path
     assert r.successful == 1, r.output[-2000:]
     new_cdrs(ivr_server, after, 1)
     ivr_server.wait_idle()
+
+
+def _squat(port: int) -> socket.socket:
+    """Bind UDP `port` on 127.0.0.1 as soon as its owner (just killed) has let it go."""
+    deadline = time.monotonic() + 2
+    while True:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return sock
+        except OSError:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
