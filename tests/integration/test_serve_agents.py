@@ -75,7 +75,8 @@ def test_an_agent_registered_by_name_gets_whisper_then_the_caller(
         invite = bob.wait(20, "the agent's INVITE", ev="incoming")
         answered = caller.wait(5, "the IVR's answer", ev="state", leg="out", state="CONFIRMED")
         bob.wait(10, "bob's call up", ev="state", leg="in", state="CONFIRMED")
-        assert _agent(server, "bob")["state"] == "on_call"
+        # the worker reports the answer to the ACD over the bus: on_call follows within moments
+        server.wait(lambda: _agent(server, "bob")["state"] == "on_call", 5, "bob on_call")
         bob.wait(25, "the bridged call to end", ev="recorded")
         caller.wait(10, "the caller's call to end", ev="state", leg="out", state="DISCONNECTED")
     finally:
@@ -330,7 +331,7 @@ def test_an_agent_who_rejects_is_ready_again_and_the_next_agent_gets_the_caller(
         caller.wait(10, "the caller's call to end", ev="state", leg="out", state="DISCONNECTED")
         # busy/reject is not an empty desk: bob is ready (at the end of the idle line), not away
         server.wait(lambda: _agent(server, "bob")["state"] == "ready", 5, "bob ready")
-        assert _agent(server, "dave")["state"] == "wrap_up"
+        server.wait(lambda: _agent(server, "dave")["state"] == "wrap_up", 5, "dave in wrap-up")
     finally:
         for phone in (bob, dave, caller):
             if phone is not None:
