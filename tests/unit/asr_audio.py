@@ -22,6 +22,8 @@ SPEEDS = (140, 170, 200)
 
 def render(cache: Path, text: str, *, voice: str = "en-us", speed: int = 170,
            noise: float = 0.0, lead: float = LEAD_S, tail: float = 0.9) -> Path:
+    # sox -R: repeatable dither and noise. Without it the +-1 LSB dither on the padded silence
+    # differs run to run, and once in a while the VAD heard speech in it (a flaky onset test).
     key = hashlib.sha1(f"{text}|{voice}|{speed}|{noise}|{lead}|{tail}".encode()).hexdigest()[:16]
     out = cache / f"{key}.wav"
     if out.is_file():
@@ -34,19 +36,19 @@ def render(cache: Path, text: str, *, voice: str = "en-us", speed: int = 170,
     else:
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), "--", text],
                        check=True, capture_output=True)
-    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", str(cache / f"{key}.8k.wav"),
+    subprocess.run(["sox", "-R", str(raw), "-r", "8000", "-c", "1", str(cache / f"{key}.8k.wav"),
                     "pad", str(lead), str(tail)], check=True, capture_output=True)
     src = cache / f"{key}.8k.wav"
     if noise:
         noise_wav = cache / f"{key}.noise.wav"
-        subprocess.run(["sox", str(src), str(noise_wav), "synth", "whitenoise", "vol", str(noise)],
+        subprocess.run(["sox", "-R", str(src), str(noise_wav), "synth", "whitenoise", "vol", str(noise)],
                        check=True, capture_output=True)
         mixed = cache / f"{key}.mix.wav"
-        subprocess.run(["sox", "-m", str(src), str(noise_wav), str(mixed)], check=True,
+        subprocess.run(["sox", "-R", "-m", str(src), str(noise_wav), str(mixed)], check=True,
                        capture_output=True)
         src = mixed
-    subprocess.run(["sox", str(src), "-e", "u-law", str(ulaw)], check=True, capture_output=True)
-    subprocess.run(["sox", str(ulaw), "-e", "signed", "-b", "16", str(out)], check=True,
+    subprocess.run(["sox", "-R", str(src), "-e", "u-law", str(ulaw)], check=True, capture_output=True)
+    subprocess.run(["sox", "-R", str(ulaw), "-e", "signed", "-b", "16", str(out)], check=True,
                    capture_output=True)
     return out
 
