@@ -109,6 +109,14 @@ def test_a_stalled_then_killed_service_degrades_calls_and_is_restarted(ko_server
     restarted = ko_server.wait(lambda: (s := service(ko_server))["loaded"] and s["restarts"] == 1
                                and s["pid"] != pid and s, 60, "the service restarted")
     assert restarted["models"][KO_MODEL]["ready"]
-    assert "balance" in korean_call(ko_server)["path"]
+    # the new service decodes again (espeak Korean over RTP is not recognised every time: the
+    # first test's accuracy is 0.85, so a second try is allowed before calling it broken)
+    paths = []
+    for _ in range(2):
+        paths.append(korean_call(ko_server)["path"])
+        if "balance" in paths[-1]:
+            break
+    assert "balance" in paths[-1], paths
+    assert service(ko_server)["decodes"] >= 1
     assert all(w["restarts"] == 0 for w in ko_server.health()["workers"])  # no worker died
     ko_server.wait_idle()
