@@ -110,7 +110,7 @@ def test_a_stalled_then_killed_service_degrades_calls_and_is_restarted(ko_server
                                and s["pid"] != pid and s, 60, "the service restarted")
     assert restarted["models"][KO_MODEL]["ready"]
     # the new service decodes again (espeak Korean over RTP is not recognised every time: the
-    # first test's accuracy is 0.85, so a second try is allowed before calling it broken)
+    # vosk menu accuracy in test_asr_vosk is about 0.85, so a second try is allowed)
     paths = []
     for _ in range(2):
         paths.append(korean_call(ko_server)["path"])
