@@ -3,11 +3,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng sox sip-tester mosquitto mosquitto-clients baresip-core kamailio kamailio-tls-modules flite
+# to build pjproject (pjsua2 with hundreds of calls per process and SRTP): scripts/build-pjsua2.sh
+BUILD_PACKAGES := build-essential swig libssl-dev uuid-dev
 
-.PHONY: serve test deps venv lint unit integration flows clean bench bench-quick
+.PHONY: serve test deps venv pjsua2 lint unit integration flows clean bench bench-quick
 
 deps:
-	@scripts/install-deps.sh $(APT_PACKAGES)
+	@scripts/install-deps.sh $(APT_PACKAGES) $(BUILD_PACKAGES)
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +17,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-venv: $(BIN)/.installed
+## pjsua2 from pjproject source, built once and cached in ~/.cache/ivr (a no-op when installed);
+## the PyPI wheel (4 calls per worker) when a build is impossible
+pjsua2: $(BIN)/.installed
+	@scripts/build-pjsua2.sh $(BIN)/python
+
+venv: $(BIN)/.installed pjsua2
 
 ## Serve the shipped flows: Kamailio front on udp 127.0.0.1:5060, workers, a private broker,
 ## the store and the HTTP API on 127.0.0.1:8080 (./ivr.yaml when present, else built-in defaults).

@@ -43,9 +43,17 @@ class TlsSettings(_Strict):
 
 class SipSettings(_Strict):
     listen: list[str] = Field(default_factory=lambda: ["udp:127.0.0.1:5060"])
-    max_calls: int = Field(200, ge=1)
-    calls_per_worker: int = Field(4, ge=1)
-    prestart_workers: int = Field(2, ge=1, description="workers started before the first call")
+    max_calls: int = Field(200, ge=1, description="never a 503 below this; above it 503 with "
+                           "Retry-After")
+    calls_per_worker: int | Literal["auto"] = Field(
+        "auto", description="auto: max_calls spread over `workers`, up to what the loaded pjsua2 "
+        "carries (source build: hundreds; PyPI wheel: 4); a number caps each worker (a smaller "
+        "blast radius), and the pool has max_calls / calls_per_worker workers")
+    workers: int | Literal["auto"] = Field(
+        "auto", description="worker processes when calls_per_worker is auto (auto: one per core)")
+    prestart_workers: int = Field(
+        1, ge=1, description="accepted for old configs and ignored: the whole pool starts with "
+        "the server, so no call waits for a worker to start")
     answer_delay: Duration = Field(0.0, description="ring (180) this long before answering")
     media_timeout: Duration = Field(
         30.0, description="hang up (BYE) an answered call that received no RTP (audio or RFC 4733 "
@@ -63,13 +71,37 @@ class SipSettings(_Strict):
             raise ValueError(f"{value!r} is not lo-hi with 1024 <= lo < hi <= 65535")
         return value
 
-    def rtp_slice(self, worker: int) -> tuple[int, int]:
-        """(first port, count) of worker number `worker` (1-based): disjoint slices, so workers
-        never race each other for a port and never bind one outside the range. A slice holds
-        four times the ports its calls need (RTP + RTCP each)."""
+    @field_validator("calls_per_worker", "workers")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be auto or a number >= 1")
+        return value
+
+    def worker_limits(self, lib_limit: int, cores: int) -> list[int]:
+        """Calls each worker of the pool may carry, summing to exactly `max_calls`.
+
+        `lib_limit` is what one process of the loaded pjsua2 carries (never trusted from
+        config); with `calls_per_worker: auto` the calls spread over one worker per core (or
+        `workers`), more workers only when the library's limit says so (the PyPI wheel)."""
+        if isinstance(self.calls_per_worker, int):
+            cap = min(self.calls_per_worker, lib_limit)
+        else:
+            wanted = self.workers if isinstance(self.workers, int) else max(1, cores)
+            cap = min(lib_limit, -(-self.max_calls // wanted))
+        count = -(-self.max_calls // max(1, cap))
+        base, extra = divmod(self.max_calls, count)
+        return [base + (1 if i < extra else 0) for i in range(count)]
+
+    def rtp_slice(self, worker: int, calls: int | None = None) -> tuple[int, int]:
+        """(first port, count) of worker number `worker` (1-based) carrying `calls` calls:
+        disjoint slices, so workers never race each other for a port and never bind one outside
+        the range. A slice holds four times the ports its calls need (RTP + RTCP each)."""
+        if calls is None:
+            calls = self.calls_per_worker if isinstance(self.calls_per_worker, int) else self.max_calls
         lo, _, hi = self.rtp_ports.partition("-")
         first, span = int(lo) + int(lo) % 2, int(hi) - int(lo)
-        size = self.calls_per_worker * 2 * 4
+        size = calls * 2 * 4
         slices = max(1, span // size)
         return first + ((worker - 1) % slices) * size, min(size, span)
 

@@ -1,7 +1,8 @@
 """`ivr serve`: the supervisor. Starts and watches the broker, the workers and the front.
 
-It owns what must outlive any one call or worker: the worker pool (pre-started, grown with load up
-to max_calls / calls_per_worker, restarted when one dies), the CDR store (fed by worker events
+It owns what must outlive any one call or worker: the worker pool (all of it started before the
+first call: by default one worker per core, each carrying its share of max_calls up to what the
+loaded pjsua2 carries; restarted when one dies), the CDR store (fed by worker events
 over MQTT), flow reloads (SIGHUP or a changed file: validated here, then each worker re-reads), and
 the HTTP API. SIGTERM drains: workers refuse new calls with 503 and finish live ones, then the
 front and broker stop.
@@ -35,6 +36,7 @@ from ivr.flow.loader import iter_yaml_files
 from ivr.flow.templates import is_template
 from ivr.flow.validate import load_flows
 from ivr.front.kamailio import Front, FrontError, FrontSettings
+from ivr.sip.build import probe, warn_if_wheel
 from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import PromptCache, TtsError, Voice
@@ -54,6 +56,8 @@ class WorkerProc:
 
     worker_id: str
     port: int
+    limit: int
+    """Calls this worker may carry (its share of max_calls)."""
     proc: asyncio.subprocess.Process | None = None
     status: dict[str, Any] = field(default_factory=dict)
     restarts: int = 0
@@ -68,7 +72,7 @@ class WorkerProc:
     @property
     def calls(self) -> int:
         """Call slots in use: inbound calls, and callbacks (two legs each) that this worker
-        dials, so the pool grows before the wheel's 4-call limit is hit."""
+        dials."""
         if not self.alive:
             return 0
         return int(self.status.get("calls", 0)) + 2 * int(self.status.get("callbacks", 0))
@@ -79,7 +83,7 @@ class WorkerProc:
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.worker_id, "port": self.port, "pid": self.proc.pid if self.proc else None,
-                "alive": self.alive, "calls": self.calls, "restarts": self.restarts,
+                "alive": self.alive, "calls": self.calls, "limit": self.limit, "restarts": self.restarts,
                 "draining": bool(self.status.get("draining")), "media": self.status.get("media", {}),
                 "tasks": self.status.get("tasks", 0), "flows": self.status.get("flows", {}),
                 "rss_kb": self.status.get("rss_kb", 0), "created": self.status.get("created", {}),
@@ -92,7 +96,9 @@ class Supervisor:
         self.config_path = config_path.resolve() if config_path else None
         self.state = state_dir.resolve()
         self.workers: dict[str, WorkerProc] = {}
-        self.max_workers = max(1, -(-config.sip.max_calls // config.sip.calls_per_worker))
+        self.pjsua2 = probe()
+        self.limits = config.sip.worker_limits(self.pjsua2.max_calls, os.cpu_count() or 1)
+        """Calls per worker, one entry per worker of the pool."""
         self.broker_url = config.bus.mqtt
         self._broker: asyncio.subprocess.Process | None = None
         self._adopted_broker: int | None = None
@@ -157,7 +163,7 @@ class Supervisor:
     # -- workers --------------------------------------------------------------------------
     def _worker_cmd(self, w: WorkerProc) -> list[str]:
         cmd = [sys.executable, "-m", "ivr.worker", "--id", w.worker_id, "--sip-port", str(w.port),
-               "--state-dir", str(self.state)]
+               "--calls", str(w.limit), "--state-dir", str(self.state)]
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
         if self.broker_url:
@@ -183,9 +189,9 @@ class Supervisor:
                 w.status = json.loads(line)["status"]
                 w.ready.set()
 
-    async def add_worker(self) -> WorkerProc:
+    async def add_worker(self, limit: int) -> WorkerProc:
         n = len(self.workers) + 1
-        w = WorkerProc(str(n), free_port(kind=socket.SOCK_DGRAM))
+        w = WorkerProc(str(n), free_port(kind=socket.SOCK_DGRAM), limit)
         self.workers[w.worker_id] = w
         await self.start_worker(w)
         try:
@@ -198,18 +204,8 @@ class Supervisor:
         if self.front is not None and self.front.alive:
             await self.front.set_workers([w.address for w in self.workers.values()])
 
-    async def _grow(self) -> None:
-        """Keep at least one worker's worth of free slots, up to max_workers."""
-        cpw = self.config.sip.calls_per_worker
-        live = [w for w in self.workers.values() if w.alive]
-        free = sum(cpw - w.calls for w in live)
-        want = min(self.max_workers - len(self.workers), max(0, -(-(cpw - free) // cpw)))
-        if want > 0:
-            await asyncio.gather(*(self.add_worker() for _ in range(want)))
-            await self._sync_front()
-
     async def watch(self) -> None:
-        """Restart dead workers, grow the pool, notice changed flow files."""
+        """Restart dead workers, notice changed flow files."""
         while not self.stop.is_set():
             for w in list(self.workers.values()):
                 if w.proc is not None and w.proc.returncode is not None and not w.stopping:
@@ -229,7 +225,6 @@ class Supervisor:
                     await self._sync_front()
             if self.recognition is not None:
                 await self.recognition.check()
-            await self._grow()
             stamp = self._stamp()
             if stamp != self._flow_stamp:
                 if self._flow_stamp:
@@ -276,8 +271,9 @@ class Supervisor:
         return {"status": "ok" if ok else ("draining" if self.draining else "degraded"),
                 "speech": speech_doc,
                 "calls": sum(w["calls"] for w in workers), "workers": workers,
-                "capacity": len(alive) * self.config.sip.calls_per_worker,
-                "max_workers": self.max_workers, "front": front, "bus": self.broker_url,
+                "capacity": sum(w["limit"] for w in alive), "max_calls": self.config.sip.max_calls,
+                "pjsua2": {**self.pjsua2.as_json(), "calls_per_worker": max(self.limits)},
+                "front": front, "bus": self.broker_url,
                 "flows": self.flow_versions, "uptime_s": round(time.time() - self.started, 1)}
 
     def app(self) -> web.Application:
@@ -337,8 +333,9 @@ class Supervisor:
             await self.check_flows()
             self._flow_stamp = self._stamp()
             await self._start_recognition()
-            initial = min(self.max_workers, self.config.sip.prestart_workers)
-            await asyncio.gather(*(self.add_worker() for _ in range(initial)))
+            warn_if_wheel(self.pjsua2)
+            # the whole pool before the first call: growing on demand answered bursts with 503s
+            await asyncio.gather(*(self.add_worker(limit) for limit in self.limits))
             self.front = Front(FrontSettings.from_config(
                 self.config, self.state / "front", [w.address for w in self.workers.values()]))
             await self.front.start()
@@ -401,7 +398,8 @@ class Supervisor:
         dialed = next((k for k in self.config.routes if k != "default"), "ivr")
         sys.stderr.write(
             f"ivr serving flows {sorted(self.flow_versions)} on {sip} "
-            f"({len(self.workers)} workers, up to {self.max_workers}); health on "
+            f"({len(self.workers)} workers, up to {max(self.limits)} calls each, pjsua2 "
+            f"{self.pjsua2.version} {self.pjsua2.build}); health on "
             f"http://{self.config.http.listen}/health\n"
             f"  place a test call:  ivr call sip:{dialed}@{hostport} --dtmf 1\n"
             f"  or dial sip:{dialed}@{hostport} from a softphone; SIGHUP or editing flows/ reloads.\n"

@@ -1,6 +1,7 @@
 """A worker process: one pjsua2 UA with at most `calls_per_worker` calls, running flows.
 
-Started by `ivr serve` (one per 4 calls with the PyPI wheel), behind the Kamailio front. The worker
+Started by `ivr serve` (by default one per core, each with its share of `max_calls`; one per 4
+calls with the PyPI wheel), behind the Kamailio front. The worker
 owns its calls and nothing else: queues, agents and CDRs live in the supervisor, reached over the
 bus. Flows are re-read on SIGHUP; a call keeps the flow version it started with. SIGTERM drains:
 new INVITEs get 503 (the front moves them to another worker), live calls finish, then exit.
@@ -15,6 +16,7 @@ import gc
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -39,6 +41,7 @@ from ivr.sip.callback import CallbackJob
 from ivr.sip.channel import SipChannel
 from ivr.sip.media_watch import REASON as MEDIA_TIMEOUT
 from ivr.sip.media_watch import MediaWatch
+from ivr.sip.build import probe
 from ivr.sip.pj import Endpoint, EndpointConfig, guard
 from ivr.sip.session import CallSession, IvrCall, MediaRegistry, first_of, parse_invite
 from ivr.sip.speech import CallSpeech, RxPortPool
@@ -66,6 +69,18 @@ def _rss_kb() -> int:
     except (OSError, ValueError, IndexError):
         return 0
     return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def raise_fd_limit(calls: int) -> None:
+    """Each call holds two RTP/RTCP sockets and a recognizer pipe or two: lift the soft limit on
+    open files to the hard one, so hundreds of calls do not fail at 1024 descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 16 * calls + 256)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if 8 * calls + 256 > max(soft, want):
+        log.warning("open-file limit %d is low for %d calls", max(soft, want), calls)
 
 
 def flow_for(config: EngineConfig, flows: dict[str, Flow], dialed: str) -> Flow | None:
@@ -102,6 +117,8 @@ class Worker:
     broker: str | None = None
     asr_service: Path | None = None
     """The recognition service's socket: shared models are decoded there."""
+    limit: int = 4
+    """Calls this worker carries (its share of max_calls, within the loaded pjsua2's limit)."""
     registry: MediaRegistry = field(default_factory=MediaRegistry)
     sessions: dict[str, CallSession] = field(default_factory=dict)
     rejected: dict[str, CallSession] = field(default_factory=dict)
@@ -205,9 +222,8 @@ class Worker:
             session.speech = CallSpeech(self.asr.engine, session.loop, session.on_speech,
                                         self.rx_ports)
         op = pj.CallOpParam()
-        limit = self.config.sip.calls_per_worker
         flow = flow_for(self.config, self.flows, info["dialed"])
-        if self.draining or flow is None or self._busy() >= limit:
+        if self.draining or flow is None or self._busy() >= self.limit:
             op.statusCode = 503 if self.draining or flow is None else 486
         else:
             op.statusCode = 200
@@ -237,7 +253,7 @@ class Worker:
         if offer.kind != "offer" or not offer.agent:
             return
         if self.draining or self.account is None or \
-                self._busy() + 2 > self.config.sip.calls_per_worker:
+                self._busy() + 2 > self.limit:
             # hand it back: the agent is ready again and the ACD offers it anew
             self.acd.agent_failed(offer.call_id, offer.agent, offer.attempt, "busy")
             return
@@ -354,13 +370,16 @@ class Worker:
         loop.add_signal_handler(signal.SIGTERM, self._drain, stop)
         loop.add_signal_handler(signal.SIGINT, self._drain, stop)
         self.load()
+        lib_limit = probe().max_calls
+        self.limit = min(self.limit, lib_limit)
+        raise_fd_limit(self.limit)
         endpoint = Endpoint(EndpointConfig(port=self.sip_port, host=self.config.sip.workers_host,
-                                           max_calls=min(4, self.config.sip.calls_per_worker),
+                                           max_calls=lib_limit,
                                            user_agent=f"ivr-worker/{self.worker_id}"))
         endpoint.start()
         account = _Account(self)
         slot = int(self.worker_id) if self.worker_id.isdigit() else 1
-        account.create(endpoint.account_config("ivr", self.config.sip.rtp_slice(slot)))
+        account.create(endpoint.account_config("ivr", self.config.sip.rtp_slice(slot, self.limit)))
         self.account = account
         endpoint.start_pump(CALL_POLL, idle=IDLE_POLL,
                             busy=lambda: bool(self.sessions or self.tasks))
@@ -429,6 +448,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="ivr-worker")
     ap.add_argument("--id", required=True)
     ap.add_argument("--sip-port", type=int, required=True)
+    ap.add_argument("--calls", type=int, default=4, help="calls this worker carries")
     ap.add_argument("--config", type=Path)
     ap.add_argument("--state-dir", type=Path, default=Path("var"))
     ap.add_argument("--broker")
@@ -438,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.setup(args.log_level, json_lines=True)
     config = load_config(args.config)
     worker = Worker(args.id, args.sip_port, config, args.state_dir.resolve(), args.broker,
-                    asr_service=args.asr_service)
+                    asr_service=args.asr_service, limit=args.calls)
     asyncio.run(worker.run())
     with contextlib.suppress(OSError, ValueError):  # stdout is a dead pipe when orphaned
         sys.stdout.flush()

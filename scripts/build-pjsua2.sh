@@ -34,7 +34,10 @@ fallback() {
 }
 
 pyver=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-key="$PJ_VERSION-$(cat "$CONFIG_SITE" "$0" | sha256sum | cut -c1-12)-$pyver-$(uname -m)"
+CONFIGURE_FLAGS="--disable-video --disable-sound --disable-libwebrtc --disable-opencore-amr \
+  --disable-libyuv --disable-ffmpeg --disable-v4l2 --disable-openh264 --disable-vpx --disable-sdl \
+  --enable-epoll"
+key="$PJ_VERSION-$( (cat "$CONFIG_SITE"; echo "$CONFIGURE_FLAGS") | sha256sum | cut -c1-12)-$pyver-$(uname -m)"
 dest="$CACHE/$key"
 
 installed_key=$("$PY" -c 'import importlib.resources as r; print(r.files("pjsua2_build").joinpath("KEY").read_text().strip())' 2>/dev/null)
@@ -72,9 +75,8 @@ if ! ls "$dest"/*.whl >/dev/null 2>&1; then
   (
     set -e
     cd "$src"
-    CFLAGS="-O2 -fPIC" CXXFLAGS="-O2 -fPIC" ./configure --disable-video --disable-sound \
-      --disable-libwebrtc --disable-opencore-amr --disable-libyuv --disable-ffmpeg --disable-v4l2 \
-      --disable-openh264 --disable-vpx --disable-sdl --enable-epoll
+    # shellcheck disable=SC2086
+    CFLAGS="-O2 -fPIC" CXXFLAGS="-O2 -fPIC" ./configure $CONFIGURE_FLAGS
     make dep -j"$jobs"
     make -j"$jobs"
     cd pjsip-apps/src/swig/python
@@ -112,7 +114,7 @@ EOF
 "$PY" -m pip install -q setuptools wheel || fallback "cannot install setuptools"
 "$PY" -m pip uninstall -q -y pjsua2-python >/dev/null 2>&1
 "$PY" -m pip install -q --force-reinstall --no-deps "$dest"/*.whl || fallback "cannot install the built wheel"
-"$PY" -m pip install -q --no-build-isolation "$marker" || fallback "cannot install the build marker"
+"$PY" -m pip install -q --no-build-isolation "$marker" >/dev/null 2>&1 || fallback "cannot install the build marker"
 rm -rf "$marker"
 "$PY" -c 'import pjsua2; assert pjsua2.UaConfig().maxCalls > 4' || fallback "the built pjsua2 does not load"
 say "pjsua2 from pjproject $PJ_VERSION source installed ($key)"

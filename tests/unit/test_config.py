@@ -146,3 +146,34 @@ def test_rtp_ports_give_each_worker_its_own_slice_inside_the_range() -> None:
         SipSettings(rtp_ports="20000-10000")
     with pytest.raises(ValueError, match="lo-hi"):
         SipSettings(rtp_ports="80")
+
+
+@pytest.mark.parametrize(("sip", "lib", "cores", "limits"), [
+    # auto: max_calls spread over one worker per core, exactly max_calls in all
+    ({"max_calls": 50}, 512, 2, [25, 25]),
+    ({"max_calls": 41}, 512, 2, [21, 20]),
+    ({"max_calls": 600}, 512, 2, [300, 300]),
+    ({"max_calls": 1}, 512, 2, [1]),
+    # the library's limit wins over the core count: the PyPI wheel carries 4 calls
+    ({"max_calls": 50}, 4, 2, [4] * 11 + [3] * 2),
+    ({"max_calls": 1200}, 512, 2, [400, 400, 400]),
+    # an explicit per-worker cap is a smaller blast radius: more workers
+    ({"max_calls": 44, "calls_per_worker": 4}, 512, 2, [4] * 11),
+    ({"max_calls": 30, "calls_per_worker": 8}, 512, 2, [8, 8, 7, 7]),
+    ({"max_calls": 30, "calls_per_worker": 8}, 4, 2, [4] * 6 + [3] * 2),
+    ({"max_calls": 90, "workers": 3}, 512, 2, [30, 30, 30]),
+])
+def test_worker_limits_sum_to_max_calls_within_the_library(
+        sip: dict[str, object], lib: int, cores: int, limits: list[int]) -> None:
+    settings = SipSettings.model_validate(sip)
+    got = settings.worker_limits(lib, cores)
+    assert got == limits
+    assert sum(got) == settings.max_calls and max(got) <= lib
+
+
+def test_calls_per_worker_is_auto_or_a_positive_number() -> None:
+    assert SipSettings().calls_per_worker == "auto"
+    with pytest.raises(ValueError):
+        SipSettings(calls_per_worker=0)
+    with pytest.raises(ValueError):
+        SipSettings.model_validate({"calls_per_worker": "many"})
