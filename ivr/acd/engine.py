@@ -7,7 +7,8 @@ rings and waits, and hands ready agents to the best waiting calls. Because one l
 engine and an agent is marked ringing in the same step that offers it, two calls never get the
 same agent, and of two answers for one call only the first counts.
 
-See `ivr.acd.model` for the priority/aging, skills-relax and estimated-wait rules.
+See `ivr.acd.model` for the priority/aging, skills-relax and estimated-wait rules, and
+`ivr.acd.routing` for which ready agents ring for a call.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ivr.acd.model import (
     Timeout,
     eta_for,
 )
+from ivr.acd.routing import Router, eligible
 from ivr.config import EngineConfig
 
 EWMA_ALPHA = 0.3
@@ -63,7 +65,7 @@ class Engine:
         self.waiting: dict[str, QueuedCall] = {}
         self.active: dict[str, QueuedCall] = {}
         self.handle_time: dict[str, float] = {}
-        self._rr_last: dict[str, str] = {}
+        self._router = Router()
         self._touched: dict[str, float] = {}
         now = clock()
         for a in self.agents.values():
@@ -381,16 +383,10 @@ class Engine:
             if call.ringing:
                 continue
             policy = self.queues[call.queue]
-            need = call.required(now, policy)
-            candidates = [a for a in self.agents.values()
-                          if a.state is AgentState.ready and call.queue in a.queues
-                          and all(a.skills.get(k, 0) >= v for k, v in need.items())]
-            fresh = [a for a in candidates if a.name not in call.tried]
-            pool = fresh or [a for a in candidates
-                             if now - call.tried[a.name] >= policy.ring_timeout]
+            pool = eligible(call, policy, self.agents.values(), now)
             if not pool:
                 continue
-            chosen = self._pick(call, policy, pool)
+            chosen = self._router.pick(call, policy, pool, self.agents.values())
             call.attempt += 1
             call.offered_at = now
             for agent in chosen:
@@ -399,27 +395,6 @@ class Engine:
                 out.append(Offer(call.call_id, agent.name, call.attempt, call.waited(now),
                                  callback=call.callback is not None))
             self._save_call(call)
-
-    def _pick(self, call: QueuedCall, policy: QueuePolicy, pool: list[Agent]) -> list[Agent]:
-        strategy = policy.strategy
-        if strategy == "ring_all":
-            return sorted(pool, key=lambda a: (a.idle_since, a.name))
-        if strategy == "fewest_calls":
-            return [min(pool, key=lambda a: (a.calls, a.idle_since, a.name))]
-        if strategy == "skills":
-            return [min(pool, key=lambda a: (-sum(a.skills.get(k, 0) for k in call.skills),
-                                             a.idle_since, a.name))]
-        if strategy == "round_robin":
-            members = [a.name for a in self.agents.values() if call.queue in a.queues]
-            last = self._rr_last.get(call.queue)
-            start = members.index(last) + 1 if last in members else 0
-            names = {a.name for a in pool}
-            for i in range(len(members)):
-                name = members[(start + i) % len(members)]
-                if name in names:
-                    self._rr_last[call.queue] = name
-                    return [self.agents[name]]
-        return [min(pool, key=lambda a: (a.idle_since, a.name))]
 
     # -- views -------------------------------------------------------------------------------
     def context(self, call_id: str) -> dict[str, Any] | None:

@@ -27,7 +27,8 @@ from scenarios import registrar_scenario
 from server import free_udp_tcp_port
 
 from ivr.config import EngineConfig
-from ivr.front.kamailio import Front, FrontSettings
+from ivr.front.process import Front
+from ivr.front.settings import FrontSettings
 
 pytestmark = pytest.mark.integration
 
@@ -561,7 +562,7 @@ async def test_front_exits_cleanly_and_reports_a_bad_start(tmp_path: Path) -> No
     blocker.bind((LOOP, port))
     try:
         again = Front(FrontSettings(runtime_dir=tmp_path / "k2", listen=[f"udp:{LOOP}:{port}"]))
-        from ivr.front.kamailio import FrontError
+        from ivr.front.settings import FrontError
 
         with pytest.raises(FrontError):
             await again.start(timeout=5)

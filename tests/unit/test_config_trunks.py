@@ -14,7 +14,7 @@ from helpers import IVR_BIN, dedent, position
 
 from ivr.config import EngineConfig, load_config, parse_registrar
 from ivr.errors import ConfigError, ProblemsError
-from ivr.front.kamailio import FrontSettings
+from ivr.front.settings import FrontSettings
 
 TRUNK = {"name": "carrier", "registrar": "sip:198.51.100.1:5060", "username": "1000",
          "password_env": "IVR_UNIT_TRUNK_PW"}

@@ -11,20 +11,18 @@ from pathlib import Path
 import pytest
 
 from ivr.config import EngineConfig
-from ivr.front.kamailio import (
+from ivr.front.render import (
     SYSTEM_CA_BUNDLE,
-    FrontError,
-    FrontSettings,
-    Registration,
-    check_config,
     dispatcher_text,
-    parse_dispatcher_list,
     render_config,
     tls_config_text,
     uacreg_table_text,
     write_dispatcher,
     write_registrations,
 )
+from ivr.front.rpc import parse_dispatcher_list
+from ivr.front.settings import FrontError, FrontSettings, Registration
+from ivr.front.tools import check_config
 
 
 def settings(tmp_path: Path, **kw: object) -> FrontSettings:
@@ -342,6 +340,6 @@ def test_the_shipped_deploy_config_maps_to_a_front(tmp_path: Path, monkeypatch: 
      (16 | 4 | 2, "registered"), (16, "failed"), (16 | 4 | 1, "disabled")],
 )
 def test_registration_flags_read_as_words(flags: int, word: str) -> None:
-    from ivr.front.kamailio import _registration_word
+    from ivr.front.rpc import registration_word
 
-    assert _registration_word(flags) == word
+    assert registration_word(flags) == word
