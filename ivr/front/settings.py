@@ -156,6 +156,9 @@ class FrontSettings:
     # local processes (SIPp benchmarks, `ivr call`) cannot be a network flood: no pike for them
     pike_exempt_loopback: bool = True
     probe_interval_s: int = 2
+    # every 503 (no worker could take the call: above max_calls, or none alive) asks the caller's
+    # proxy to retry after this long instead of hammering the front
+    retry_after_s: int = 5
     fr_timer_ms: int = 1500  # no reply at all from a worker within this: fail over
     fr_inv_timer_ms: int = 10000  # a worker sent 1xx but no final reply within this: fail over
     children: int = 4
@@ -187,7 +190,7 @@ class FrontSettings:
             if not _SAFE_AGENT.match(agent):
                 raise ValueError(f"scanner user agent {agent!r} may only use letters, digits, ' ._/-'")
         for name in ("pike_sampling_s", "pike_density", "pike_remove_latency_s", "probe_interval_s",
-                     "fr_timer_ms", "fr_inv_timer_ms", "children", "reg_timer_interval_s",
+                     "fr_timer_ms", "fr_inv_timer_ms", "children", "reg_timer_interval_s", "retry_after_s",
                      "reg_retry_interval_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

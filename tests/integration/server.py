@@ -150,7 +150,7 @@ class Server:
         return int(self.proc.returncode or 0)
 
 
-def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int = 4,
+def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int | str = 4,
                  allow_from: list[str] | None = None, trunks: list[dict[str, Any]] | None = None,
                  extra: dict[str, Any] | None = None, extra_sip: dict[str, Any] | None = None,
                  timeout: float = 30.0) -> Server:

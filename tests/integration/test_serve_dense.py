@@ -1,0 +1,122 @@
+"""Dense workers (pjsua2 built from source): the built-in pool takes a burst up to max_calls with
+no 503, answers 503 with Retry-After only above it, and a killed worker costs only its calls."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from scenarios import ack_for_error, bye, call_setup, invite, pause, recv, scenario, sdp
+from server import Server, start_server
+from sipp_run import run_sipp, start_sipp
+
+QUICK = "3000"
+
+
+def _write(tmp_path: Path, name: str, *parts: str) -> str:
+    path = tmp_path / f"{name}.xml"
+    path.write_text(scenario(name, *parts))
+    return str(path)
+
+
+def _held(tmp_path: Path, hold_ms: int) -> str:
+    return _write(tmp_path, f"held{hold_ms}", call_setup(), pause(hold_ms), bye())
+
+
+def _busy_with_retry_after(tmp_path: Path) -> str:
+    """A caller that must get 503 carrying Retry-After (the call fails in SIPp otherwise)."""
+    got_503 = ('  <recv response="503">\n    <action>\n'
+               '      <ereg regexp="Retry-After: *[0-9]+" search_in="msg" check_it="true" '
+               'assign_to="retry"/>\n    </action>\n  </recv>\n')
+    return _write(tmp_path, "busy", invite(sdp()), recv(100, optional=True), got_503,
+                  ack_for_error(3), '  <Reference variables="retry"/>\n')
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Built-in pool settings (calls_per_worker auto), only max_calls set."""
+    server = start_server(tmp_path_factory.mktemp("dense"), max_calls=60, calls_per_worker="auto")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_default_pool_is_one_source_built_worker_per_core(dense: Server) -> None:
+    health = dense.health()
+    pj = health["pjsua2"]
+    assert pj["build"] == "source" and pj["version"].startswith("2.16"), pj
+    assert pj["max_calls"] >= 400, pj
+    workers = [w for w in health["workers"] if w["alive"]]
+    assert len(workers) == (os.cpu_count() or 1)
+    assert sum(w["limit"] for w in workers) == 60 == health["capacity"]
+
+
+def test_a_burst_from_idle_is_answered_up_to_max_calls_then_503_with_retry_after(
+        dense: Server, tmp_path: Path) -> None:
+    dense.wait_idle()
+    before = len(dense.calls())
+    # 60 calls at 50 calls/s from idle: every one answered (no pool growth to wait for)
+    held = start_sipp(dense.uri_host, _held(tmp_path, 6000), service=QUICK, calls=60, rate=50,
+                      timeout=60)
+    try:
+        dense.wait(lambda: dense.health()["calls"] >= 60, 15, "60 live calls")
+        # above max_calls: 503 with Retry-After, for every extra caller
+        busy = run_sipp(dense.uri_host, _busy_with_retry_after(tmp_path), service=QUICK, calls=5,
+                        rate=20, timeout=20)
+        assert busy.successful == 5, busy.output[-2000:]
+        out, _ = held.communicate(timeout=60)
+    finally:
+        if held.poll() is None:
+            held.kill()
+    assert held.returncode == 0 and "Successful call" in out, out[-2000:]
+    cdrs = dense.wait_cdrs(before + 60, timeout=30)[before:]
+    assert len(cdrs) == 60 and {c["end_reason"] for c in cdrs} == {"caller hangup"}
+    # and below max_calls again, a call is answered at once
+    assert run_sipp(dense.uri_host, _held(tmp_path, 300), service=QUICK).successful == 1
+
+
+def test_a_worker_killed_with_its_calls_costs_only_those(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "serve", max_calls=240, calls_per_worker="auto",
+                          extra_sip={"workers": 2})
+    try:
+        before = len(server.calls())
+        held = start_sipp(server.uri_host, _held(tmp_path, 8000), service=QUICK, calls=160,
+                          rate=80, timeout=90)
+        try:
+            server.wait(lambda: server.health()["calls"] >= 160, 30, "160 live calls")
+            victim = max((w for w in server.health()["workers"] if w["alive"]),
+                         key=lambda w: w["calls"])
+            survivors = {w["id"]: w["calls"] for w in server.health()["workers"]
+                         if w["alive"] and w["id"] != victim["id"]}
+            assert victim["calls"] >= 60, victim
+            os.kill(int(victim["pid"]), signal.SIGKILL)
+            killed_at = time.monotonic()
+            # a new call is answered at once (the other worker has room), while the old calls
+            # of the other worker go on
+            r = run_sipp(server.uri_host, _held(tmp_path, 300), service=QUICK, timeout=10)
+            assert r.successful == 1, r.output[-2000:]
+            assert time.monotonic() - killed_at < 5
+            alive = {w["id"]: w["calls"] for w in server.health()["workers"] if w["alive"]}
+            assert all(alive.get(wid, 0) >= n for wid, n in survivors.items()), (alive, survivors)
+            # the supervisor restarts the dead one
+            server.wait(lambda: all(w["alive"] for w in server.health()["workers"])
+                        and server.health()["workers"][int(victim["id"]) - 1]["restarts"] == 1,
+                        20, "the worker restarted")
+            out, _ = held.communicate(timeout=90)
+        finally:
+            if held.poll() is None:
+                held.kill()
+        cdrs = server.wait_cdrs(before + 161, timeout=40)[before:]
+        died = [c for c in cdrs if c["end_reason"] == "worker died"]
+        assert len(died) == victim["calls"], (len(died), victim["calls"])
+        assert all(c["worker"] == victim["id"] for c in died)
+        others = [c for c in cdrs if c["worker"] != victim["id"]]
+        assert {c["end_reason"] for c in others} == {"caller hangup"}, \
+            [(c["end_reason"], c["end_node"]) for c in others if c["end_reason"] != "caller hangup"][:5]
+    finally:
+        server.stop()
