@@ -37,11 +37,11 @@ from ivr.flow.interpreter import Interpreter
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.model import Flow
 from ivr.flow.validate import load_flows
+from ivr.sip.build import probe
 from ivr.sip.callback import CallbackJob
 from ivr.sip.channel import SipChannel
 from ivr.sip.media_watch import REASON as MEDIA_TIMEOUT
 from ivr.sip.media_watch import MediaWatch
-from ivr.sip.build import probe
 from ivr.sip.pj import Endpoint, EndpointConfig, guard
 from ivr.sip.session import CallSession, IvrCall, MediaRegistry, first_of, parse_invite
 from ivr.sip.speech import CallSpeech, RxPortPool

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from scenarios import ack_for_error, bye, call_setup, invite, pause, recv, scenario, sdp
 from server import Server, start_server
-from sipp_run import run_sipp, start_sipp
+from sipp_run import run_sipp, sipp_result, start_sipp
 
 QUICK = "3000"
 
@@ -111,6 +111,8 @@ def test_a_worker_killed_with_its_calls_costs_only_those(tmp_path: Path) -> None
         finally:
             if held.poll() is None:
                 held.kill()
+        # the SIPp side: every call of the surviving worker completed
+        assert sipp_result(held.returncode, out).successful == 160 - victim["calls"], out[-2000:]
         cdrs = server.wait_cdrs(before + 161, timeout=40)[before:]
         died = [c for c in cdrs if c["end_reason"] == "worker died"]
         assert len(died) == victim["calls"], (len(died), victim["calls"])
