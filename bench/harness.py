@@ -194,7 +194,7 @@ class IvrServer:
         return descendants(self.proc.pid)
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
-        """Healthy, and every pre-started worker has reported its status (flows loaded)."""
+        """Healthy, and every worker of the pool has reported its status (flows loaded)."""
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -203,7 +203,8 @@ class IvrServer:
             with contextlib.suppress(OSError, ValueError):
                 last = self.health()
                 ready = [w for w in last.get("workers", []) if w.get("alive") and w.get("flows")]
-                if last.get("status") == "ok" and len(ready) >= self.workers:
+                if last.get("status") == "ok" and len(ready) >= max(self.workers,
+                                                                    len(last.get("workers", []))):
                     return last
             time.sleep(0.5)
         raise RuntimeError(f"ivr serve not ready in {timeout:.0f}s: {str(last)[:300]}\n"
@@ -234,8 +235,11 @@ class IvrServer:
                 os.kill(pid, signal.SIGKILL)
 
 
-def start_ivr(root: Path, *, max_calls: int, prestart: int, flow: Path, asr: str = "none",
+def start_ivr(root: Path, *, max_calls: int, flow: Path, asr: str = "none",
+              calls_per_worker: int | str = "auto", prestart: int = 1,
               timeout: float = 300.0) -> IvrServer:
+    """`ivr serve` on the bench flow with the built-in pool (calls_per_worker auto: one worker
+    per core) unless told otherwise; ready once every worker of the pool has reported."""
     if root.exists():
         shutil.rmtree(root)
     (root / "flows").mkdir(parents=True)
@@ -246,7 +250,7 @@ def start_ivr(root: Path, *, max_calls: int, prestart: int, flow: Path, asr: str
     config = {
         **defaults,
         "sip": {"listen": [f"udp:{LOOPBACK}:{sip_port}"], "max_calls": max_calls,
-                "calls_per_worker": 4, "prestart_workers": prestart, "workers_host": LOOPBACK},
+                "calls_per_worker": calls_per_worker, "workers_host": LOOPBACK},
         "flows": str(root / "flows"),
         "audio": str(REPO / "audio"),
         "store": {"path": str(root / "var" / "ivr.sqlite")},

@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import math
 import os
 import platform
 import shutil
@@ -346,7 +345,7 @@ def main() -> int:
         ours_steps, base_steps = [20, 40, 80], [20, 40, 80]
         cps_rates, cps_seconds = [RATE], 8.0
     else:
-        ours_steps = [20, 40, 80, 160, 240, 320, 400]
+        ours_steps = [20, 40, 80, 160, 240, 320, 400, 480, 600]
         base_steps = [20, 40, 80, 160, 240, 320, 400, 480, 640, 800]
         cps_rates, cps_seconds = [RATE, 100.0], 20.0
     work = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
@@ -374,14 +373,15 @@ def main() -> int:
         uas = None
         # -- ivr serve, pool warm for the largest step --------------------------------------
         max_calls = max(ours_steps)
-        prestart = math.ceil(max_calls / 4) + 2
-        log(f"starting ivr serve: {prestart} workers for {max_calls} calls")
+        log(f"starting ivr serve with the built-in pool for {max_calls} calls")
         t0 = time.monotonic()
-        server = h.start_ivr(work / "ivr", max_calls=max_calls + 8, prestart=prestart,
+        server = h.start_ivr(work / "ivr", max_calls=max_calls + 8,
                              flow=h.BENCH / "flows" / "bench.yaml", asr=args.asr,
                              timeout=min(400.0, max(60.0, budget.left() - 60)))
         srv = server
-        ours: dict[str, Any] = {"workers": prestart, "max_calls": max_calls + 8,
+        ready = srv.health()
+        ours: dict[str, Any] = {"workers": len(ready["workers"]), "max_calls": max_calls + 8,
+                                "pjsua2": ready.get("pjsua2", {}),
                                 "startup_s": round(time.monotonic() - t0, 1), "asr": args.asr}
         log(f"ivr ready in {ours['startup_s']}s")
         time.sleep(3.0)

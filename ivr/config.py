@@ -59,6 +59,12 @@ class SipSettings(_Strict):
         30.0, description="hang up (BYE) an answered call that received no RTP (audio or RFC 4733 "
         "events) for this long; 0 disables. Not counted while the caller holds (a=sendonly/inactive)")
     workers_host: str = "127.0.0.1"
+    srtp: Literal["off", "optional", "mandatory"] = Field(
+        "optional", description="SRTP (SDES) for calls: optional answers an SRTP offer with SRTP "
+        "and a plain one with RTP; mandatory answers a plain RTP offer 488; off answers SRTP-only "
+        "offers 488")
+    srtp_routes: dict[str, Literal["off", "optional", "mandatory"]] = Field(
+        default_factory=dict, description="per dialled number (as in routes:), overrides srtp")
     tls: TlsSettings | None = Field(None, description="certificate and key for tls: listen sockets")
     rtp_ports: str = Field("10000-20000", description="UDP ports for the workers' RTP and RTCP "
                            "(lo-hi); each worker takes its own slice")
@@ -77,6 +83,10 @@ class SipSettings(_Strict):
         if isinstance(value, int) and value < 1:
             raise ValueError("must be auto or a number >= 1")
         return value
+
+    def srtp_for(self, dialed: str) -> Literal["off", "optional", "mandatory"]:
+        """The SRTP mode of calls to `dialed`."""
+        return self.srtp_routes.get(dialed, self.srtp)
 
     def worker_limits(self, lib_limit: int, cores: int) -> list[int]:
         """Calls each worker of the pool may carry, summing to exactly `max_calls`.

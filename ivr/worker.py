@@ -37,6 +37,7 @@ from ivr.flow.interpreter import Interpreter
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.model import Flow
 from ivr.flow.validate import load_flows
+from ivr.sip import srtp
 from ivr.sip.build import probe
 from ivr.sip.callback import CallbackJob
 from ivr.sip.channel import SipChannel
@@ -223,8 +224,12 @@ class Worker:
                                         self.rx_ports)
         op = pj.CallOpParam()
         flow = flow_for(self.config, self.flows, info["dialed"])
+        refused = srtp.refusal(self.config.sip.srtp_for(info["dialed"]), str(prm.rdata.wholeMsg),
+                               available=probe().srtp)
         if self.draining or flow is None or self._busy() >= self.limit:
             op.statusCode = 503 if self.draining or flow is None else 486
+        elif refused is not None:
+            op.statusCode = refused  # 488: the route's SRTP policy does not take this offer
         else:
             op.statusCode = 200
         # 503 takes a draining worker out of the front's rotation; 486 only skips a full one
@@ -379,7 +384,8 @@ class Worker:
         endpoint.start()
         account = _Account(self)
         slot = int(self.worker_id) if self.worker_id.isdigit() else 1
-        account.create(endpoint.account_config("ivr", self.config.sip.rtp_slice(slot, self.limit)))
+        account.create(endpoint.account_config("ivr", self.config.sip.rtp_slice(slot, self.limit),
+                                               srtp=probe().srtp))
         self.account = account
         endpoint.start_pump(CALL_POLL, idle=IDLE_POLL,
                             busy=lambda: bool(self.sessions or self.tasks))

@@ -161,9 +161,11 @@ class Endpoint:
             ep.codecSetPriority(codec.codecId, priorities.get(codec.codecId, 0))
         self.ep = ep
 
-    def account_config(self, user: str, rtp: tuple[int, int] | None = None) -> Any:
+    def account_config(self, user: str, rtp: tuple[int, int] | None = None, *,
+                       srtp: bool = False) -> Any:
         """A local account bound to our transport: no registration; RTP on `rtp` = (first
-        port, count), or any free port."""
+        port, count), or any free port. With `srtp`, SRTP offers (SDES) are answered with SRTP
+        over our plain-UDP SIP hop (no "secure signalling" demanded) and our offers carry keys."""
         host, port = self.cfg.host, self.cfg.port
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:{user}@{host}:{port}"
@@ -177,7 +179,8 @@ class Endpoint:
         acfg.natConfig.sdpNatRewriteUse = 0
         acfg.natConfig.viaRewriteUse = 0
         acfg.natConfig.contactRewriteUse = 0
-        acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_DISABLED
+        acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_OPTIONAL if srtp else pj.PJMEDIA_SRTP_DISABLED
+        acfg.mediaConfig.srtpSecureSignaling = 0
         return acfg
 
     def start_pump(self, interval: float = FAST_POLL, *, idle: float | None = None,

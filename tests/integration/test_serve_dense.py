@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scenarios import ack_for_error, bye, call_setup, invite, pause, recv, scenario, sdp
+from scenarios import ack_for_error, bye, call_setup, in_dialog, invite, pause, recv, scenario, sdp
 from server import Server, start_server
 from sipp_run import run_sipp, sipp_result, start_sipp
 
@@ -39,7 +39,8 @@ def _busy_with_retry_after(tmp_path: Path) -> str:
 @pytest.fixture(scope="module")
 def dense(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Built-in pool settings (calls_per_worker auto), only max_calls set."""
-    server = start_server(tmp_path_factory.mktemp("dense"), max_calls=60, calls_per_worker="auto")
+    server = start_server(tmp_path_factory.mktemp("dense"), max_calls=60, calls_per_worker="auto",
+                          extra_sip={"srtp_routes": {"4000": "mandatory"}})
     try:
         yield server
     finally:
@@ -122,3 +123,36 @@ def test_a_worker_killed_with_its_calls_costs_only_those(tmp_path: Path) -> None
             [(c["end_reason"], c["end_node"]) for c in others if c["end_reason"] != "caller hangup"][:5]
     finally:
         server.stop()
+
+
+KEY = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"
+
+
+def _srtp_call(tmp_path: Path) -> str:
+    """An SRTP (SDES) offer; the 200 must answer RTP/SAVP with a key of its own."""
+    offer = sdp("0 101").replace("RTP/AVP", "RTP/SAVP") + "\n" + KEY
+    answered = ('  <recv response="200" rrs="true">\n    <action>\n'
+                '      <ereg regexp="m=audio [0-9]+ RTP/SAVP" search_in="body" check_it="true" '
+                'assign_to="savp"/>\n'
+                '      <ereg regexp="a=crypto:[0-9]+ AES_CM_128_HMAC_SHA1_80 inline:" '
+                'search_in="body" check_it="true" assign_to="key"/>\n'
+                '    </action>\n  </recv>\n')
+    return _write(tmp_path, "srtp", invite(offer), recv(100, optional=True),
+                  recv(180, optional=True), answered, in_dialog("ACK", 1), pause(1500), bye(),
+                  '  <Reference variables="savp,key"/>\n')
+
+
+def test_an_srtp_offer_is_answered_with_srtp(dense: Server, tmp_path: Path) -> None:
+    for route in (QUICK, "4000"):  # optional (the default) and mandatory
+        r = run_sipp(dense.uri_host, _srtp_call(tmp_path), service=route, timeout=20)
+        assert r.successful == 1, (route, r.output[-2000:])
+
+
+def test_a_plain_rtp_offer_to_a_mandatory_srtp_route_is_488(dense: Server, tmp_path: Path) -> None:
+    before = dense.health()["calls"]
+    r = run_sipp(dense.uri_host, _write(tmp_path, "plain", invite(sdp()), recv(100, optional=True),
+                                        recv(488), ack_for_error(3)), service="4000", timeout=20)
+    assert r.successful == 1, r.output[-2000:]
+    assert dense.health()["calls"] == before
+    # the same plain offer to a route without the policy is answered
+    assert run_sipp(dense.uri_host, _held(tmp_path, 300), service=QUICK).successful == 1
