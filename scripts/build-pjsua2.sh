@@ -8,7 +8,8 @@
 # Source: ../shared/vendor/pjproject-2.16.tar.gz beside the checkout when present (sha256
 # checked), else the upstream repository at tag 2.16 (commit checked). The built wheel is cached
 # under ${IVR_CACHE:-~/.cache/ivr}/pjsua2/, keyed by version, config_site.h and Python, so a second
-# setup or CI run installs it in seconds. IVR_PJSUA2_BUILD=0 skips the build (wheel fallback).
+# setup or CI run installs it in seconds. IVR_PJSUA2_BUILD=0 skips the build (wheel fallback);
+# IVR_PJPROJECT_GIT names another clone source.
 set -uo pipefail
 
 PY=${1:?usage: build-pjsua2.sh VENV_PYTHON}
@@ -17,7 +18,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 PJ_VERSION=2.16
 PJ_SHA256=da6d93e1fc2b0d73e6991824fad9345eb3b15e9a53b04065896fb8ffff1a42c0
 PJ_COMMIT=6cab30cec44af36ba7c8a45ff7af2f74a8ed288c
-PJ_GIT=https://github.com/pjsip/pjproject.git
+PJ_GIT=${IVR_PJPROJECT_GIT:-https://github.com/pjsip/pjproject.git}
 CONFIG_SITE="$HERE/pjsua2/config_site.h"
 CACHE=${IVR_CACHE:-$HOME/.cache/ivr}/pjsua2
 
@@ -62,7 +63,7 @@ if ! ls "$dest"/*.whl >/dev/null 2>&1; then
     src="$work/pjproject-$PJ_VERSION"
   else
     say "no vendored tarball; cloning $PJ_GIT at tag $PJ_VERSION"
-    git clone -q --depth 1 --branch "$PJ_VERSION" "$PJ_GIT" "$work/pjproject-$PJ_VERSION" \
+    timeout 300 git clone -q --depth 1 --branch "$PJ_VERSION" "$PJ_GIT" "$work/pjproject-$PJ_VERSION" \
       || fallback "cannot fetch pjproject $PJ_VERSION"
     src="$work/pjproject-$PJ_VERSION"
     got=$(git -C "$src" rev-parse HEAD)
