@@ -10,7 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scenarios import ack_for_error, bye, call_setup, in_dialog, invite, pause, recv, scenario, sdp
+from rtp_pcap import double_rate, garbage
+from scenarios import (
+    ack_for_error,
+    answer_200,
+    bye,
+    call_setup,
+    dtmf,
+    in_dialog,
+    invite,
+    pause,
+    recv,
+    scenario,
+    sdp,
+)
 from server import Server, start_server
 from sipp_run import run_sipp, sipp_result, start_sipp
 
@@ -156,3 +169,24 @@ def test_a_plain_rtp_offer_to_a_mandatory_srtp_route_is_488(dense: Server, tmp_p
     assert dense.health()["calls"] == before
     # the same plain offer to a route without the policy is answered
     assert run_sipp(dense.uri_host, _held(tmp_path, 300), service=QUICK).successful == 1
+
+
+def _play(pcap: Path) -> str:
+    return f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+
+
+def test_garbage_and_double_rate_rtp_leave_the_call_and_the_worker_standing(
+        dense: Server, tmp_path: Path) -> None:
+    dense.wait_idle()
+    restarts = sum(w["restarts"] for w in dense.health()["workers"])
+    before = len(dense.calls())
+    junk, fast = garbage(tmp_path / "garbage.pcap"), double_rate(tmp_path / "fast.pcap")
+    r = run_sipp(dense.uri_host, _write(
+        tmp_path, "abuse", call_setup(), _play(junk), pause(3200), _play(fast), pause(3200),
+        dtmf("1"), recv("BYE"), answer_200()), service=QUICK, calls=4, rate=10, timeout=40)
+    assert r.successful == 4, r.output[-2000:]
+    cdrs = dense.wait_cdrs(before + 4)[before:]
+    # the menu still heard the caller's key after all that, and the IVR ended each call itself
+    assert all(c["path"] == ["hello", "pick", "one", "bye"] for c in cdrs), [c["path"] for c in cdrs]
+    assert sum(w["restarts"] for w in dense.health()["workers"]) == restarts
+    dense.wait_idle()
