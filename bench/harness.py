@@ -250,7 +250,9 @@ def start_ivr(root: Path, *, max_calls: int, flow: Path, asr: str = "none",
     config = {
         **defaults,
         "sip": {"listen": [f"udp:{LOOPBACK}:{sip_port}"], "max_calls": max_calls,
-                "calls_per_worker": calls_per_worker, "workers_host": LOOPBACK},
+                "calls_per_worker": calls_per_worker, "workers_host": LOOPBACK,
+                # SIPp's media ports are 10000-19999 (run.MEDIA_BASE): keep the workers' apart
+                "rtp_ports": "30000-40000"},
         "flows": str(root / "flows"),
         "audio": str(REPO / "audio"),
         "store": {"path": str(root / "var" / "ivr.sqlite")},

@@ -175,6 +175,7 @@ def _figures(calls: list[CallTimes], streams: dict[int, dict[int, Stream]],
     jitter_final, jitter_all, gap_ms = [], [], []
     lost = expected = 0
     no_prompt = dtmf_while_playing = 0
+    slow: list[dict[str, Any]] = []
     bye_times = [c.bye for c in calls if c.bye]
     ack_times = [c.ack for c in calls if c.ack]
     for c in calls:
@@ -196,6 +197,12 @@ def _figures(calls: list[CallTimes], streams: dict[int, dict[int, Stream]],
                 hit = next((p[0] for p in pkts if p[0] >= c.dtmf and p[4]), None)
                 if hit is not None:
                     next_prompt.append((hit - c.dtmf) * 1000)
+                    # the slowest, to find in the engine's log: call, and what reached the
+                    # caller between the key and the prompt (packets, silent or not)
+                    between = [p for p in pkts if c.dtmf <= p[0] < hit and p[3] != 101]
+                    slow.append({"ms": round((hit - c.dtmf) * 1000, 1), "call_id": c.call_id,
+                                 "dtmf_after_ack_s": round(c.dtmf - (c.ack or c.dtmf), 2),
+                                 "silent_packets_before": len(between)})
     for per_ssrc in streams.values():
         for s in per_ssrc.values():
             audio = [p for p in s.packets if p[3] in (0, 8)]
@@ -226,7 +233,8 @@ def _figures(calls: list[CallTimes], streams: dict[int, dict[int, Stream]],
         "invite_to_200_ms": summary(setup),
         "ack_to_first_prompt_ms": {**summary(first_prompt, 1), "calls_without_sound": no_prompt},
         "dtmf_to_next_prompt_ms": {**summary(next_prompt, 1),
-                                   "dtmf_while_prompt_playing": dtmf_while_playing},
+                                   "dtmf_while_prompt_playing": dtmf_while_playing,
+                                   "slowest": sorted(slow, key=lambda x: -x["ms"])[:3]},
         "rtp_streams": len(jitter_final),
         "jitter_ms": {"per_stream_final": summary(jitter_final, 3),
                       "all_packets": summary(jitter_all, 3)},

@@ -335,8 +335,11 @@ class Worker:
             end = result.end
             reason = session.ended_for or \
                 {"caller": "caller hangup", "ivr": "ivr hangup"}.get(end.by or "", end.kind)
-        except Exception:
-            log.exception("call failed")
+        except Exception as exc:
+            if isinstance(exc, pj.Error):  # its str() is empty: info() says what failed
+                log.error("call failed: pjsua2 %s", exc.info())
+            else:
+                log.exception("call failed")
             reason = "internal error"
             session.hangup()
         finally:
