@@ -8,7 +8,7 @@ import pytest
 from helpers import Harness
 
 from ivr.errors import FlowRuntimeError
-from ivr.flow.loader import parse_text
+from ivr.yamldoc import parse_text
 from ivr.flow.templates import (
     check_source,
     evaluate,

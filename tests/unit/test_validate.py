@@ -12,7 +12,7 @@ import pytest
 from helpers import CliResult, Harness, assert_clean_failure, dedent, position
 
 from ivr.errors import Problem, ProblemsError
-from ivr.flow.loader import MAX_VALUES, load_file
+from ivr.yamldoc import MAX_VALUES, load_file
 from ivr.flow.validate import load_flows
 
 
