@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from ivr.flow.channel import Input, ListenSpec, Prompt
 from ivr.flow.context import CallContext
-from ivr.flow.grammar import best_phrase
 from ivr.flow.model import GlobalLink
+from ivr.lang.normalize import best_phrase
 
 DEFAULT_NOINPUT = "Sorry, I did not hear anything."
 DEFAULT_NOMATCH = "Sorry, I did not understand."

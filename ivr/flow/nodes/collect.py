@@ -10,11 +10,12 @@ from ivr.durations import Duration
 from ivr.flow import prompts
 from ivr.flow.channel import Input, ListenSpec, Prompt
 from ivr.flow.gather import gather, global_keys, settings_for
-from ivr.flow.grammar import BUILTINS, best_phrase, builtin_phrases, dtmf_builtin, parse_builtin
 from ivr.flow.loader import Path_
 from ivr.flow.model import Node
 from ivr.flow.nodes.set import assign_all
 from ivr.flow.prompts import PromptSpec
+from ivr.lang.grammars import BUILTINS, builtin_phrases, dtmf_builtin, parse_builtin
+from ivr.lang.normalize import best_phrase
 
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext

@@ -10,11 +10,11 @@ from ivr.durations import Duration
 from ivr.flow import prompts
 from ivr.flow.channel import Input, ListenSpec
 from ivr.flow.gather import gather, global_keys, settings_for
-from ivr.flow.grammar import best_phrase
 from ivr.flow.loader import Path_
 from ivr.flow.model import Edge, Node
 from ivr.flow.nodes.set import assign_all
 from ivr.flow.prompts import PromptSpec
+from ivr.lang.normalize import best_phrase
 
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext

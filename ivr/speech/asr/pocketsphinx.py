@@ -2,9 +2,10 @@
 
 - Input: 16 kHz int16 PCM; other call rates (8 kHz) are resampled with soxr.
 - Grammar: JSGF `public <g> = phrase | phrase | <loop>` where phrases are the flow's phrases as
-  the dictionary spells them (digits written out) and `<loop>` is `<digits>` (digit words, one or
-  more) or `<number>` (number words) for the built-ins. A word the dictionary lacks gets an
-  espeak-ng-derived pronunciation (shared helper of ivr.speech.prompt_asr); if that fails the
+  the dictionary spells them (digits written out, ivr.lang.spoken) and `<loop>` is `<digits>`
+  (digit words, one or more) or `<number>` (number words) for the built-ins, from the language's
+  JSGF rules (ivr.lang.grammars). A word the dictionary lacks gets an
+  espeak-ng-derived pronunciation (ivr.speech.pronounce); if that fails the
   phrase is dropped with a warning, and a grammar left empty raises EngineError.
 - Confidence: PocketSphinx's lattice posterior of the best path (`Hypothesis.prob`, in [0, 1]).
   The posterior mass is split between the alternate silence/filler paths of the same words, so a
@@ -39,8 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from ivr.lang.spoken import spoken_words
 from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result, StreamResampler
-from ivr.speech.prompt_asr import _SLOT_RULES, espeak_pronunciation, normalize
+from ivr.speech.pronounce import espeak_pronunciation
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ def build_jsgf(grammar: Grammar, lookup: Any, add_word: Any) -> _CompiledGrammar
         return missing[word]
 
     for phrase in grammar.all_phrases:
-        words = [w for w in normalize(phrase) if not w.startswith("\x00")]
+        words = spoken_words(phrase)
         if not words:
             continue
         if not all(known(w) for w in words):
@@ -105,7 +107,7 @@ def build_jsgf(grammar: Grammar, lookup: Any, add_word: Any) -> _CompiledGrammar
         raise EngineError("the grammar has no phrase PocketSphinx can recognise")
     name = "g" + hashlib.sha1(grammar.key().encode()).hexdigest()[:12]
     jsgf = "\n".join(["#JSGF V1.0;", f"grammar {name};",
-                      f"public <{name}> = {' | '.join(alts)} ;", _SLOT_RULES.rstrip()]) + "\n"
+                      f"public <{name}> = {' | '.join(alts)} ;", grammar.jsgf_rules.rstrip()]) + "\n"
     return _CompiledGrammar(name, jsgf, spoken)
 
 

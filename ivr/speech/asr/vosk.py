@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ivr.flow.grammar import normalize
+from ivr.lang.normalize import normalize
 from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result, StreamResampler
 
 log = logging.getLogger(__name__)
