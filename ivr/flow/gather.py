@@ -77,6 +77,12 @@ def global_keys(links: list[GlobalLink]) -> tuple[tuple[str, ...], tuple[str, ..
     return keys, phrases
 
 
+def escalation_texts(noinput: list[str], nomatch: list[str]) -> list[str]:
+    """What the loop below may say on noinput and nomatch: the node's lists, or the defaults."""
+    return [*noinput, *nomatch, *([] if noinput else [DEFAULT_NOINPUT]),
+            *([] if nomatch else [DEFAULT_NOMATCH])]
+
+
 def _escalation(texts: list[str], count: int, fallback: str) -> str:
     if not texts:
         return fallback
