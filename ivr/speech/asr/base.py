@@ -18,7 +18,8 @@ import soxr
 
 from ivr.lang.grammars import Grammar
 
-__all__ = ["Engine", "EngineError", "Grammar", "Recognizer", "Result", "StreamResampler"]
+__all__ = ["FALLBACK_CONFIDENCE", "Engine", "EngineError", "Grammar", "Recognizer", "Result",
+           "StreamResampler", "pick_result"]
 """`Grammar` is named here too: every engine signature takes one."""
 
 
@@ -33,6 +34,21 @@ class Result:
     text: str
     confidence: float
     alternatives: tuple[str, ...] = ()
+
+
+FALLBACK_CONFIDENCE = 0.5
+"""Confidence of an n-best entry used because the 1-best is not in the grammar: accepted at the
+flows' default threshold, rejected by a node asking for more."""
+
+
+def pick_result(best: str | None, confidence: float, alternatives: list[str]) -> Result | None:
+    """The 1-best with its confidence when it fits the grammar, else the first n-best entry that
+    does (at FALLBACK_CONFIDENCE), else nothing; the other fitting entries are alternatives."""
+    if best is None:
+        if not alternatives:
+            return None
+        best, confidence = alternatives[0], FALLBACK_CONFIDENCE
+    return Result(best, confidence, tuple(a for a in alternatives if a != best))
 
 
 class Recognizer(abc.ABC):

@@ -41,12 +41,19 @@ from typing import Any
 import numpy as np
 
 from ivr.lang.spoken import spoken_words
-from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result, StreamResampler
+from ivr.speech.asr.base import (
+    Engine,
+    EngineError,
+    Grammar,
+    Recognizer,
+    Result,
+    StreamResampler,
+    pick_result,
+)
 from ivr.speech.pronounce import espeak_pronunciation
 
 log = logging.getLogger(__name__)
 
-FALLBACK_CONFIDENCE = 0.5
 MARGIN_S = 0.1
 QUIET_RMS = 300.0
 """10 ms frames under this RMS (about -40 dBFS) are quiet, for trimming."""
@@ -179,14 +186,8 @@ class PocketSphinxRecognizer(Recognizer):
                         alternatives.append(m)
         except Exception:  # n-best is a nicety; the 1-best stands alone
             log.debug("n-best failed", exc_info=True)
-        best = self.grammar.match(hyp.hypstr, spoken)
-        if best is not None:
-            confidence = min(1.0, 2.0 * float(hyp.prob))
-        elif alternatives:
-            best, confidence = alternatives[0], FALLBACK_CONFIDENCE
-        else:
-            return None
-        return Result(best, confidence, tuple(a for a in alternatives if a != best))
+        return pick_result(self.grammar.match(hyp.hypstr, spoken),
+                           min(1.0, 2.0 * float(hyp.prob)), alternatives)
 
     def reset(self) -> None:
         if self._started:
