@@ -188,7 +188,7 @@ def simulate(flow: Path, inputs: tuple[str, ...], caller_number: str, clock: str
         if not as_json:
             click.echo(f"ivr: {prompt.describe()}")
 
-    from ivr.speech.asr.service import file_recognizer
+    from ivr.flow.audio_input import file_recognizer
 
     channel = ScriptedChannel(steps=steps, on_prompt=show, recognizer=file_recognizer(config),
                               read_step=_interactive_reader if interactive else None)
@@ -227,7 +227,7 @@ def test_cmd(paths: tuple[Path, ...], config_path: Path | None, as_json: bool) -
     flowset = load_flows(sorted(set(files) | set(beside)), config)
     roots = list(paths) or [Path(config.flows)]
     test_files = list(iter_yaml_files(roots, tests=True))
-    from ivr.speech.asr.service import file_recognizer
+    from ivr.flow.audio_input import file_recognizer
 
     report = asyncio.run(run_tests(test_files, flowset.flows, config,
                                    recognizer=file_recognizer(config)))

@@ -18,8 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ivr.calendar import Calendar
 from ivr.durations import Duration
 from ivr.errors import ConfigError, ProblemsError
-from ivr.flow.loader import Document, load_file
-from ivr.flow.problems import validation_problems
+from ivr.yamldoc import Document, load_file, validation_problems
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 

@@ -40,6 +40,7 @@ from ivr.sip.build import probe, warn_if_wheel
 from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import PromptCache, TtsError, Voice
+from ivr.status_line import read_statuses
 from ivr.store.db import Store
 
 log = logging.getLogger("ivr.serve")
@@ -182,12 +183,9 @@ class Supervisor:
 
     async def _read_status(self, w: WorkerProc, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        async for line in proc.stdout:
-            if not line.startswith(b'{"status"'):
-                continue
-            with contextlib.suppress(ValueError):
-                w.status = json.loads(line)["status"]
-                w.ready.set()
+        async for status in read_statuses(proc.stdout):
+            w.status = status
+            w.ready.set()
 
     async def add_worker(self, limit: int) -> WorkerProc:
         n = len(self.workers) + 1

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import resource
@@ -49,6 +48,7 @@ from ivr.sip.speech import CallSpeech, RxPortPool
 from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
 from ivr.speech.tts import PromptCache, Voice
+from ivr.status_line import rss_kb, write_status
 
 log = logging.getLogger("ivr.worker")
 
@@ -61,15 +61,6 @@ Endpoint.start_pump. With calls, DTMF waits for a poll: 40 ms against 20 took th
 Idle, only pjsip's timers wait for a poll; 50 ms cost 6 mc per worker."""
 STATUS_HEARTBEAT = 5.0
 """The status line goes out when it changes (checked twice a second), else this often."""
-
-
-def _rss_kb() -> int:
-    """Resident memory now (not the peak), for the leak tests and /health."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def raise_fd_limit(calls: int) -> None:
@@ -189,11 +180,7 @@ class Worker:
                 now - self._last_status_at < STATUS_HEARTBEAT:
             return
         self._last_status, self._last_status_at = status, now
-        status = {**status, "rss_kb": _rss_kb()}
-        try:
-            sys.stdout.write(json.dumps({"status": status}) + "\n")
-            sys.stdout.flush()
-        except (BrokenPipeError, ValueError):
+        if not write_status({**status, "rss_kb": rss_kb()}):
             self._orphan("the status pipe is closed")
 
     def _orphan(self, why: str) -> None:

@@ -11,12 +11,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
 from ivr.acd.model import Agent, QueuedCall
+from ivr.store.sqlite import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS acd_calls (call_id TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -34,19 +33,9 @@ _LOG_FIELDS = ("queue", "flow", "caller", "priority", "enqueued_at", "offered_at
                "ended_at", "agent", "outcome", "attempts", "callback", "context")
 
 
-class AcdStore:
+class AcdStore(Database):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
-                                   timeout=10)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(path, SCHEMA, timeout=10)
 
     # -- Persistence (engine) ----------------------------------------------------------------
     def save_call(self, call: QueuedCall) -> None:

@@ -10,27 +10,26 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
+from ivr.store.sqlite import Database
+
 log = logging.getLogger(__name__)
 
 
-class Outbox:
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "key TEXT UNIQUE NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL);"
+)
+
+
+class Outbox(Database):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "key TEXT UNIQUE NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL)"
-        )
+        super().__init__(path, SCHEMA, synchronous=None)
         self.wakeup = asyncio.Event()
         self.emptied = asyncio.Event()
 
@@ -63,9 +62,6 @@ class Outbox:
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-
-    def close(self) -> None:
-        self._db.close()
 
 
 def broker_address(url: str) -> tuple[str, int]:

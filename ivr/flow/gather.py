@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from ivr.flow.channel import Input, ListenSpec, Prompt
 from ivr.flow.context import CallContext
-from ivr.flow.grammar import best_phrase
 from ivr.flow.model import GlobalLink
+from ivr.lang.normalize import best_phrase
 
 DEFAULT_NOINPUT = "Sorry, I did not hear anything."
 DEFAULT_NOMATCH = "Sorry, I did not understand."
@@ -75,6 +75,12 @@ def global_keys(links: list[GlobalLink]) -> tuple[tuple[str, ...], tuple[str, ..
     keys = tuple(link.dtmf for link in links if link.dtmf)
     phrases = tuple(p for link in links for p in link.speech)
     return keys, phrases
+
+
+def escalation_texts(noinput: list[str], nomatch: list[str]) -> list[str]:
+    """What the loop below may say on noinput and nomatch: the node's lists, or the defaults."""
+    return [*noinput, *nomatch, *([] if noinput else [DEFAULT_NOINPUT]),
+            *([] if nomatch else [DEFAULT_NOMATCH])]
 
 
 def _escalation(texts: list[str], count: int, fallback: str) -> str:

@@ -59,6 +59,11 @@ class Node(BaseModel):
     def check(self, checker: Checker, path: Path_) -> None:
         """Semantic checks beyond the schema (audio files, queues, calendars...)."""
 
+    def prompts(self) -> list[str]:
+        """Every text this node can speak, templates as written: the prompt catalogue that
+        `serve` renders ahead and `ivr call` recognises (ivr/flow/catalog.py) asks each node."""
+        return []
+
     async def run(self, ctx: CallContext) -> str | None:
         """Do the node's work; return the next node id, or None to end (or return)."""
         raise NotImplementedError

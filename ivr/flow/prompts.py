@@ -30,6 +30,11 @@ def items(spec: PromptSpec | None) -> list[PromptItem]:
     return list(spec) if isinstance(spec, list) else [spec]
 
 
+def texts(spec: PromptSpec | None) -> list[str]:
+    """The text items of a prompt (audio files are not spoken by TTS)."""
+    return [item for item in items(spec) if isinstance(item, str)]
+
+
 def build(ctx: CallContext, spec: PromptSpec | None) -> list[Prompt]:
     """Render templates now, so a prompt says what the variables hold at this moment."""
     language = ctx.flow.header.language

@@ -8,10 +8,8 @@ rather than a runtime surprise on a live call.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
@@ -19,60 +17,12 @@ from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.nativetypes import NativeCodeGenerator, native_concat
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from num2words import num2words
 
 from ivr.errors import FlowRuntimeError
+from ivr.lang.numbers import say_currency, say_date, say_digits, say_number
 
 MAX_RENDER_CHARS = 10_000
 """A prompt longer than this is a bug in the flow, not something to synthesise."""
-
-
-def _lang(language: str) -> str:
-    return language.split("-")[0].lower() or "en"
-
-
-def say_digits(value: Any) -> str:
-    """Digits spoken one by one: TTS reads '12345678' as a number otherwise."""
-    return " ".join(ch for ch in str(value) if not ch.isspace())
-
-
-def say_number(value: Any, language: str = "en-US") -> str:
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return str(value)
-    return str(num2words(number, lang=_lang(language))).replace("-", " ")
-
-
-def say_currency(value: Any, currency: str = "USD", language: str = "en-US") -> str:
-    try:
-        amount = Decimal(str(value)).quantize(Decimal("0.01"))
-    except InvalidOperation:
-        return str(value)
-    whole = int(amount)
-    cents = int((abs(amount) - abs(whole)) * 100)
-    lang = _lang(language)
-    names = {"USD": ("dollar", "dollars", "cent", "cents"), "EUR": ("euro", "euros", "cent", "cents"),
-             "GBP": ("pound", "pounds", "penny", "pence")}
-    unit1, units, sub1, subs = names.get(currency.upper(), (currency, currency, "cent", "cents"))
-    text = f"{num2words(whole, lang=lang)} {unit1 if abs(whole) == 1 else units}"
-    if cents:
-        text += f" and {num2words(cents, lang=lang)} {sub1 if cents == 1 else subs}"
-    return text.replace("-", " ")
-
-
-def say_date(value: Any, language: str = "en-US") -> str:
-    if isinstance(value, str):
-        try:
-            value = dt.date.fromisoformat(value[:10])
-        except ValueError:
-            return str(value)
-    if not isinstance(value, dt.date):
-        return str(value)
-    lang = _lang(language)
-    day = str(num2words(value.day, lang=lang, to="ordinal"))
-    year = str(num2words(value.year, lang=lang, to="year"))
-    return f"{value:%B} {day}, {year}".replace("-", " ")
 
 
 def mask(value: Any, keep: int = 4) -> str:

@@ -23,8 +23,8 @@ from ivr.flow.context import CallContext, End
 from ivr.flow.interpreter import Interpreter, Result
 from ivr.flow.loader import load_file
 from ivr.flow.model import Flow
-from ivr.flow.problems import validation_problems
 from ivr.flow.scripted import INPUT_KINDS, Recognizer, ScriptedChannel, Step
+from ivr.yamldoc import validation_problems
 
 
 class Caller(BaseModel):

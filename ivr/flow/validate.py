@@ -23,8 +23,8 @@ from ivr.config import EngineConfig
 from ivr.errors import Problem, ProblemsError
 from ivr.flow.loader import Document, Path_, load_file
 from ivr.flow.model import NODE_TYPES, Flow, FlowHeader, Node
-from ivr.flow.problems import validation_problems
 from ivr.flow.templates import check_source, is_template
+from ivr.yamldoc import validation_problems
 
 _NODE_ID = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 

@@ -22,6 +22,7 @@ from typing import Any
 import pjsua2 as pj
 
 from ivr.flow.channel import Input, ListenSpec
+from ivr.flow.grammar import speech_grammar
 from ivr.sip.pj import audio_format, guard, vec_bytes
 from ivr.speech.asr.base import Engine, Grammar
 from ivr.speech.asr.vad import COMPLETE_CONFIDENCE, COMPLETE_SILENCE, Endpointer
@@ -113,7 +114,7 @@ class Turn:
 
     def listen(self, spec: ListenSpec) -> None:
         """Loop: the node now waits for input; its grammar and noinput clock apply from here."""
-        self.grammar = Grammar.from_spec(spec)
+        self.grammar = speech_grammar(spec)
         self.timeout = spec.timeout
         self._armed = True
         self.grammar_ready.set()

@@ -5,9 +5,9 @@ is poor and a free word loop is slow, but a JSGF grammar whose alternatives are 
 sentences the flows can say decodes it exactly and quickly. So:
 
 1. `segment()` cuts received audio into stretches of speech by frame energy;
-2. `PromptGrammar` turns the prompt catalogue (ivr/flow/catalog.py) into a JSGF grammar
-   `( <p0> | <p1> | ... )+` (several prompts back to back in one stretch decode as a sequence);
-   template parts (`{{ x | say_currency }}`) become loops over number words (`<num>*`);
+2. `PromptGrammar` (ivr.speech.prompt_grammar) turns the prompt catalogue (ivr/flow/catalog.py)
+   into a JSGF grammar `( <p0> | <p1> | ... )+` (several prompts back to back in one stretch
+   decode as a sequence); template parts (`{{ x | say_currency }}`) become number grammars;
 3. `PromptRecognizer.recognize()` decodes a stretch with PocketSphinx and splits the words back
    into prompts, each with its start time.
 
@@ -18,148 +18,20 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from num2words import num2words
 
+from ivr.lang.spoken import SLOT, spoken_text
 from ivr.speech.audio import resample
+from ivr.speech.prompt_grammar import Pattern, PromptGrammar, build_grammar, split_prompts
 
 log = logging.getLogger(__name__)
 
 ASR_RATE = 16000
 FRAME_MS = 20
-
-DIGIT_WORDS = ["zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-NUMBER_WORDS = [
-    *DIGIT_WORDS,
-    "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-    "eighteen", "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty",
-    "ninety", "hundred", "thousand", "million", "billion", "and", "point", "minus", "a",
-    # currency (say_currency)
-    "dollar", "dollars", "cent", "cents", "euro", "euros", "pound", "pounds", "penny", "pence",
-    # dates (say_date)
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december", "first", "second", "third", "fourth", "fifth", "sixth",
-    "seventh", "eighth", "ninth", "tenth", "eleventh", "twelfth", "thirteenth", "fourteenth",
-    "fifteenth", "sixteenth", "seventeenth", "eighteenth", "nineteenth", "twentieth", "thirtieth",
-]
-"""What `say_number`, `say_currency`, `say_date` and `say_digits` can produce (English)."""
-
-_TEMPLATE = re.compile(r"(\{\{.*?\}\}|\{%.*?%\})", re.S)
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-SLOT = "\x00"
-"""Prefix of the token standing for a template part inside a normalised prompt: SLOT + kind."""
-SLOT_KINDS = ("digits", "number", "currency", "date", "any")
-
-_SLOT_RULES = """\
-<unit> = one | two | three | four | five | six | seven | eight | nine ;
-<digit> = zero | oh | <unit> ;
-<teen> = ten | eleven | twelve | thirteen | fourteen | fifteen | sixteen | seventeen | eighteen
-  | nineteen ;
-<tens> = twenty | thirty | forty | fifty | sixty | seventy | eighty | ninety ;
-<n2> = <unit> | <teen> | <tens> [<unit>] ;
-<n3> = <unit> hundred [and <n2>] | <n2> ;
-<big> = <n3> [ ( million | thousand ) [ [and] <n3> [ thousand [ [and] <n3> ] ] ] ] ;
-<number> = [minus] ( zero | <big> ) [ point <digit>+ ] ;
-<currency> = <number> ( dollar | dollars | euro | euros | pound | pounds )
-  [ and <number> ( cent | cents | penny | pence ) ] | <number> ( cent | cents | pence ) ;
-<ordinal> = first | second | third | fourth | fifth | sixth | seventh | eighth | ninth | tenth
-  | eleventh | twelfth | thirteenth | fourteenth | fifteenth | sixteenth | seventeenth
-  | eighteenth | nineteenth | twentieth | thirtieth
-  | twenty ( first | second | third | fourth | fifth | sixth | seventh | eighth | ninth )
-  | thirty first ;
-<month> = january | february | march | april | may | june | july | august | september
-  | october | november | december ;
-<date> = <month> <ordinal> [ <n2> <n2> | <n2> hundred | <big> ] ;
-<digits> = <digit>+ ;
-"""
-"""Number words as `say_number`, `say_currency`, `say_date`, `say_digits` say them (English)."""
-
-
-def _slot_kind(template: str) -> str:
-    for name, kind in (("say_digits", "digits"), ("say_currency", "currency"),
-                       ("say_date", "date"), ("say_number", "number")):
-        if name in template:
-            return kind
-    return "any"
-
-
-# --- text normalisation ---------------------------------------------------------------------
-
-def _number_words(token: str) -> str:
-    clean = token.replace(",", "")
-    try:
-        if "." in clean:
-            return str(num2words(float(clean))).replace("-", " ").replace(",", "")
-        return str(num2words(int(clean))).replace("-", " ").replace(",", "")
-    except (ValueError, OverflowError):
-        return " ".join(DIGIT_WORDS[int(c) + 1 if c != "0" else 0] for c in clean if c.isdigit())
-
-
-def normalize(text: str) -> list[str]:
-    """Lowercase words as a recogniser says them: digits spelled, punctuation dropped.
-
-    Template parts (`{{ ... }}`) become the `SLOT` token.
-    """
-    parts = _TEMPLATE.split(text)
-    out: list[str] = []
-    for i, part in enumerate(parts):
-        if i % 2:
-            out.append(SLOT + _slot_kind(part))
-            continue
-        part = _NUMBER.sub(lambda m: f" {_number_words(m.group())} ", part.lower())
-        part = part.replace("&", " and ").replace("%", " percent ").replace("-", " ")
-        part = part.replace("\u2019", "'")
-        for word in re.findall(r"[a-z]+(?:'[a-z]+)?", part):
-            out.append(word)
-    return out
-
-
-def normalize_text(text: str) -> str:
-    """`normalize` as one string (template parts dropped): what `expect_prompt` compares."""
-    return " ".join(w for w in normalize(text) if not w.startswith(SLOT))
-
-
-# --- out-of-dictionary words ------------------------------------------------------------------
-
-_ESPEAK_TO_ARPA = {
-    "a": "AE", "A:": "AA", "aa": "AA", "A@": "AA R", "a#": "AH", "@": "AH", "@L": "AH L",
-    "@2": "AH", "@5": "AH", "3": "ER", "3:": "ER", "E": "EH", "E2": "EH", "e@": "EH R", "eI": "EY",
-    "I": "IH", "I2": "IH", "I#": "IH", "i": "IY", "i:": "IY", "i@": "IH R", "i@3": "IH R",
-    "0": "AA", "O": "AO", "O:": "AO", "O@": "AO R", "o@": "AO R", "oU": "OW", "U": "UH",
-    "u:": "UW", "U@": "UH R", "V": "AH", "aI": "AY", "aI@": "AY ER", "aU": "AW", "OI": "OY",
-    "p": "P", "b": "B", "t": "T", "d": "D", "k": "K", "g": "G", "f": "F", "v": "V", "T": "TH",
-    "D": "DH", "s": "S", "z": "Z", "S": "SH", "Z": "ZH", "h": "HH", "m": "M", "n": "N",
-    "N": "NG", "l": "L", "r": "R", "w": "W", "j": "Y", "tS": "CH", "dZ": "JH", "t#": "T",
-    "?": "T", "n-": "N", "l-": "L", "r-": "R", "m-": "M", "x": "K", "W": "W",
-}
-
-
-@lru_cache(maxsize=512)
-def espeak_pronunciation(word: str) -> str | None:
-    """A CMU-style pronunciation from espeak-ng's phonemes (for words cmudict lacks)."""
-    try:
-        proc = subprocess.run(["espeak-ng", "-q", "-x", "--sep=_", "-v", "en-us", word],
-                              capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    phones: list[str] = []
-    for chunk in proc.stdout.split():
-        for ph in chunk.split("_"):
-            ph = ph.replace("'", "").replace(",", "").replace("%", "").replace("=", "")
-            if not ph:
-                continue
-            arpa = _ESPEAK_TO_ARPA.get(ph) or _ESPEAK_TO_ARPA.get(ph.rstrip(":"))
-            if arpa is None:
-                arpa = _ESPEAK_TO_ARPA.get(ph[0])
-            if arpa:
-                phones.append(arpa)
-    return " ".join(phones) or None
 
 
 # --- segmentation -----------------------------------------------------------------------------
@@ -210,141 +82,6 @@ def segment(samples: np.ndarray, rate: int, *, threshold: float = 60.0, gap_ms: 
 
 
 # --- grammar ----------------------------------------------------------------------------------
-
-@dataclass
-class Pattern:
-    text: str
-    """the catalogue text (template as written)"""
-    tokens: list[str]
-    """words and SLOT tokens"""
-
-
-@dataclass
-class PromptGrammar:
-    """The JSGF grammar of a prompt catalogue, and the word patterns to split results with."""
-
-    patterns: list[Pattern]
-    jsgf: str
-    """the static prompts (no template parts): one whole prompt per decode, fast"""
-    jsgf_dynamic: str
-    """prompts with template parts (number grammars): slower, tried second"""
-    slot_words: dict[str, set[str]]
-    missing: dict[str, str | None] = field(default_factory=dict)
-    """words not in the dictionary -> pronunciation added (None: dropped from the grammar)"""
-
-
-def build_grammar(texts: Iterable[str], lookup: Any, *, add_word: Any = None,
-                  vocabulary: Iterable[str] = ()) -> PromptGrammar:
-    """JSGF `( <p0> | <p1> | ... )+` over the catalogue; `lookup(word)` is `Decoder.lookup_word`.
-
-    Template parts become number grammars by their filter (`say_digits` -> digits, `say_currency`
-    -> amounts, `say_date` -> dates, `say_number` -> numbers); a bare `{{ x }}` becomes a short
-    loop over `vocabulary` (e.g. the flows' option phrases) and number words. A word the
-    dictionary lacks gets an espeak-ng-derived pronunciation through `add_word(word, phones)`
-    when given, and is dropped from its prompt otherwise.
-    """
-    missing: dict[str, str | None] = {}
-
-    def known(word: str) -> bool:
-        if word in missing:
-            return missing[word] is not None
-        if lookup(word) is not None:
-            return True
-        phones = espeak_pronunciation(word) if add_word is not None else None
-        if phones and add_word is not None:
-            try:
-                add_word(word, phones)
-            except Exception:
-                phones = None
-        missing[word] = phones
-        if phones is None:
-            log.warning("prompt word %r is not in the dictionary; dropped from the grammar", word)
-        return phones is not None
-
-    vocab = sorted({w for phrase in vocabulary for w in normalize(phrase)
-                    if not w.startswith(SLOT) and known(w)} | set(NUMBER_WORDS))
-    slot_words = {kind: set(NUMBER_WORDS) for kind in SLOT_KINDS}
-    slot_words["digits"] = set(DIGIT_WORDS)
-    slot_words["any"] = set(vocab)
-    patterns: list[Pattern] = []
-    seen: set[tuple[str, ...]] = set()
-    for text in texts:
-        tokens = [t for t in normalize(text) if t.startswith(SLOT) or known(t)]
-        tokens = [t for i, t in enumerate(tokens)
-                  if not (t.startswith(SLOT) and i and tokens[i - 1].startswith(SLOT))]
-        if not any(not t.startswith(SLOT) for t in tokens) or tuple(tokens) in seen:
-            continue
-        seen.add(tuple(tokens))
-        patterns.append(Pattern(text, tokens))
-    def jsgf(chosen: list[Pattern], slots: bool) -> str:
-        rules = []
-        for i, p in enumerate(chosen):
-            body = " ".join(f"<{t[1:]}>" if t.startswith(SLOT) else t for t in p.tokens)
-            rules.append(f"<p{i}> = {body} ;")
-        alts = " | ".join(f"<p{i}>" for i in range(len(chosen))) or "<digits>"
-        return "\n".join([
-            "#JSGF V1.0;",
-            "grammar prompts;",
-            f"public <prompts> = ( {alts} ) ;",
-            *([_SLOT_RULES.rstrip(), f"<any> = ( {' | '.join(vocab)} )+ ;"] if slots or not chosen
-              else []),
-            *rules,
-        ]) + "\n"
-
-    static = [p for p in patterns if not any(t.startswith(SLOT) for t in p.tokens)]
-    dynamic = [p for p in patterns if p not in static]
-    return PromptGrammar(patterns, jsgf(static, False), jsgf(dynamic, True) if dynamic else "",
-                         slot_words, missing)
-
-
-def split_prompts(words: Sequence[str], patterns: Sequence[Pattern],
-                  slot_words: dict[str, set[str]]) -> list[tuple[int, int, Pattern | None]]:
-    """Split a decoded word sequence into consecutive prompts: [(first word, end, pattern)].
-
-    Prefers the parse with the fewest prompts; words no pattern explains form unmatched parts.
-    """
-    n = len(words)
-
-    def ends(p: Pattern, pos: int) -> set[int]:
-        states = {pos}
-        for tok in p.tokens:
-            nxt: set[int] = set()
-            for s in states:
-                if tok.startswith(SLOT):
-                    allowed = slot_words.get(tok[1:], set())
-                    j = s
-                    while j < n and words[j] in allowed:
-                        j += 1
-                        nxt.add(j)
-                elif s < n and words[s] == tok:
-                    nxt.add(s + 1)
-            states = nxt
-            if not states:
-                break
-        return {e for e in states if e > pos}
-
-    Parse = tuple[int, list[tuple[int, int, Pattern | None]]]
-    best: list[Parse | None] = [None] * (n + 1)
-    best[n] = (0, [])
-    for pos in range(n - 1, -1, -1):
-        cands: list[Parse] = []
-        for p in patterns:
-            for e in ends(p, pos):
-                tail = best[e]
-                if tail is not None:
-                    cands.append((tail[0] + 1, [(pos, e, p), *tail[1]]))
-        if not cands:
-            tail = best[pos + 1]
-            assert tail is not None
-            parts = tail[1]
-            if parts and parts[0][2] is None:
-                cands.append((tail[0] + 5, [(pos, parts[0][1], None), *parts[1:]]))
-            else:
-                cands.append((tail[0] + 10, [(pos, pos + 1, None), *parts]))
-        best[pos] = min(cands, key=lambda c: c[0])
-    result = best[0]
-    return result[1] if result else []
-
 
 # --- recognition ------------------------------------------------------------------------------
 
@@ -504,6 +241,6 @@ def _longest_pause(samples: np.ndarray, rate: int, threshold: float = 60.0,
 
 def expect_matches(expected: str, heard_text: str) -> bool:
     """`expect_prompt`: case-insensitive substring on normalised words."""
-    needle = normalize_text(expected)
-    hay = normalize_text(heard_text)
+    needle = spoken_text(expected)
+    hay = spoken_text(heard_text)
     return bool(needle) and needle in hay

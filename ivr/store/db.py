@@ -7,11 +7,11 @@ keyed and a duplicate is a no-op. WAL mode lets `ivr report` read while the supe
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from ivr.store.sqlite import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -34,20 +34,11 @@ _CALL_FIELDS = (
 )
 
 
-class Store:
+class Store(Database):
     """One connection, used from the supervisor's loop (writes are small and quick)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(path, SCHEMA)
 
     def record_event(self, event: dict[str, Any]) -> bool:
         """Apply one worker event; False when it was a duplicate."""

@@ -16,9 +16,9 @@ import yaml
 from asr_audio import render
 from server import REPO, Server, ivr_call, start_server
 
+from ivr.flow.audio_input import recognize_file
 from ivr.flow.channel import ListenSpec
 from ivr.speech.asr.remote import RemoteEngine
-from ivr.speech.asr.service import recognize_file
 
 KO_MODEL = "vosk:lang:ko"
 

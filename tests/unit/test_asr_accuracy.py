@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from asr_audio import FLITE_VOICES, SPEEDS, VOICES, menu_options, render
 
+from ivr.flow.audio_input import recognize_file
 from ivr.flow.channel import ListenSpec
-from ivr.flow.grammar import best_phrase, parse_digits
+from ivr.lang.normalize import best_phrase
+from ivr.lang.numbers import parse_digits
 from ivr.speech.asr.pocketsphinx import PocketSphinxEngine
-from ivr.speech.asr.service import recognize_file
 
 MENUS = [("acme-bank", "main"), ("telco-care", "main")]
 MENU_FLOOR = 0.80

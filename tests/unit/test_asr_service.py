@@ -11,9 +11,10 @@ import pytest
 from asr_audio import render
 
 from ivr.config import AsrSettings
+from ivr.flow.audio_input import NOMATCH, recognize_file
 from ivr.flow.channel import Input, ListenSpec
 from ivr.speech.asr.base import Engine, Grammar, Recognizer, Result
-from ivr.speech.asr.service import NOMATCH, load_engine, recognize_file
+from ivr.speech.asr.service import load_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 IVR = Path(sys.executable).parent / "ivr"

@@ -9,10 +9,11 @@ import pytest
 from asr_audio import render
 
 from ivr.config import AsrSettings
+from ivr.flow.audio_input import recognize_file
 from ivr.flow.channel import ListenSpec
-from ivr.flow.grammar import best_phrase
+from ivr.lang.normalize import best_phrase
 from ivr.speech.asr.base import Grammar
-from ivr.speech.asr.service import load_engine, recognize_file
+from ivr.speech.asr.service import load_engine
 from ivr.speech.asr.vosk import VoskEngine, packaged_model
 
 # A Korean bank menu. espeak-ng's Korean voice says 카드 ("card") so that the model hears nothing

@@ -8,18 +8,10 @@ import pytest
 from helpers import Harness
 
 from ivr.errors import FlowRuntimeError
-from ivr.flow.loader import parse_text
-from ivr.flow.templates import (
-    check_source,
-    evaluate,
-    render,
-    render_value,
-    say_currency,
-    say_date,
-    say_digits,
-    say_number,
-)
+from ivr.flow.templates import check_source, evaluate, render, render_value
 from ivr.flow.validate import parse_flow
+from ivr.lang.numbers import say_currency, say_date, say_digits, say_number
+from ivr.yamldoc import parse_text
 
 
 @pytest.mark.parametrize(

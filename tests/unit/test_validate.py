@@ -12,8 +12,8 @@ import pytest
 from helpers import CliResult, Harness, assert_clean_failure, dedent, position
 
 from ivr.errors import Problem, ProblemsError
-from ivr.flow.loader import MAX_VALUES, load_file
 from ivr.flow.validate import load_flows
+from ivr.yamldoc import MAX_VALUES, load_file
 
 
 @dataclass(frozen=True)

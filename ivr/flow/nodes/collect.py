@@ -9,16 +9,21 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ivr.durations import Duration
 from ivr.flow import prompts
 from ivr.flow.channel import Input, ListenSpec, Prompt
-from ivr.flow.gather import gather, global_keys, settings_for
-from ivr.flow.grammar import BUILTINS, best_phrase, builtin_phrases, dtmf_builtin, parse_builtin
+from ivr.flow.gather import escalation_texts, gather, global_keys, settings_for
 from ivr.flow.loader import Path_
 from ivr.flow.model import Node
 from ivr.flow.nodes.set import assign_all
 from ivr.flow.prompts import PromptSpec
+from ivr.lang.grammars import BUILTINS, builtin_phrases, dtmf_builtin, parse_builtin
+from ivr.lang.normalize import best_phrase
 
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext
     from ivr.flow.validate import Checker
+
+
+RETRY_TEXT = "Let's try again."
+"""Said after the caller refuses a confirmation."""
 
 
 class Digits(BaseModel):
@@ -81,6 +86,12 @@ class CollectNode(Node):
             for i, text in enumerate(getattr(spec, key)):
                 checker.template((*path, "collect", key, i), text)
 
+    def prompts(self) -> list[str]:
+        spec = self.collect
+        return [*prompts.texts(spec.prompt), *prompts.texts(spec.dtmf_prompt),
+                *prompts.texts(spec.confirm), *escalation_texts(spec.noinput, spec.nomatch),
+                *([RETRY_TEXT] if spec.confirm is not None else [])]
+
     def _builtin(self) -> str | None:
         return self.collect.speech if isinstance(self.collect.speech, str) else None
 
@@ -140,7 +151,7 @@ class CollectNode(Node):
         if answer == "yes":
             return True
         ctx.variables.pop(spec.into, None)
-        await ctx.play([Prompt(text="Let's try again.", language=ctx.flow.header.language)])
+        await ctx.play([Prompt(text=RETRY_TEXT, language=ctx.flow.header.language)])
         return False
 
     async def run(self, ctx: CallContext) -> str | None:

@@ -9,12 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ivr.durations import Duration
 from ivr.flow import prompts
 from ivr.flow.channel import Input, ListenSpec
-from ivr.flow.gather import gather, global_keys, settings_for
-from ivr.flow.grammar import best_phrase
+from ivr.flow.gather import escalation_texts, gather, global_keys, settings_for
 from ivr.flow.loader import Path_
 from ivr.flow.model import Edge, Node
 from ivr.flow.nodes.set import assign_all
 from ivr.flow.prompts import PromptSpec
+from ivr.lang.normalize import best_phrase
 
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext
@@ -105,6 +105,11 @@ class MenuNode(Node):
                                   f"{seen_phrases[norm] + 1}")
                 seen_phrases.setdefault(norm, i)
             checker.assignments((*at, "set"), opt.set)
+
+    def prompts(self) -> list[str]:
+        spec = self.menu
+        return [*prompts.texts(spec.prompt), *prompts.texts(spec.dtmf_prompt),
+                *escalation_texts(spec.noinput, spec.nomatch)]
 
     def _spec(self, ctx: CallContext) -> ListenSpec:
         s = settings_for(ctx, self.menu)

@@ -60,6 +60,9 @@ class QueueNode(Node):
         if self.queue.whisper:
             checker.template((*path, "queue", "whisper"), self.queue.whisper)
 
+    def prompts(self) -> list[str]:
+        return [self.queue.whisper] if self.queue.whisper is not None else []
+
     def _priority(self, ctx: CallContext) -> int:
         value: Any = render_value(self.queue.priority, ctx.scope())
         try:

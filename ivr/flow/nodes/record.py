@@ -36,6 +36,9 @@ class RecordNode(Node):
     def check(self, checker: Checker, path: Path_) -> None:
         prompts.check(checker, (*path, "record", "prompt"), self.record.prompt)
 
+    def prompts(self) -> list[str]:
+        return prompts.texts(self.record.prompt)
+
     async def run(self, ctx: CallContext) -> str | None:
         spec = self.record
         # no reset of the loop guard here: a record-only goto cycle has no caller decision in it,

@@ -24,6 +24,9 @@ class SayNode(Node):
     def check(self, checker: Checker, path: Path_) -> None:
         prompts.check(checker, (*path, "say"), self.say)
 
+    def prompts(self) -> list[str]:
+        return prompts.texts(self.say)
+
     async def run(self, ctx: CallContext) -> str | None:
         barge = self.barge_in if self.barge_in is not None else ctx.flow.header.defaults.barge_in
         await ctx.play(prompts.build(ctx, self.say), barge_in=barge)

@@ -2,35 +2,25 @@
 
 An `Engine` loads its model once per worker process; each call gets its own `Recognizer`
 (`new_recognizer(grammar, sample_rate)`), fed PCM from the call's media buffer on a decode thread
-(never on the event loop). A `Grammar` comes from the flow's `ListenSpec`: the menu's option phrases
-plus the globals' phrases, and/or a built-in (`digits`, `number`, `yes_no`) expanded to words.
+(never on the event loop). A `Grammar` (ivr.lang.grammars, built by the flow layer from a node's
+listen spec) is what the recognizer may hear: the menu's option phrases plus the globals' phrases,
+and/or a built-in (`digits`, `number`, `yes_no`) expanded to words. Engines import nothing from
+the flow layer.
 """
 
 from __future__ import annotations
 
 import abc
-import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import soxr
 
-from ivr.flow.channel import ListenSpec
-from ivr.flow.grammar import NO, YES, normalize
+from ivr.lang.grammars import Grammar
 
-log = logging.getLogger(__name__)
-
-DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-NUMBER_WORDS = (
-    *DIGIT_WORDS, "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
-    "seventeen", "eighteen", "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy",
-    "eighty", "ninety", "hundred", "thousand", "million", "and", "point",
-)
-WORD_BUILTINS = {"digits": DIGIT_WORDS, "number": NUMBER_WORDS, "currency": NUMBER_WORDS}
-"""Built-ins recognised as a loop over words (any sequence)."""
-PHRASE_BUILTINS = {"yes_no": (*YES, *NO)}
-"""Built-ins recognised as one phrase out of a list."""
+__all__ = ["FALLBACK_CONFIDENCE", "Engine", "EngineError", "Grammar", "Recognizer", "Result",
+           "StreamResampler", "pick_result"]
+"""`Grammar` is named here too: every engine signature takes one."""
 
 
 class EngineError(Exception):
@@ -46,69 +36,19 @@ class Result:
     alternatives: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Grammar:
-    """What a recognizer may hear: phrases (options + globals) and/or one built-in grammar."""
+FALLBACK_CONFIDENCE = 0.5
+"""Confidence of an n-best entry used because the 1-best is not in the grammar: accepted at the
+flows' default threshold, rejected by a node asking for more."""
 
-    phrases: tuple[str, ...] = ()
-    builtin: str | None = None
-    language: str = "en-US"
-    min_words: int = 1
-    max_words: int = 0
-    """Length bounds of a `digits` utterance (0: unbounded), from the collect's digits{min,max}."""
 
-    @classmethod
-    def from_spec(cls, spec: ListenSpec) -> Grammar:
-        builtin = spec.builtin if spec.builtin in (*WORD_BUILTINS, *PHRASE_BUILTINS) else None
-        if spec.builtin and builtin is None:
-            log.warning("built-in grammar %r has no speech words; phrases only", spec.builtin)
-        lo, hi = 1, 0
-        if builtin == "digits" and spec.max_digits > 1:
-            lo, hi = max(1, spec.min_digits), spec.max_digits
-        return cls(tuple(dict.fromkeys(p for p in spec.phrases if normalize(p))), builtin,
-                   spec.language, lo, hi)
-
-    @property
-    def word_loop(self) -> tuple[str, ...]:
-        """Words of a looping built-in (digits, number), empty otherwise."""
-        return WORD_BUILTINS.get(self.builtin or "", ())
-
-    @property
-    def all_phrases(self) -> tuple[str, ...]:
-        """Phrases plus the phrase list of a phrase built-in (yes_no)."""
-        extra = PHRASE_BUILTINS.get(self.builtin or "", ())
-        return tuple(dict.fromkeys((*self.phrases, *extra)))
-
-    @property
-    def empty(self) -> bool:
-        return not self.all_phrases and not self.word_loop
-
-    def key(self) -> str:
-        return repr((self.phrases, self.builtin, self.language, self.min_words, self.max_words))
-
-    def match(self, text: str, spoken: dict[str, str] | None = None) -> str | None:
-        """The grammar text for a decoded string: the phrase as the flow wrote it (longest phrase
-        contained as whole words), or the words of a looping built-in; None when nothing fits.
-
-        `spoken` maps an engine's normalised form of a phrase (e.g. digits spelled out) back to
-        the phrase as written.
-        """
-        said = normalize(text)
-        if not said:
+def pick_result(best: str | None, confidence: float, alternatives: list[str]) -> Result | None:
+    """The 1-best with its confidence when it fits the grammar, else the first n-best entry that
+    does (at FALLBACK_CONFIDENCE), else nothing; the other fitting entries are alternatives."""
+    if best is None:
+        if not alternatives:
             return None
-        forms = dict(spoken or {})
-        for p in self.all_phrases:
-            forms.setdefault(normalize(p), p)
-        best: str | None = None
-        for form in forms:
-            if form and f" {form} " in f" {said} " and (best is None or len(form) > len(best)):
-                best = form
-        if best is not None:
-            return forms[best]
-        loop = set(self.word_loop)
-        if loop and all(w in loop for w in said.split()):
-            return said
-        return None
+        best, confidence = alternatives[0], FALLBACK_CONFIDENCE
+    return Result(best, confidence, tuple(a for a in alternatives if a != best))
 
 
 class Recognizer(abc.ABC):
@@ -168,6 +108,3 @@ class StreamResampler:
             self._stream = soxr.ResampleStream(self.rate_in, self.rate_out, 1, dtype="int16",
                                                quality="HQ")
 
-
-def dedupe(texts: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(t for t in texts if t))

@@ -2,9 +2,10 @@
 
 - Input: 16 kHz int16 PCM; other call rates (8 kHz) are resampled with soxr.
 - Grammar: JSGF `public <g> = phrase | phrase | <loop>` where phrases are the flow's phrases as
-  the dictionary spells them (digits written out) and `<loop>` is `<digits>` (digit words, one or
-  more) or `<number>` (number words) for the built-ins. A word the dictionary lacks gets an
-  espeak-ng-derived pronunciation (shared helper of ivr.speech.prompt_asr); if that fails the
+  the dictionary spells them (digits written out, ivr.lang.spoken) and `<loop>` is `<digits>`
+  (digit words, one or more) or `<number>` (number words) for the built-ins, from the language's
+  JSGF rules (ivr.lang.grammars). A word the dictionary lacks gets an
+  espeak-ng-derived pronunciation (ivr.speech.pronounce); if that fails the
   phrase is dropped with a warning, and a grammar left empty raises EngineError.
 - Confidence: PocketSphinx's lattice posterior of the best path (`Hypothesis.prob`, in [0, 1]).
   The posterior mass is split between the alternate silence/filler paths of the same words, so a
@@ -39,12 +40,20 @@ from typing import Any
 
 import numpy as np
 
-from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result, StreamResampler
-from ivr.speech.prompt_asr import _SLOT_RULES, espeak_pronunciation, normalize
+from ivr.lang.spoken import spoken_words
+from ivr.speech.asr.base import (
+    Engine,
+    EngineError,
+    Grammar,
+    Recognizer,
+    Result,
+    StreamResampler,
+    pick_result,
+)
+from ivr.speech.pronounce import espeak_pronunciation
 
 log = logging.getLogger(__name__)
 
-FALLBACK_CONFIDENCE = 0.5
 MARGIN_S = 0.1
 QUIET_RMS = 300.0
 """10 ms frames under this RMS (about -40 dBFS) are quiet, for trimming."""
@@ -84,7 +93,7 @@ def build_jsgf(grammar: Grammar, lookup: Any, add_word: Any) -> _CompiledGrammar
         return missing[word]
 
     for phrase in grammar.all_phrases:
-        words = [w for w in normalize(phrase) if not w.startswith("\x00")]
+        words = spoken_words(phrase)
         if not words:
             continue
         if not all(known(w) for w in words):
@@ -105,7 +114,7 @@ def build_jsgf(grammar: Grammar, lookup: Any, add_word: Any) -> _CompiledGrammar
         raise EngineError("the grammar has no phrase PocketSphinx can recognise")
     name = "g" + hashlib.sha1(grammar.key().encode()).hexdigest()[:12]
     jsgf = "\n".join(["#JSGF V1.0;", f"grammar {name};",
-                      f"public <{name}> = {' | '.join(alts)} ;", _SLOT_RULES.rstrip()]) + "\n"
+                      f"public <{name}> = {' | '.join(alts)} ;", grammar.jsgf_rules.rstrip()]) + "\n"
     return _CompiledGrammar(name, jsgf, spoken)
 
 
@@ -177,14 +186,8 @@ class PocketSphinxRecognizer(Recognizer):
                         alternatives.append(m)
         except Exception:  # n-best is a nicety; the 1-best stands alone
             log.debug("n-best failed", exc_info=True)
-        best = self.grammar.match(hyp.hypstr, spoken)
-        if best is not None:
-            confidence = min(1.0, 2.0 * float(hyp.prob))
-        elif alternatives:
-            best, confidence = alternatives[0], FALLBACK_CONFIDENCE
-        else:
-            return None
-        return Result(best, confidence, tuple(a for a in alternatives if a != best))
+        return pick_result(self.grammar.match(hyp.hypstr, spoken),
+                           min(1.0, 2.0 * float(hyp.prob)), alternatives)
 
     def reset(self) -> None:
         if self._started:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+from ivr.status_line import read_statuses
 
 log = logging.getLogger("ivr.serve")
 
@@ -50,11 +51,9 @@ class RecognitionProcess:
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        async for line in proc.stdout:
-            if line.startswith(b'{"status"'):
-                with contextlib.suppress(ValueError):
-                    self.status = json.loads(line)["status"]
-                    self.ready.set()
+        async for status in read_statuses(proc.stdout):
+            self.status = status
+            self.ready.set()
 
     async def check(self) -> None:
         """Restart the service if it died (called from the supervisor's watch loop)."""

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
 import socket
 import socketserver
-import sys
 import threading
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ from ivr.speech.asr import wire
 from ivr.speech.asr.base import EngineError
 from ivr.speech.asr.remote import engine_key
 from ivr.speech.asr.service import AsrReadiness, load_model, shared_models
+from ivr.status_line import rss_kb, write_status
 
 log = logging.getLogger("ivr.asr")
 
@@ -40,16 +39,6 @@ READ_TIMEOUT = 30.0
 """A client that stops sending mid-request frees its thread after this long."""
 STATUS_EVERY = 2.0
 ACCEPT_POLL = 0.5
-
-
-def _rss_kb() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class RecognitionService:
@@ -72,7 +61,7 @@ class RecognitionService:
         models = {key: {"ready": got.ready, "message": got.message,
                         "describe": got.engine.describe() if got.engine else ""}
                   for key, got in self.models.items()}
-        return {"pid": os.getpid(), "rss_kb": _rss_kb(), "models": models, **counts}
+        return {"pid": os.getpid(), "rss_kb": rss_kb(), "models": models, **counts}
 
     def handle(self, doc: dict[str, Any], payload: bytes) -> dict[str, Any]:
         """One request -> one answer; errors are answers too (the client maps them to a
@@ -170,15 +159,6 @@ def serve_until(server: _Server, stop: threading.Event) -> None:
         server.handle_request()
 
 
-def _emit(status: dict[str, Any]) -> bool:
-    try:
-        sys.stdout.write(json.dumps({"status": status}) + "\n")
-        sys.stdout.flush()
-        return True
-    except (BrokenPipeError, ValueError):
-        return False
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="ivr-asr", description=__doc__)
     ap.add_argument("--socket", type=Path, required=True)
@@ -199,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
                               daemon=True)
     thread.start()
     log.info("recognition service on %s", args.socket)
-    while not stop.is_set() and os.getppid() == parent and _emit(service.status()):
+    while not stop.is_set() and os.getppid() == parent and write_status(service.status()):
         stop.wait(STATUS_EVERY)
     stop.set()
     thread.join(2 * ACCEPT_POLL)

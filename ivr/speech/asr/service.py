@@ -1,13 +1,11 @@
-"""Running the recognizer for a flow: WAV files for `audio:` steps, engines from the config.
+"""Running a recognizer over audio already recorded, and building engines from the config.
 
-`recognize_file` is the `Recognizer` hook of ivr.flow.scripted (ScriptedChannel / run_tests): read
-any WAV, resample to 16 kHz, cut the utterance with the VAD, decode it, and map the result through
-the node's grammar into an `Input`:
-- no speech within `spec.timeout` -> None (noinput);
-- speech the grammar does not cover, an engine error, or a decode that takes longer than
-  `decode_timeout` -> Input("speech", "", 0.0), a nomatch (confidence 0 is below any threshold);
-- otherwise Input("speech", phrase as written in the flow (or the built-in's words), confidence,
-  alternatives).
+`recognize_pcm` is what `audio:` steps (`ivr simulate`, `ivr test`) need: cut the utterance with
+the VAD, decode it under a grammar, and bound the time it may take. It answers in the engines'
+own terms: ("noinput", None) when no speech starts within the timeout; ("speech", None) for speech
+the grammar does not cover, an engine error, or a decode slower than `decode_timeout`; otherwise
+("speech", result). The flow layer maps that to its inputs (ivr.flow.audio_input). `load_pcm`
+reads any WAV (G.711 too) at the VAD's rate.
 
 `load_engine(settings)` builds the configured engine once per process and says whether speech is
 ready; `engine_from_config(config)` is its `Engine | None` shorthand.
@@ -21,14 +19,12 @@ import struct
 import threading
 import time
 import wave
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ivr.config import AsrSettings, EngineConfig
-from ivr.flow.channel import Input, ListenSpec
 from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result
 from ivr.speech.asr.vad import Endpointer
 from ivr.speech.audio import read_wav, resample
@@ -37,7 +33,6 @@ log = logging.getLogger(__name__)
 
 RATE = 16000
 FRAME_MS = 20
-NOMATCH = Input("speech", "", 0.0)
 
 
 @dataclass(frozen=True)
@@ -212,38 +207,31 @@ def decode(engine: Engine, grammar: Grammar, samples_pcm: bytes, rate: int, *,
         rec.close()
 
 
-def recognize_samples(pcm: bytes, rate: int, spec: ListenSpec, engine: Engine, *,
-                      trailing_silence: float = 0.7, max_speech: float = 15.0,
-                      decode_timeout: float | None = 10.0) -> Input | None:
-    """`recognize_file` for PCM already in memory (16-bit mono at `rate`, a VAD rate)."""
-    grammar = Grammar.from_spec(spec)
+def recognize_pcm(pcm: bytes, rate: int, grammar: Grammar, engine: Engine, *, timeout: float,
+                  trailing_silence: float = 0.7, max_speech: float = 15.0,
+                  decode_timeout: float | None = 10.0) -> tuple[str, Result | None]:
+    """`decode` that never fails and never hangs: a failing or stalled recognizer is a nomatch
+    (16-bit mono PCM at `rate`, a VAD rate)."""
     if grammar.empty:
-        return NOMATCH
+        return "speech", None
 
     def work() -> tuple[str, Result | None]:
-        return decode(engine, grammar, pcm, rate, timeout=spec.timeout,
+        return decode(engine, grammar, pcm, rate, timeout=timeout,
                       trailing_silence=trailing_silence, max_speech=max_speech)
 
     try:
         if decode_timeout is None:
-            kind, result = work()
-        else:
-            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asr")
-            try:
-                kind, result = pool.submit(work).result(timeout=decode_timeout)
-            finally:
-                pool.shutdown(wait=False)
+            return work()
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asr")
+        try:
+            return pool.submit(work).result(timeout=decode_timeout)
+        finally:
+            pool.shutdown(wait=False)
     except concurrent.futures.TimeoutError:
         log.warning("recognizer took over %.1fs; treated as a nomatch", decode_timeout)
-        return NOMATCH
     except Exception:  # a failing recognizer is a nomatch, never a crash
         log.warning("recognizer failed; treated as a nomatch", exc_info=True)
-        return NOMATCH
-    if kind == "noinput":
-        return None
-    if result is None:
-        return NOMATCH
-    return Input("speech", result.text, round(result.confidence, 3), result.alternatives)
+    return "speech", None
 
 
 def _g711(data: np.ndarray, tag: int) -> np.ndarray:
@@ -286,26 +274,7 @@ def read_any_wav(path: Path) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
-def recognize_file(path: str | Path, spec: ListenSpec, engine: Engine, *,
-                   trailing_silence: float = 0.7, max_speech: float = 15.0,
-                   decode_timeout: float | None = 10.0) -> Input | None:
-    """The caller's utterance in a WAV file (any rate/width/channels) under a listen spec."""
+def load_pcm(path: str | Path) -> bytes:
+    """A WAV file (any rate/width/channels, G.711 too) as 16-bit mono PCM at `RATE`."""
     samples, rate = read_any_wav(Path(path))
-    pcm = resample(samples, rate, RATE).astype("<i2").tobytes()
-    return recognize_samples(pcm, RATE, spec, engine, trailing_silence=trailing_silence,
-                             max_speech=max_speech, decode_timeout=decode_timeout)
-
-
-def file_recognizer(config: EngineConfig) -> Callable[[str, ListenSpec], Input | None]:
-    """The `audio:` step hook for ScriptedChannel / run_tests; loads the engine on first use.
-
-    With speech not ready, an `audio:` step is a nomatch (the flow's DTMF wording follows).
-    """
-
-    def hook(path: str, spec: ListenSpec) -> Input | None:
-        engine = engine_from_config(config)
-        if engine is None:
-            return NOMATCH
-        return recognize_file(path, spec, engine)
-
-    return hook
+    return bytes(resample(samples, rate, RATE).astype("<i2").tobytes())

