@@ -16,10 +16,8 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,59 +34,18 @@ from ivr.flow.loader import iter_yaml_files
 from ivr.flow.templates import is_template
 from ivr.flow.validate import load_flows
 from ivr.front.kamailio import Front, FrontError, FrontSettings
-from ivr.sip.build import probe, warn_if_wheel
+from ivr.pool import WorkerPool, WorkerProc
+from ivr.sip.build import warn_if_wheel
 from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import PromptCache, TtsError, Voice
-from ivr.status_line import read_statuses
 from ivr.store.db import Store
 
 log = logging.getLogger("ivr.serve")
 
-RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0)
 MAX_UNIX_PATH = 107
 """sockaddr_un.sun_path holds 108 bytes with the NUL."""
 DRAIN_BOUND = 60.0
-
-
-@dataclass
-class WorkerProc:
-    """One worker process as the supervisor sees it."""
-
-    worker_id: str
-    port: int
-    limit: int
-    """Calls this worker may carry (its share of max_calls)."""
-    proc: asyncio.subprocess.Process | None = None
-    status: dict[str, Any] = field(default_factory=dict)
-    restarts: int = 0
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    reader: asyncio.Task[None] | None = None
-    stopping: bool = False
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    @property
-    def calls(self) -> int:
-        """Call slots in use: inbound calls, and callbacks (two legs each) that this worker
-        dials."""
-        if not self.alive:
-            return 0
-        return int(self.status.get("calls", 0)) + 2 * int(self.status.get("callbacks", 0))
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {"id": self.worker_id, "port": self.port, "pid": self.proc.pid if self.proc else None,
-                "alive": self.alive, "calls": self.calls, "limit": self.limit, "restarts": self.restarts,
-                "draining": bool(self.status.get("draining")), "media": self.status.get("media", {}),
-                "tasks": self.status.get("tasks", 0), "flows": self.status.get("flows", {}),
-                "rss_kb": self.status.get("rss_kb", 0), "created": self.status.get("created", {}),
-                "speech": self.status.get("speech", {})}
 
 
 class Supervisor:
@@ -96,10 +53,7 @@ class Supervisor:
         self.config = config
         self.config_path = config_path.resolve() if config_path else None
         self.state = state_dir.resolve()
-        self.workers: dict[str, WorkerProc] = {}
-        self.pjsua2 = probe()
-        self.limits = config.sip.worker_limits(self.pjsua2.max_calls, os.cpu_count() or 1)
-        """Calls per worker, one entry per worker of the pool."""
+        self.pool = WorkerPool(config, self.config_path, self.state, self._worker_args, self._spawn)
         self.broker_url = config.bus.mqtt
         self._broker: asyncio.subprocess.Process | None = None
         self._adopted_broker: int | None = None
@@ -157,70 +111,29 @@ class Supervisor:
 
     async def reload(self) -> None:
         await self.check_flows()
-        for w in self.workers.values():
-            if w.alive and w.proc is not None:
-                w.proc.send_signal(signal.SIGHUP)
+        self.pool.signal_all(signal.SIGHUP)
 
     # -- workers --------------------------------------------------------------------------
-    def _worker_cmd(self, w: WorkerProc) -> list[str]:
-        cmd = [sys.executable, "-m", "ivr.worker", "--id", w.worker_id, "--sip-port", str(w.port),
-               "--calls", str(w.limit), "--state-dir", str(self.state)]
-        if self.config_path:
-            cmd += ["--config", str(self.config_path)]
-        if self.broker_url:
-            cmd += ["--broker", self.broker_url]
+    def _worker_args(self) -> list[str]:
+        args = ["--broker", self.broker_url] if self.broker_url else []
         if self.recognition is not None:
-            cmd += ["--asr-service", str(self.recognition.socket)]
-        return cmd
+            args += ["--asr-service", str(self.recognition.socket)]
+        return args
 
-    async def start_worker(self, w: WorkerProc) -> None:
-        w.ready.clear()
-        w.status = {}
-        w.proc = await asyncio.create_subprocess_exec(
-            *self._worker_cmd(w), stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
-        )
-        w.reader = self._spawn(self._read_status(w, w.proc))
-
-    async def _read_status(self, w: WorkerProc, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        async for status in read_statuses(proc.stdout):
-            w.status = status
-            w.ready.set()
-
-    async def add_worker(self, limit: int) -> WorkerProc:
-        n = len(self.workers) + 1
-        w = WorkerProc(str(n), free_port(kind=socket.SOCK_DGRAM), limit)
-        self.workers[w.worker_id] = w
-        await self.start_worker(w)
-        try:
-            await asyncio.wait_for(w.ready.wait(), 15)
-        except asyncio.TimeoutError:
-            log.error("worker %s did not start within 15s", w.worker_id)
-        return w
+    def _write_off(self, w: WorkerProc) -> None:
+        lost = self.store.close_calls_of(w.worker_id, "worker died")
+        if lost:
+            log.error("worker %s took %d calls with it", w.worker_id, lost)
 
     async def _sync_front(self) -> None:
         if self.front is not None and self.front.alive:
-            await self.front.set_workers([w.address for w in self.workers.values()])
+            await self.front.set_workers(self.pool.addresses())
 
     async def watch(self) -> None:
         """Restart dead workers, notice changed flow files."""
         while not self.stop.is_set():
-            for w in list(self.workers.values()):
-                if w.proc is not None and w.proc.returncode is not None and not w.stopping:
-                    delay = RESTART_BACKOFF[min(w.restarts, len(RESTART_BACKOFF) - 1)]
-                    log.error("worker %s exited with %s; restarting in %.1fs", w.worker_id,
-                              w.proc.returncode, delay)
-                    w.restarts += 1
-                    lost = self.store.close_calls_of(w.worker_id, "worker died")
-                    if lost:
-                        log.error("worker %s took %d calls with it", w.worker_id, lost)
-                    await asyncio.sleep(delay)
-                    # a new SIP port each time: the old one may have been taken meanwhile (seen
-                    # in the bench: a worker whose port another process had bound between
-                    # free_port() and its bind failed at startup every 8 s for minutes)
-                    w.port = free_port(kind=socket.SOCK_DGRAM)
-                    await self.start_worker(w)
-                    await self._sync_front()
+            if await self.pool.restart_dead(self._write_off):
+                await self._sync_front()
             if self.recognition is not None:
                 await self.recognition.check()
             stamp = self._stamp()
@@ -257,7 +170,7 @@ class Supervisor:
 
     # -- HTTP API -------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        workers = [w.as_json() for w in self.workers.values()]
+        workers = [w.as_json() for w in self.pool]
         alive = [w for w in workers if w["alive"]]
         front = self.front is not None and self.front.alive
         ok = front and bool(alive) and not self.draining
@@ -270,7 +183,7 @@ class Supervisor:
                 "speech": speech_doc,
                 "calls": sum(w["calls"] for w in workers), "workers": workers,
                 "capacity": sum(w["limit"] for w in alive), "max_calls": self.config.sip.max_calls,
-                "pjsua2": {**self.pjsua2.as_json(), "calls_per_worker": max(self.limits)},
+                "pjsua2": {**self.pool.pjsua2.as_json(), "calls_per_worker": max(self.pool.limits)},
                 "front": front, "bus": self.broker_url,
                 "flows": self.flow_versions, "uptime_s": round(time.time() - self.started, 1)}
 
@@ -331,11 +244,10 @@ class Supervisor:
             await self.check_flows()
             self._flow_stamp = self._stamp()
             await self._start_recognition()
-            warn_if_wheel(self.pjsua2)
-            # the whole pool before the first call: growing on demand answered bursts with 503s
-            await asyncio.gather(*(self.add_worker(limit) for limit in self.limits))
+            warn_if_wheel(self.pool.pjsua2)
+            await self.pool.start()
             self.front = Front(FrontSettings.from_config(
-                self.config, self.state / "front", [w.address for w in self.workers.values()]))
+                self.config, self.state / "front", self.pool.addresses()))
             await self.front.start()
             host, _, http_port = self.config.http.listen.rpartition(":")
             runner = web.AppRunner(self.app(), access_log=None)
@@ -396,8 +308,8 @@ class Supervisor:
         dialed = next((k for k in self.config.routes if k != "default"), "ivr")
         sys.stderr.write(
             f"ivr serving flows {sorted(self.flow_versions)} on {sip} "
-            f"({len(self.workers)} workers, up to {max(self.limits)} calls each, pjsua2 "
-            f"{self.pjsua2.version} {self.pjsua2.build}); health on "
+            f"({len(self.pool.workers)} workers, up to {max(self.pool.limits)} calls each, pjsua2 "
+            f"{self.pool.pjsua2.version} {self.pool.pjsua2.build}); health on "
             f"http://{self.config.http.listen}/health\n"
             f"  place a test call:  ivr call sip:{dialed}@{hostport} --dtmf 1\n"
             f"  or dial sip:{dialed}@{hostport} from a softphone; SIGHUP or editing flows/ reloads.\n"
@@ -407,26 +319,12 @@ class Supervisor:
     async def drain(self) -> None:
         """No new calls (workers answer 503), live calls finish, bounded by DRAIN_BOUND."""
         self.draining = True
-        log.info("draining %d live calls", sum(w.calls for w in self.workers.values()))
-        for w in self.workers.values():
-            w.stopping = True
-            if w.alive and w.proc is not None:
-                w.proc.send_signal(signal.SIGTERM)
-        procs = [w.proc.wait() for w in self.workers.values() if w.proc is not None and w.alive]
-        if procs:
-            _, pending = await asyncio.wait([asyncio.ensure_future(p) for p in procs],
-                                            timeout=DRAIN_BOUND)
-            for p in pending:
-                p.cancel()
+        log.info("draining %d live calls", self.pool.live_calls())
+        await self.pool.drain(DRAIN_BOUND)
 
     async def _teardown(self, runner: web.AppRunner | None) -> None:
         self.stop.set()
-        for w in self.workers.values():
-            w.stopping = True
-            if w.alive and w.proc is not None:
-                w.proc.kill()
-                with contextlib.suppress(ProcessLookupError):
-                    await w.proc.wait()
+        await self.pool.kill()
         if self.front is not None:
             await self.front.stop()
         if self.recognition is not None:
