@@ -44,9 +44,9 @@ def node_texts(node: Node) -> list[str]:
                 out.append(DEFAULT_NOMATCH)
         if key == "collect" and getattr(spec, "confirm", None) is not None:
             out.append(RETRY_TEXT)
-    whisper = getattr(getattr(node, "queue", None), "whisper", None)
-    if node.kind == "queue" and isinstance(whisper, str):
-        out.append(whisper)
+    own = getattr(node, "catalog_texts", None)
+    if callable(own):
+        out += own()  # what a node says on its own account (the queue's whisper and wait words)
     return out
 
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ivr.acd.wait import QueueRequest, QueueResult
 
 InputMode = Literal["dtmf", "speech"]
 
@@ -60,29 +63,6 @@ class Input:
 
 
 @dataclass(frozen=True)
-class QueueRequest:
-    name: str
-    priority: int = 0
-    skills: Mapping[str, int] = field(default_factory=dict)
-    context: Mapping[str, Any] = field(default_factory=dict)
-    announce: Mapping[str, Any] = field(default_factory=dict)
-    max_wait: float | None = None
-    callback: Mapping[str, Any] | None = None
-    mode: str = "bridge"
-    whisper: str | None = None
-    """Said to the agent alone before the caller is connected ("Gold customer, card services")."""
-
-
-@dataclass(frozen=True)
-class QueueResult:
-    """How waiting ended: an agent took the call, the wait ran out, or the queue failed."""
-
-    status: Literal["connected", "timeout", "error", "callback"]
-    agent: str | None = None
-    detail: str = ""
-
-
-@dataclass(frozen=True)
 class TransferRequest:
     to: str
     mode: str = "refer"
@@ -116,7 +96,7 @@ class Channel(abc.ABC):
 
     @abc.abstractmethod
     async def enqueue(self, request: QueueRequest) -> QueueResult:
-        """Hand the caller to an agent queue and wait for the outcome."""
+        """Hand the caller to an agent queue and wait for the outcome (`ivr.acd.wait`)."""
 
     @abc.abstractmethod
     async def transfer(self, request: TransferRequest) -> bool:
