@@ -229,8 +229,8 @@ class QueueWait(Generic[Leg]):
             call.hold(False)
 
     async def _events(self, events: AsyncIterator[AcdEvent]) -> AsyncGenerator[AcdEvent, None]:
-        """The ACD's events, with the caller's turn before each read: the callback offer when it
-        is due and its key at once (control before data); a hangup ends the wait.
+        """The ACD's events, with the caller's turn before each is handled: the callback offer
+        when it is due and its key at once (control before data); a hangup ends the wait.
 
         The pending `__anext__` is never cancelled for a key: cancelling it would close the
         client's generator (and its reply queue) mid-wait."""
@@ -240,9 +240,9 @@ class QueueWait(Generic[Leg]):
         nxt: asyncio.Future[AcdEvent] | None = None
         try:
             while True:
-                await self._caller_turn()
-                if nxt is None:
+                if nxt is None:  # first, so the enqueue goes out before any offer is played
                     nxt = asyncio.ensure_future(it.__anext__())
+                await self._caller_turn()
                 key = asyncio.ensure_future(call.key_pressed())
                 waits: list[asyncio.Future[Any]] = [nxt, gone, key]
                 try:

@@ -285,7 +285,10 @@ class ScriptedAcd:
 @dataclass
 class ScriptedCall:
     """The scripted caller as a queue wait drives it: prompts go to the channel's window, keys
-    come from the steps, and every agent answers (the leg is the agent's address)."""
+    come from the steps, and every agent answers (the leg is the agent's address).
+
+    Nothing here suspends, so the wait's turn (offer, key, callback request) is over before the
+    scripted ACD makes its next event: the order of a case never depends on timing."""
 
     channel: ScriptedChannel
     call_id: str = "scripted"
