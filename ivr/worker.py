@@ -40,10 +40,11 @@ from ivr.sip import srtp
 from ivr.sip.build import probe
 from ivr.sip.callback import CallbackJob
 from ivr.sip.channel import SipChannel
+from ivr.sip.media import MediaRegistry, first_of
 from ivr.sip.media_watch import REASON as MEDIA_TIMEOUT
 from ivr.sip.media_watch import MediaWatch
 from ivr.sip.pj import Endpoint, EndpointConfig, guard
-from ivr.sip.session import CallSession, IvrCall, MediaRegistry, first_of, parse_invite
+from ivr.sip.session import CallSession, IvrCall, parse_invite
 from ivr.sip.speech import CallSpeech, RxPortPool
 from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
@@ -256,24 +257,13 @@ class Worker:
 
     async def _run_callback(self, offer: AcdEvent) -> None:
         assert self.acd is not None
-        logs.call_id.set(offer.call_id)
         job = CallbackJob(asyncio.get_running_loop(), self.registry, self.account, self.acd,
                           self.cache, offer, self._front_hostport())
-        # the callback is a call of its own in the CDRs (the queued call's events are the
-        # first worker's, and event keys are per call id + sequence)
-        cdr = f"{offer.call_id}-callback-{offer.attempt}"
-        self.emit(cdr, "call.start", caller=offer.data.get("callback"), dialed=offer.agent,
-                  callback_of=offer.call_id)
-        outcome = "error"
         try:
-            outcome = await job.run()
-        except Exception:
-            log.exception("callback failed")
+            await job.run_recorded(self.emit)
         finally:
             self.callbacks -= 1
-            self.emit(cdr, "call.end", reason=outcome, hung_up_by="ivr",
-                      end={"kind": "callback", "queue": offer.context.get("queue")})
-            self._seq.pop(cdr, None)
+            self._seq.pop(job.cdr_id, None)
 
     def _front_hostport(self) -> str:
         """Where registered agent phones are reached: the front's first listen address."""

@@ -37,7 +37,7 @@ from ivr.acd.model import (
 from ivr.acd.store import AcdStore
 from ivr.bus.outbox import Outbox, broker_address, send_forever
 from ivr.config import EngineConfig
-from ivr.flow.templates import mask
+from ivr.lang.masking import mask
 
 log = logging.getLogger("ivr.acd")
 

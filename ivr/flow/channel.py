@@ -13,21 +13,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from ivr.prompt import Prompt
+
+if TYPE_CHECKING:
+    from ivr.acd.wait import QueueRequest, QueueResult
+
+__all__ = ["Prompt"]  # the thing a channel plays; its home is neutral so ivr.acd can use it
 
 InputMode = Literal["dtmf", "speech"]
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One thing to play: synthesised text or an audio file (absolute path)."""
-
-    text: str | None = None
-    audio: str | None = None
-    language: str = "en-US"
-
-    def describe(self) -> str:
-        return self.text if self.text is not None else f"[audio {self.audio}]"
 
 
 @dataclass(frozen=True)
@@ -57,29 +52,6 @@ class Input:
     value: str
     confidence: float = 1.0
     alternatives: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class QueueRequest:
-    name: str
-    priority: int = 0
-    skills: Mapping[str, int] = field(default_factory=dict)
-    context: Mapping[str, Any] = field(default_factory=dict)
-    announce: Mapping[str, Any] = field(default_factory=dict)
-    max_wait: float | None = None
-    callback: Mapping[str, Any] | None = None
-    mode: str = "bridge"
-    whisper: str | None = None
-    """Said to the agent alone before the caller is connected ("Gold customer, card services")."""
-
-
-@dataclass(frozen=True)
-class QueueResult:
-    """How waiting ended: an agent took the call, the wait ran out, or the queue failed."""
-
-    status: Literal["connected", "timeout", "error", "callback"]
-    agent: str | None = None
-    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,7 +88,7 @@ class Channel(abc.ABC):
 
     @abc.abstractmethod
     async def enqueue(self, request: QueueRequest) -> QueueResult:
-        """Hand the caller to an agent queue and wait for the outcome."""
+        """Hand the caller to an agent queue and wait for the outcome (`ivr.acd.wait`)."""
 
     @abc.abstractmethod
     async def transfer(self, request: TransferRequest) -> bool:

@@ -19,7 +19,8 @@ import httpx
 from ivr.config import EngineConfig
 from ivr.errors import FlowRuntimeError
 from ivr.flow.channel import Channel, Input, ListenSpec, Prompt
-from ivr.flow.templates import mask, render
+from ivr.flow.templates import render
+from ivr.lang.masking import mask
 from ivr.lang.numbers import say_digits
 
 if TYPE_CHECKING:

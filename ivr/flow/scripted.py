@@ -3,22 +3,27 @@
 DTMF behaves as on a real line: digits go into a type-ahead buffer and each `listen` takes what the
 waiting node asks for (up to a terminator, a whole menu key, or max digits), so `dtmf: "12345678#"`
 followed by `dtmf: "1"` fills a collect and then answers its confirmation.
+
+A queue runs the real wait (`ivr.acd.wait.QueueWait`) against a scripted ACD in virtual time: the
+caller hears the position announcements and the callback offer a real caller would hear before
+the case's outcome, and a `dtmf` step with the callback key right after the offer takes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from ivr.acd.client import AcdEvent
+from ivr.acd.wait import Handoff, QueueRequest, QueueResult, QueueWait
 from ivr.errors import CallerHangup, InputsExhausted
 from ivr.flow.channel import (
     Channel,
     Input,
     ListenSpec,
     Prompt,
-    QueueRequest,
-    QueueResult,
     RecordRequest,
     TransferRequest,
 )
@@ -158,10 +163,36 @@ class ScriptedChannel(Channel):
         if leftover:
             self.failures.append(f"the flow ended before these steps were used: {leftover}")
 
+    def take_key(self, wanted: str) -> str | None:
+        """The caller's answer to an offer made while they wait: the next input step, when it
+        is a `dtmf` step starting with a key in `wanted` (expectations before it are checked
+        now); any other step is left for the nodes after the queue."""
+        if not wanted:
+            return None
+        if self._digits:
+            key, rest = self._digits[0], self._digits[1:]
+            if key not in wanted:
+                return None
+            self._digits = rest
+            return key
+        for i, step in enumerate(self.steps):
+            if step.kind == "expect_prompt":
+                continue
+            if step.kind != "dtmf" or step.value[:1] not in wanted:
+                return None
+            for before in self.steps[:i]:
+                self._expect(before.value)
+            del self.steps[: i + 1]
+            self._new_window()
+            self._digits = step.value[1:]
+            return step.value[0]
+        return None
+
     async def enqueue(self, request: QueueRequest) -> QueueResult:
         self.queued.append(request)
-        status = self.queue_results.get(request.name, "connected")
-        return QueueResult(status=status)  # type: ignore[arg-type]
+        acd = ScriptedAcd(request, self.queue_results.get(request.name, "connected"))
+        wait = QueueWait(ScriptedCall(self), acd, request, Handoff(), clock=acd.clock)
+        return await wait.run()
 
     async def transfer(self, request: TransferRequest) -> bool:
         self.transfers.append(request)
@@ -172,3 +203,123 @@ class ScriptedChannel(Channel):
 
     async def hangup(self) -> None:
         self.hung_up = True
+
+
+SCRIPTED_POSITION = 1
+SCRIPTED_ETA = 120.0
+"""What the scripted ACD announces: first in line, one agent at the default handle time."""
+SCRIPTED_AGENT = "agent"
+
+
+class ScriptedAcd:
+    """The ACD's side of a scripted wait, in virtual time (a 5 minute wait takes none): position
+    updates every `announce.every`, a resync at the callback offer's time, then the outcome the
+    case names (connected after the offer; timeout at `max_wait`), or `callback` once asked."""
+
+    def __init__(self, request: QueueRequest, outcome: str) -> None:
+        self.request = request
+        self.outcome = outcome
+        self.now = 0.0
+        self.answered = asyncio.Event()
+        self.callback_asked = False
+
+    def clock(self) -> float:
+        return self.now
+
+    def _end(self) -> float:
+        r = self.request
+        if self.outcome == "timeout" and r.max_wait:
+            return r.max_wait
+        end = max(r.announce.every, r.callback.offer_after if r.callback else 0.0) + 1.0
+        return min(end, r.max_wait) if r.max_wait else end
+
+    def _marks(self, end: float) -> list[tuple[float, str]]:
+        """(time, kind) of the updates before the outcome: positions and the offer's resync."""
+        every = self.request.announce.every
+        marks = [(every * n, "position") for n in range(1, 50) if every > 0 and every * n < end]
+        offer = self.request.callback
+        if offer is not None and offer.offer_after < end:
+            marks.append((offer.offer_after, "queued"))
+        return sorted(marks)
+
+    async def enqueue(self, call_id: str, queue: str, **_: Any) -> AsyncIterator[AcdEvent]:
+        where = {"position": SCRIPTED_POSITION, "eta_s": SCRIPTED_ETA}
+        if self.outcome == "error":
+            yield AcdEvent("error", call_id, {"message": "scripted error"})
+            return
+        yield AcdEvent("queued", call_id, where)
+        end = self._end()
+        for at, kind in self._marks(end):
+            if self.callback_asked:
+                break
+            self.now = at
+            yield AcdEvent(kind, call_id, where)
+        if self.callback_asked or self.outcome == "callback":
+            yield AcdEvent("callback", call_id, {"position": SCRIPTED_POSITION})
+            return
+        self.now = end
+        if self.outcome == "timeout":
+            yield AcdEvent("timeout", call_id, {"reason": "max_wait", "overflow": None})
+            return
+        yield AcdEvent("offer", call_id, {"agent": {"name": SCRIPTED_AGENT, "uri": None},
+                                          "attempt": 1})
+        await self.answered.wait()
+        yield AcdEvent("connected", call_id, {"agent": SCRIPTED_AGENT, "wait_s": end})
+
+    def agent_answered(self, call_id: str, agent: str, attempt: int) -> None:
+        self.answered.set()
+
+    def agent_failed(self, call_id: str, agent: str, attempt: int, reason: str = "no_answer") -> None:
+        """A scripted agent always answers."""
+
+    def caller_gone(self, call_id: str) -> None:
+        """Nothing to release: the scripted queue ends with the wait."""
+
+    def call_ended(self, call_id: str, outcome: str | None = None) -> None:
+        """Nothing to release: the scripted queue ends with the wait."""
+
+    def callback(self, call_id: str, number: str, uri: str | None = None) -> None:
+        self.callback_asked = True
+
+
+@dataclass
+class ScriptedCall:
+    """The scripted caller as a queue wait drives it: prompts go to the channel's window, keys
+    come from the steps, and every agent answers (the leg is the agent's address).
+
+    Nothing here suspends, so the wait's turn (offer, key, callback request) is over before the
+    scripted ACD makes its next event: the order of a case never depends on timing."""
+
+    channel: ScriptedChannel
+    call_id: str = "scripted"
+    gone: bool = False
+
+    async def hung_up(self) -> None:
+        await asyncio.Event().wait()  # a scripted caller stays while waiting
+
+    async def key_pressed(self) -> None:
+        await asyncio.Event().wait()  # keys are read from the steps by `take_key`
+
+    def take_key(self, wanted: str) -> str | None:
+        return self.channel.take_key(wanted)
+
+    async def play(self, prompts: Sequence[Prompt], *, barge_in: bool) -> None:
+        await self.channel.play(prompts, barge_in=barge_in)
+
+    def hold(self, on: bool) -> None:
+        """No music in a script."""
+
+    async def dial(self, target: str, context: Mapping[str, Any]) -> tuple[str | None, str]:
+        return target, ""
+
+    async def drop(self, leg: str) -> None:
+        """Nothing to hang up."""
+
+    async def whisper(self, leg: str, prompt: Prompt) -> None:
+        """The agent's ear is not scripted."""
+
+    async def connect(self, leg: str) -> None:
+        """The flow ends here: the call is the agent's."""
+
+    async def refer(self, target: str, context: Mapping[str, Any], timeout: float) -> bool:
+        return True

@@ -19,19 +19,11 @@ from jinja2.nativetypes import NativeCodeGenerator, native_concat
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ivr.errors import FlowRuntimeError
+from ivr.lang.masking import mask
 from ivr.lang.numbers import say_currency, say_date, say_digits, say_number
 
 MAX_RENDER_CHARS = 10_000
 """A prompt longer than this is a bug in the flow, not something to synthesise."""
-
-
-def mask(value: Any, keep: int = 4) -> str:
-    """`****1234`: enough for a caller or agent to recognise, too little to reuse."""
-    text = str(value)
-    if not text:
-        return ""
-    shown = text[-keep:] if keep and len(text) > keep else ""
-    return "****" + shown
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):

@@ -14,22 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ivr import log as logs
 from ivr.acd.client import AcdClient, AcdEvent
-from ivr.sip.channel import failure_reason, handoff_headers
-from ivr.sip.session import (
-    MediaRegistry,
-    OutboundLeg,
-    first_of,
-    forget_leg,
-    play_once,
-    start_leg,
-)
+from ivr.sip.legs import OutboundLeg, failure_reason, forget_leg, handoff_headers, start_leg
+from ivr.sip.media import MediaRegistry, first_of, play_once
 from ivr.speech.tts import PromptCache, TtsError
 
 log = logging.getLogger("ivr.sip.callback")
+
+Emit = Callable[..., None]
+"""`Worker.emit(call_id, kind, **data)`: an event for the CDRs, through the worker's outbox."""
 
 AGENT_RING = 20.0
 CALLER_RING = 30.0
@@ -62,6 +60,28 @@ class CallbackJob:
         if self.number.startswith("sip:"):
             return self.number
         return f"sip:{self.number}@{self.front}" if self.number else None
+
+    @property
+    def cdr_id(self) -> str:
+        """The callback is a call of its own in the CDRs (the queued call's events are the first
+        worker's, and event keys are per call id + sequence)."""
+        return f"{self.offer.call_id}-callback-{self.offer.attempt}"
+
+    async def run_recorded(self, emit: Emit) -> str:
+        """`run` between the callback's own call.start and call.end events; never raises."""
+        offer = self.offer
+        logs.call_id.set(offer.call_id)
+        emit(self.cdr_id, "call.start", caller=offer.data.get("callback"), dialed=offer.agent,
+             callback_of=offer.call_id)
+        outcome = "error"
+        try:
+            outcome = await self.run()
+        except Exception:
+            log.exception("callback failed")
+        finally:
+            emit(self.cdr_id, "call.end", reason=outcome, hung_up_by="ivr",
+                 end={"kind": "callback", "queue": offer.context.get("queue")})
+        return outcome
 
     async def run(self) -> str:
         """Dial, bridge, report; the outcome (for the log and the CDR event)."""

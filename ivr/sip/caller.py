@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pjsua2 as pj
 
+from ivr.sip.media import first_of
 from ivr.sip.pj import Endpoint, EndpointConfig, audio_format, guard, vec_bytes
-from ivr.sip.session import first_of
 from ivr.speech.audio import read_wav, resample, write_wav
 from ivr.speech.tts import PromptCache, Voice
 

@@ -15,67 +15,17 @@ import contextlib
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pjsua2 as pj
 
+from ivr.sip.legs import OutboundLeg, forget_leg, header_vector, start_leg
+from ivr.sip.media import MediaRegistry, PromptPlayer, first_of, play_once
 from ivr.sip.pj import guard
 
 log = logging.getLogger("ivr.sip")
-
-
-async def first_of(*events: asyncio.Event, timeout: float | None = None) -> None:
-    """Wait until any event is set (or the timeout); the helper tasks never outlive the wait."""
-    tasks = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-
-
-class MediaRegistry:
-    """Live pjsua2 objects by kind, for leak tests and /health."""
-
-    def __init__(self) -> None:
-        self.live: Counter[str] = Counter()
-        self.created: Counter[str] = Counter()
-
-    def add(self, kind: str) -> None:
-        self.live[kind] += 1
-        self.created[kind] += 1
-
-    def remove(self, kind: str) -> None:
-        self.live[kind] -= 1
-
-    def snapshot(self) -> dict[str, int]:
-        return {k: v for k, v in self.live.items() if v}
-
-
-class PromptPlayer(pj.AudioMediaPlayer):  # type: ignore[misc]
-    """A playlist player whose end of file wakes the loop (onEof2 runs on the clock thread)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, done: asyncio.Event) -> None:
-        super().__init__()
-        self._loop = loop
-        self._done = done
-
-    @guard
-    def onEof2(self) -> None:
-        self._loop.call_soon_threadsafe(self._done.set)
-
-
-def header_vector(headers: dict[str, str]) -> Any:
-    vec = pj.SipHeaderVector()
-    for name, value in headers.items():
-        h = pj.SipHeader()
-        h.hName = name
-        h.hValue = value
-        vec.append(h)
-    return vec
 
 
 _URI_USER = re.compile(r"sip:([^@;>]+)@", re.I)
@@ -439,65 +389,6 @@ class CallSession:
             self._release_media_player_only()
 
 
-async def play_once(loop: asyncio.AbstractEventLoop, registry: MediaRegistry, leg: OutboundLeg,
-                    path: str, timeout: float = 15.0) -> None:
-    """Play a file to one leg only (a whisper), bounded; the player is gone when this returns."""
-    if leg.aud is None:
-        return
-    done = asyncio.Event()
-    player = PromptPlayer(loop, done)
-    player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
-    registry.add("player")
-    try:
-        player.startTransmit(leg.aud)
-        await first_of(done, leg.gone, timeout=timeout)
-        if not leg.gone.is_set() and leg.aud is not None:
-            with contextlib.suppress(pj.Error):
-                player.stopTransmit(leg.aud)
-    finally:
-        del player
-        registry.remove("player")
-
-
-class OutboundLeg(pj.Call):  # type: ignore[misc]
-    """The second leg of a bridged transfer; its last reference goes when it disconnects."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, account: Any) -> None:
-        super().__init__(account)
-        self.media_ready = asyncio.Event()
-        self.gone = asyncio.Event()
-        self.aud: Any = None
-        self.keep: OutboundLeg | None = self
-        self.end_code = 0
-        """The final status when the leg ended (486 busy, 603 decline, 408 no answer, ...)."""
-
-    @guard
-    def onCallState(self, prm: Any) -> None:
-        ci = self.getInfo()
-        if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self.end_code = int(ci.lastStatusCode)
-            self.aud = None
-            self.gone.set()
-            self.keep = None
-
-    @guard
-    def onCallMediaState(self, prm: Any) -> None:
-        ci = self.getInfo()
-        for mi in ci.media:
-            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                self.aud = self.getAudioMedia(mi.index)
-                self.media_ready.set()
-
-    def hangup(self) -> None:
-        if not self.gone.is_set():
-            with contextlib.suppress(pj.Error):
-                super().hangup(pj.CallOpParam())
-
-    async def closed(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.gone.wait(), timeout)
-
-
 class IvrCall(pj.Call):  # type: ignore[misc]
     """The inbound call object; forwards callbacks to its session and nothing more."""
 
@@ -525,27 +416,3 @@ class IvrCall(pj.Call):  # type: ignore[misc]
     def onCallTransferStatus(self, prm: Any) -> None:
         self.session.on_xfer_status(int(prm.statusCode), bool(prm.finalNotify))
         prm.cont = not prm.finalNotify
-
-
-def start_leg(loop: asyncio.AbstractEventLoop, account: Any, registry: MediaRegistry,
-              legs: list[OutboundLeg], target: str, headers: dict[str, str]) -> OutboundLeg | None:
-    """A second call placed from this worker (an agent, a callback): kept in `legs` and counted
-    in the registry until `forget_leg`; None when pjsip would not start it."""
-    leg = OutboundLeg(loop, account)
-    registry.add("leg")
-    legs.append(leg)
-    op = pj.CallOpParam(True)
-    op.txOption.headers = header_vector(headers)
-    try:
-        leg.makeCall(target, op)
-    except pj.Error as exc:
-        log.warning("call to %s failed: %s", target, exc.info())
-        forget_leg(registry, legs, leg)
-        return None
-    return leg
-
-
-def forget_leg(registry: MediaRegistry, legs: list[OutboundLeg], leg: OutboundLeg) -> None:
-    if leg in legs:
-        legs.remove(leg)
-        registry.remove("leg")

@@ -284,7 +284,7 @@ def test_mode_refer_sends_the_caller_to_the_agent_with_the_context(server: Serve
 
 
 def test_a_waiting_caller_is_offered_the_callback_key(server: Server, tmp_path: Path) -> None:
-    from ivr.sip.channel import CALLBACK_OFFER
+    from ivr.flow.nodes.queue import CALLBACK_OFFER
     from ivr.speech.audio import read_wav
     from ivr.speech.prompt_match import find_prompts
     from ivr.speech.tts import PromptCache, Voice

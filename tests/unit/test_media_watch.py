@@ -10,8 +10,9 @@ import pjsua2 as pj
 import pytest
 
 from ivr.config import SipSettings
+from ivr.sip.media import MediaRegistry
 from ivr.sip.media_watch import InactivityTracker, MediaWatch, check_interval
-from ivr.sip.session import CallSession, MediaRegistry
+from ivr.sip.session import CallSession
 
 
 def feed(tracker: InactivityTracker, samples: list[tuple[float, int | None]],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import httpx
 import pytest
@@ -140,8 +141,9 @@ async def test_queue_connected_hands_over_the_context(harness: Harness) -> None:
     assert dict(request.skills) == {"banking": 3}
     assert dict(request.context) == expected
     assert request.max_wait == 300.0
-    assert request.announce == {"position": True, "wait_time": True, "every": 30.0}
-    assert request.callback == {"offer_after": 60.0, "dtmf": "1"}
+    assert asdict(request.announce) == {"position": True, "wait_time": True, "every": 30.0}
+    assert request.callback is not None
+    assert asdict(request.callback) == {"offer_after": 60.0, "dtmf": "1"}
     assert request.mode == "bridge"
 
 

@@ -33,7 +33,7 @@ def test_a_bare_contact_and_none_at_all() -> None:
 
 
 def test_an_agent_legs_final_status_is_the_acds_failure_reason() -> None:
-    from ivr.sip.channel import failure_reason
+    from ivr.sip.legs import failure_reason
 
     assert [failure_reason(c) for c in (486, 600)] == ["busy", "busy"]
     assert [failure_reason(c) for c in (403, 603, 488)] == ["reject"] * 3

@@ -1,4 +1,9 @@
-"""`queue`: hand the caller to an agent queue with what the IVR learned."""
+"""`queue`: hand the caller to an agent queue with what the IVR learned.
+
+The node owns what the waiting caller hears (the sentences below, in the flow's language) and
+puts every fixed form of them in the prompt catalogue (`prompts`), so they are rendered
+when the flow loads; `ivr.acd.wait.QueueWait` says them while the caller waits.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ivr.acd.wait import Announcements, CallbackOffer, QueueRequest, WaitWords
 from ivr.durations import Duration
-from ivr.flow.channel import QueueRequest
 from ivr.flow.loader import Path_
 from ivr.flow.model import Node
 from ivr.flow.templates import render_value
@@ -15,6 +20,15 @@ from ivr.flow.templates import render_value
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext
     from ivr.flow.validate import Checker
+
+POSITION = "You are number {position} in the queue."
+WAIT_TIME = "Your expected wait is about {minutes} minute{s}."
+CALLBACK_OFFER = "To keep your place and be called back, press {key}."
+CALLBACK_CONFIRM = "You keep your place in the queue. We will call you back. Goodbye."
+SPOKEN_KEYS = {"*": "star", "#": "pound"}
+PRERENDERED = 10
+"""Positions and minutes 1..10 are rendered when the flow loads; a longer queue's numbers are
+rendered the first time they are said (in a thread, under the hold music)."""
 
 
 class Announce(BaseModel):
@@ -60,8 +74,26 @@ class QueueNode(Node):
         if self.queue.whisper:
             checker.template((*path, "queue", "whisper"), self.queue.whisper)
 
+    def words(self, language: str) -> WaitWords:
+        """The wait's sentences for this node, in `language`."""
+        key = self.queue.callback.dtmf if self.queue.callback else ""
+        return WaitWords(language=language, position=POSITION, wait_time=WAIT_TIME,
+                         callback_offer=CALLBACK_OFFER.format(key=SPOKEN_KEYS.get(key, key)),
+                         callback_confirm=CALLBACK_CONFIRM)
+
     def prompts(self) -> list[str]:
-        return [self.queue.whisper] if self.queue.whisper is not None else []
+        """What this node says on its own account: the whisper as written, and every fixed form
+        of its wait words (ivr/flow/catalog.py collects them; the supervisor pre-renders them)."""
+        spec, words = self.queue, self.words("")
+        out = [spec.whisper] if spec.whisper else []
+        numbers = range(1, PRERENDERED + 1)
+        if spec.announce.position:
+            out += [words.position_text(n) for n in numbers]
+        if spec.announce.wait_time:
+            out += [words.wait_time_text(n) for n in numbers]
+        if spec.callback is not None:
+            out += [words.callback_offer, words.callback_confirm]
+        return out
 
     def _priority(self, ctx: CallContext) -> int:
         value: Any = render_value(self.queue.priority, ctx.scope())
@@ -75,9 +107,11 @@ class QueueNode(Node):
         context = ctx.context_of(spec.context)
         request = QueueRequest(
             name=spec.name, priority=self._priority(ctx), skills=spec.skills, context=context,
-            announce=spec.announce.model_dump(), max_wait=spec.max_wait,
-            callback=spec.callback.model_dump() if spec.callback else None, mode=spec.mode,
+            announce=Announcements(**spec.announce.model_dump()), max_wait=spec.max_wait,
+            callback=CallbackOffer(**spec.callback.model_dump()) if spec.callback else None,
+            mode=spec.mode,
             whisper=ctx.mask_text(ctx.render(spec.whisper)) if spec.whisper else None,
+            words=self.words(ctx.flow.header.language),
         )
         result = await ctx.channel.enqueue(request)
         if result.status in ("connected", "callback"):

@@ -1,0 +1,141 @@
+"""One SIP call as the flow and the queue wait drive it: prompts, keys, hold music, agent legs.
+
+`SipCallControl` is the SIP side of `ivr.acd.wait.CallControl`, and the prompt player of
+`ivr.sip.channel.SipChannel` too, so a prompt plays the same way in a menu and in a queue.
+Prompts are files from the shared prompt cache: static text (the wait's words included) was
+rendered when the flow loaded, dynamic text is rendered in a subprocess now; the hold file is
+hashed and resampled in a thread. DTMF typed while a barge-in prompt plays cuts it and stays
+buffered (type-ahead); over a no-barge-in prompt it is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ivr.errors import CallerHangup
+from ivr.flow.channel import Prompt
+from ivr.sip.legs import OutboundLeg, failure_reason, handoff_headers
+from ivr.sip.session import CallSession
+from ivr.speech.tts import PromptCache, TtsError
+
+log = logging.getLogger("ivr.sip")
+
+
+@dataclass
+class SipCallControl:
+    session: CallSession
+    cache: PromptCache
+    account: Any
+    hold_file: str | None = None
+    _holding: bool = False
+
+    @property
+    def call_id(self) -> str:
+        return self.session.call_id
+
+    @property
+    def gone(self) -> bool:
+        return self.session.gone.is_set()
+
+    def check(self) -> None:
+        if self.session.gone.is_set():
+            raise CallerHangup()
+
+    # -- prompts ------------------------------------------------------------------------------
+    async def files(self, prompts: Sequence[Prompt]) -> list[str]:
+        out = []
+        for p in prompts:
+            try:
+                if p.audio is not None:
+                    path = await asyncio.to_thread(self.cache.prepare_audio, Path(p.audio))
+                else:
+                    path = await self.cache.render(p.text or "", p.language)
+            except (TtsError, OSError, ValueError) as exc:
+                # a prompt that cannot be rendered is skipped, not a dropped call
+                log.error("prompt %r unavailable: %s", p.describe()[:80], exc)
+                continue
+            out.append(str(path))
+        return out
+
+    def speaking(self) -> bool:
+        speech = self.session.speech
+        return speech is not None and speech.turn is not None and speech.turn.speech_started
+
+    async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = True) -> None:
+        """Play prompts; hold music, if on, pauses for them (rendered first, so no gap)."""
+        self.check()
+        s = self.session
+        if barge_in and (s.digits or self.speaking()):
+            return  # type-ahead: the caller already answered
+        if barge_in and s.speech is not None:
+            s.speech.begin()  # speech may cut this prompt
+        files = await self.files(prompts)
+        self.check()
+        before = len(s.digits)
+        if self._holding:
+            s.stop_hold()
+        await s.play_files(files, barge_in=barge_in)
+        if not barge_in:
+            del s.digits[before:]  # input over a no-barge-in prompt is ignored
+        if self._holding and self.hold_file is not None:
+            s.start_hold(self.hold_file)
+        self.check()
+
+    # -- keys and hangup -----------------------------------------------------------------------
+    async def hung_up(self) -> None:
+        await self.session.gone.wait()
+
+    async def key_pressed(self) -> None:
+        s = self.session
+        if not s.digits:
+            s.digit_event.clear()
+        await s.digit_event.wait()
+
+    def take_key(self, wanted: str) -> str | None:
+        keys = list(self.session.digits)
+        self.session.digits.clear()
+        return next((k for k in keys if k in wanted), None)
+
+    # -- hold music -------------------------------------------------------------------------
+    async def prepare_hold(self, path: Path) -> None:
+        """The hold file at the call rate; read whole and hashed, so in a thread."""
+        def prepare() -> str | None:
+            return str(self.cache.prepare_audio(path)) if path.is_file() else None
+
+        if self.hold_file is None:
+            try:
+                self.hold_file = await asyncio.to_thread(prepare)
+            except (OSError, ValueError) as exc:
+                log.error("hold music %s unavailable: %s", path, exc)
+
+    def hold(self, on: bool) -> None:
+        self._holding = on and self.hold_file is not None
+        if self._holding and self.hold_file is not None:
+            self.session.start_hold(self.hold_file)
+        else:
+            self.session.stop_hold()
+
+    # -- agents -------------------------------------------------------------------------------
+    async def dial(self, target: str, context: Mapping[str, Any]) -> tuple[OutboundLeg | None, str]:
+        s = self.session
+        leg, code = await s.dial_status(self.account, target, handoff_headers(s.call_id, context))
+        return leg, "" if leg is not None else failure_reason(code)
+
+    async def drop(self, leg: OutboundLeg) -> None:
+        await self.session.drop_leg(leg)
+
+    async def whisper(self, leg: OutboundLeg, prompt: Prompt) -> None:
+        for path in await self.files([prompt]):
+            await self.session.whisper(leg, path)
+
+    async def connect(self, leg: OutboundLeg) -> None:
+        await self.session.connect(leg)
+
+    async def refer(self, target: str, context: Mapping[str, Any], timeout: float) -> bool:
+        s = self.session
+        return await s.refer(target, handoff_headers(s.call_id, context), timeout=timeout)
