@@ -15,7 +15,6 @@ import contextlib
 import gc
 import logging
 import os
-import resource
 import signal
 import sys
 import time
@@ -43,7 +42,7 @@ from ivr.sip.channel import SipChannel
 from ivr.sip.media import MediaRegistry, first_of
 from ivr.sip.media_watch import REASON as MEDIA_TIMEOUT
 from ivr.sip.media_watch import MediaWatch
-from ivr.sip.pj import Endpoint, EndpointConfig, guard
+from ivr.sip.pj import Endpoint, EndpointConfig, guard, raise_fd_limit
 from ivr.sip.session import CallSession, IvrCall, parse_invite
 from ivr.sip.speech import CallSpeech, RxPortPool
 from ivr.speech.asr.service import load_engine
@@ -62,18 +61,6 @@ Endpoint.start_pump. With calls, DTMF waits for a poll: 40 ms against 20 took th
 Idle, only pjsip's timers wait for a poll; 50 ms cost 6 mc per worker."""
 STATUS_HEARTBEAT = 5.0
 """The status line goes out when it changes (checked twice a second), else this often."""
-
-
-def raise_fd_limit(calls: int) -> None:
-    """Each call holds two RTP/RTCP sockets and a recognizer pipe or two: lift the soft limit on
-    open files to the hard one, so hundreds of calls do not fail at 1024 descriptors."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else max(soft, 16 * calls + 256)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    if 8 * calls + 256 > max(soft, want):
-        log.warning("open-file limit %d is low for %d calls", max(soft, want), calls)
 
 
 def flow_for(config: EngineConfig, flows: dict[str, Flow], dialed: str) -> Flow | None:

@@ -17,6 +17,7 @@ import ctypes
 import functools
 import logging
 import os
+import resource
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +88,18 @@ def audio_format(rate: int) -> Any:
     fmt.bitsPerSample = 16
     fmt.frameTimeUsec = 20000
     return fmt
+
+
+def raise_fd_limit(calls: int) -> None:
+    """Each call holds two RTP/RTCP sockets and a recognizer pipe or two: lift the soft limit on
+    open files to the hard one, so hundreds of calls do not fail at 1024 descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 16 * calls + 256)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if 8 * calls + 256 > max(soft, want):
+        log.warning("open-file limit %d is low for %d calls", max(soft, want), calls)
 
 
 def udp_socket_fd(port: int) -> int | None:
