@@ -6,13 +6,16 @@
 #   scripts/build-pjsua2.sh VENV_PYTHON
 #
 # Source: ../shared/vendor/pjproject-2.16.tar.gz beside the checkout when present (sha256
-# checked), else the upstream repository at tag 2.16 (commit checked). The built wheel is cached
+# checked), else the upstream repository at tag 2.16 (commit checked); then our patches in
+# scripts/pjsua2/*.patch. The built wheel is cached
 # under ${IVR_CACHE:-~/.cache/ivr}/pjsua2/, keyed by version, config_site.h and Python, so a second
 # setup or CI run installs it in seconds. IVR_PJSUA2_BUILD=0 skips the build (wheel fallback);
 # IVR_PJPROJECT_GIT names another clone source.
 set -uo pipefail
 
 PY=${1:?usage: build-pjsua2.sh VENV_PYTHON}
+# absolute (the build runs in other directories), without resolving the venv's symlink
+PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 PJ_VERSION=2.16
@@ -38,7 +41,9 @@ pyver=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1
 CONFIGURE_FLAGS="--disable-video --disable-sound --disable-libwebrtc --disable-opencore-amr \
   --disable-libyuv --disable-ffmpeg --disable-v4l2 --disable-openh264 --disable-vpx --disable-sdl \
   --enable-epoll"
-key="$PJ_VERSION-$( (cat "$CONFIG_SITE"; echo "$CONFIGURE_FLAGS") | sha256sum | cut -c1-12)-$pyver-$(uname -m)"
+PATCHES=$(ls "$HERE"/pjsua2/*.patch 2>/dev/null | sort)
+# shellcheck disable=SC2086
+key="$PJ_VERSION-$( (cat "$CONFIG_SITE" $PATCHES; echo "$CONFIGURE_FLAGS") | sha256sum | cut -c1-12)-$pyver-$(uname -m)"
 dest="$CACHE/$key"
 
 installed_key=$("$PY" -c 'import importlib.resources as r; print(r.files("pjsua2_build").joinpath("KEY").read_text().strip())' 2>/dev/null)
@@ -51,7 +56,7 @@ if [ "${IVR_PJSUA2_BUILD:-1}" = "0" ]; then
 fi
 
 if ! ls "$dest"/*.whl >/dev/null 2>&1; then
-  for tool in gcc g++ make swig; do
+  for tool in gcc g++ make swig patch; do
     command -v "$tool" >/dev/null || fallback "no $tool (Debian: build-essential swig libssl-dev uuid-dev)"
   done
   work=$(mktemp -d "${TMPDIR:-/tmp}/pjsua2-build.XXXXXX")
@@ -70,6 +75,10 @@ if ! ls "$dest"/*.whl >/dev/null 2>&1; then
     [ "$got" = "$PJ_COMMIT" ] || fallback "tag $PJ_VERSION is $got, expected $PJ_COMMIT"
   fi
   cp "$CONFIG_SITE" "$src/pjlib/include/pj/config_site.h"
+  # our fixes to the release, one file each (scripts/pjsua2/NNNN-*.patch, -p1 from the tree top)
+  for patch in $PATCHES; do
+    (cd "$src" && patch -p1 --quiet --forward <"$patch") || fallback "cannot apply $(basename "$patch")"
+  done
   jobs=$(nproc 2>/dev/null || echo 2)
   say "building pjproject $PJ_VERSION ($jobs jobs, about 5 minutes on 2 cores); log in $work/build.log"
   started=$(date +%s)

@@ -3,6 +3,7 @@ no 503, answers 503 with Retry-After only above it, and a killed worker costs on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -190,3 +191,37 @@ def test_garbage_and_double_rate_rtp_leave_the_call_and_the_worker_standing(
     assert all(c["path"] == ["hello", "pick", "one", "bye"] for c in cdrs), [c["path"] for c in cdrs]
     assert sum(w["restarts"] for w in dense.health()["workers"]) == restarts
     dense.wait_idle()
+
+
+def test_workers_left_by_a_killed_supervisor_reap_silent_calls_and_exit(tmp_path: Path) -> None:
+    """SIGKILL the supervisor with calls up, then the callers vanish without a BYE: the orphaned
+    workers hang the silent calls up (media_timeout) and exit, instead of spinning for minutes."""
+    server = start_server(tmp_path / "serve", max_calls=80, calls_per_worker="auto",
+                          extra_sip={"media_timeout": "2s"})
+    audio = Path("/usr/share/sip-tester/g711a.pcap")
+    callers = start_sipp(server.uri_host, _write(tmp_path, "talking", call_setup(), _play(audio),
+                                                 pause(30000), bye()),
+                         service=QUICK, calls=40, rate=40, timeout=60)
+    try:
+        server.wait(lambda: server.health()["calls"] >= 40, 15, "40 live calls")
+        pids = [int(w["pid"]) for w in server.health()["workers"] if w["alive"]]
+        os.kill(server.proc.pid, signal.SIGKILL)
+        callers.kill()  # no BYE, no more RTP
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+            time.sleep(0.2)
+        assert not any(_running(pid) for pid in pids), "orphaned workers still running"
+    finally:
+        if callers.poll() is None:
+            callers.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(server.proc.pid, signal.SIGKILL)
+        server.stop()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
