@@ -201,7 +201,7 @@ def test_workers_left_by_a_killed_supervisor_reap_silent_calls_and_exit(tmp_path
     audio = Path("/usr/share/sip-tester/g711a.pcap")
     callers = start_sipp(server.uri_host, _write(tmp_path, "talking", call_setup(), _play(audio),
                                                  pause(30000), bye()),
-                         service=QUICK, calls=40, rate=40, timeout=60)
+                         service="1000", calls=40, rate=40, timeout=60)  # the bank: menus, a queue
     try:
         server.wait(lambda: server.health()["calls"] >= 40, 15, "40 live calls")
         pids = [int(w["pid"]) for w in server.health()["workers"] if w["alive"]]
