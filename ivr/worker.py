@@ -44,7 +44,7 @@ from ivr.sip.media_watch import REASON as MEDIA_TIMEOUT
 from ivr.sip.media_watch import MediaWatch
 from ivr.sip.pj import Endpoint, EndpointConfig, guard, raise_fd_limit
 from ivr.sip.session import CallSession, IvrCall, parse_invite
-from ivr.sip.speech import CallSpeech, RxPortPool
+from ivr.sip.speech import CallSpeech, RxPortPool, SpeechHub
 from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
 from ivr.speech.tts import PromptCache, Voice
@@ -124,6 +124,7 @@ class Worker:
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
         self.asr = load_engine(self.config.speech.asr, self.asr_service)
         self.rx_ports = RxPortPool()
+        self.speech_hub = SpeechHub()
         if not self.asr.ready:
             log.warning("speech not ready: %s", self.asr.message)
 
@@ -196,7 +197,7 @@ class Worker:
         session.call = call
         if self.asr.engine is not None:
             session.speech = CallSpeech(self.asr.engine, session.loop, session.on_speech,
-                                        self.rx_ports)
+                                        self.rx_ports, self.speech_hub)
         op = pj.CallOpParam()
         flow = flow_for(self.config, self.flows, info["dialed"])
         refused = srtp.refusal(self.config.sip.srtp_for(info["dialed"]), str(prm.rdata.wholeMsg),
@@ -409,6 +410,7 @@ class Worker:
             endpoint.ep.audDevManager().setNoDev()  # no clock thread: ports can go safely
         self.rx_ports.free.clear()
         self.rx_ports.all.clear()
+        self.speech_hub.stop()
         self.account = None
         account.shutdown()
         del account
