@@ -615,6 +615,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="JSON results")
     ap.add_argument("--md", type=Path, default=None, help="write the markdown section here")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--asr-shared", action="store_true",
+                    help="speech.asr.shared: decode in the recognition service, not in the workers")
     ap.add_argument("--asr", default="pocketsphinx", choices=["pocketsphinx", "none"],
                     help="none: the same calls with speech off, for the cost of listening")
     ap.add_argument("--calls-per-worker", default="auto", type=lambda v: v if v == "auto" else int(v),
@@ -651,8 +653,11 @@ def main() -> int:
     server = None
     try:
         server = h.start_ivr(work / "ivr", max_calls=max(steps) + 8, flow=FLOW, asr=args.asr,
-                             calls_per_worker=args.calls_per_worker)
+                             calls_per_worker=args.calls_per_worker,
+                             asr_options={"shared": True} if args.asr_shared else None)
         doc["workers"] = len(server.health()["workers"])
+        doc["asr_shared"] = args.asr_shared
+        doc["calls_per_worker"] = args.calls_per_worker
         doc["pjsua2"] = server.health().get("pjsua2", {})
         if doc["pjsua2"].get("build") != "source" and not args.allow_wheel:
             log(f"pjsua2 is {doc['pjsua2']}: not the source build (4 calls per worker); "
