@@ -237,9 +237,10 @@ class IvrServer:
 
 def start_ivr(root: Path, *, max_calls: int, flow: Path, asr: str = "none",
               calls_per_worker: int | str = "auto", prestart: int = 1,
-              timeout: float = 300.0) -> IvrServer:
+              timeout: float = 300.0, asr_options: dict[str, Any] | None = None) -> IvrServer:
     """`ivr serve` on the bench flow with the built-in pool (calls_per_worker auto: one worker
-    per core) unless told otherwise; ready once every worker of the pool has reported."""
+    per core) unless told otherwise; ready once every worker of the pool has reported.
+    `asr_options`: more of `speech.asr` (e.g. {"shared": True})."""
     if root.exists():
         shutil.rmtree(root)
     (root / "flows").mkdir(parents=True)
@@ -261,7 +262,7 @@ def start_ivr(root: Path, *, max_calls: int, flow: Path, asr: str = "none",
         "queues": {},
         "front": {"pike_exempt_loopback": True},
     }
-    config["speech"] = {**config.get("speech", {}), "asr": {"engine": asr}}
+    config["speech"] = {**config.get("speech", {}), "asr": {"engine": asr, **(asr_options or {})}}
     cfg = root / "ivr.yaml"
     cfg.write_text(yaml.safe_dump(config))
     log_path = root / "serve.log"
