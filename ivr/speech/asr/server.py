@@ -134,6 +134,9 @@ class _Handler(socketserver.BaseRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 512
+    """listen() backlog: a burst of callers ending their utterances together (200 at once in the
+    speech bench) overflowed socketserver's default of 5 (connect: EAGAIN, a nomatch each)."""
 
     def __init__(self, path: Path, service: RecognitionService) -> None:
         self.service = service
