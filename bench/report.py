@@ -20,6 +20,8 @@ TARGETS = {
     "simultaneous_recognitions": ">= 60 in real time on 2 cores",
 }
 ANALYSIS = Path(__file__).with_name("analysis.md")
+SPEECH_LOAD = Path(__file__).with_name("speech_load.md")
+"""bench/speech_load.py's report (speech over SIP at density), kept beside this one."""
 
 
 def _get(d: Any, *path: Any, default: Any = None) -> Any:
@@ -307,6 +309,8 @@ def write(doc: dict[str, Any], path: Path) -> None:
         lines += ["## Speech", "", "```json", json.dumps(sp, indent=1)[:4000], "```", ""]
     if ANALYSIS.is_file():
         lines += [ANALYSIS.read_text().rstrip(), ""]
+    if SPEECH_LOAD.is_file():
+        lines += ["#" + SPEECH_LOAD.read_text().rstrip().replace("\n## ", "\n### "), ""]
     path.write_text("\n".join(lines) + "\n")
 
 

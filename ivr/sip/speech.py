@@ -262,7 +262,12 @@ class Turn:
 
 
 class CallSpeech:
-    """Speech input of one call: its receive port and the current turn."""
+    """Speech input of one call: its receive port and the current turn.
+
+    The caller's audio reaches the port only during a turn: a call on hold music, in a bridge
+    with an agent or hearing a prompt nobody may interrupt costs no Python call per 20 ms frame
+    on the media clock thread (50 a second per call otherwise, whatever the call is doing).
+    """
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop,
                  on_speech: Callable[[], None], pool: RxPortPool, hub: SpeechHub) -> None:
@@ -273,6 +278,8 @@ class CallSpeech:
         self.hub = hub
         self.port: RxPort | None = None
         self.turn: Turn | None = None
+        self._aud: Any = None
+        self._connected = False
 
     def _sink(self, pcm: bytes) -> None:
         turn = self.turn
@@ -280,27 +287,46 @@ class CallSpeech:
             turn.push(pcm)
 
     def attach(self, aud: Any) -> None:
-        """Connect the caller's audio to our port (again after a re-INVITE)."""
+        """The caller's audio (again after a re-INVITE): connected now if a turn is running."""
         if self.port is None:
             self.port = self.pool.acquire(self._sink)
-        aud.startTransmit(self.port)
+        self._aud, self._connected = aud, False
+        if self.turn is not None and not self.turn.result.done():
+            self._connect()
+
+    def _connect(self) -> None:
+        if self._connected or self._aud is None or self.port is None:
+            return
+        try:
+            self._aud.startTransmit(self.port)
+            self._connected = True
+        except pj.Error as exc:
+            log.error("speech input unavailable for this turn: %s", exc.info())
+
+    def _disconnect(self) -> None:
+        if self._connected and self._aud is not None and self.port is not None:
+            with contextlib.suppress(pj.Error):
+                self._aud.stopTransmit(self.port)
+        self._connected = False
 
     def begin(self) -> Turn:
         """A turn for the next utterance (kept if one is already running)."""
         if self.turn is None or self.turn.result.done():
             self.turn = Turn(self.engine, self.loop, self.on_speech, self.hub)
+        self._connect()
         return self.turn
 
     def end_turn(self) -> None:
         if self.turn is not None:
             self.turn.cancel()
             self.turn = None
+        self._disconnect()
 
     def release(self, aud: Any, call_alive: bool) -> None:
+        if not call_alive:
+            self._connected = False  # the call's port is gone with it: nothing to disconnect
         self.end_turn()
         if self.port is not None:
-            if call_alive and aud is not None:
-                with contextlib.suppress(pj.Error):
-                    aud.stopTransmit(self.port)
             self.pool.release(self.port)
             self.port = None
+        self._aud = None

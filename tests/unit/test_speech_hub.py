@@ -111,3 +111,49 @@ def _no_leaked_hub_threads() -> object:
     yield None
     time.sleep(0.1)
     assert "asr-hub" not in {t.name for t in threading.enumerate()} - before
+
+
+class _Aud:
+    """A call's audio media as CallSpeech uses it: counts connections to the receive port."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def startTransmit(self, port: object) -> None:
+        self.log.append("connect")
+
+    def stopTransmit(self, port: object) -> None:
+        self.log.append("disconnect")
+
+
+class _Pool:
+    def acquire(self, sink: object) -> object:
+        return object()
+
+    def release(self, port: object) -> None:
+        pass
+
+
+async def test_the_callers_audio_reaches_the_recogniser_only_during_a_turn() -> None:
+    from ivr.sip.speech import CallSpeech
+
+    hub = SpeechHub(decoders=1)
+    try:
+        speech = CallSpeech(CountingEngine(), asyncio.get_running_loop(), lambda: None,
+                            _Pool(), hub)  # type: ignore[arg-type]
+        aud = _Aud()
+        speech.attach(aud)            # answered: no turn yet, nothing flows
+        assert aud.log == []
+        speech.begin()                # a barge-in prompt or a listen
+        speech.begin()                # the same turn goes on
+        assert aud.log == ["connect"]
+        again = _Aud()
+        speech.attach(again)          # a re-INVITE during the turn: the new media is connected
+        assert again.log == ["connect"]
+        speech.end_turn()             # a key, or the node is done
+        assert again.log == ["connect", "disconnect"]
+        speech.begin()
+        speech.release(again, call_alive=False)  # hung up: the call's port is already gone
+        assert again.log == ["connect", "disconnect", "connect"]
+    finally:
+        hub.stop()
