@@ -102,12 +102,14 @@ class SpeechHub:
         self._turns: list[Turn] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._work = threading.Event()
         self._thread: threading.Thread | None = None
         self.decode_pool = ThreadPoolExecutor(max_workers=decoders, thread_name_prefix="asr-decode")
 
     def add(self, turn: Turn) -> None:
         with self._lock:
             self._turns.append(turn)
+            self._work.set()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="asr-hub", daemon=True)
                 self._thread.start()
@@ -117,16 +119,22 @@ class SpeechHub:
             return len(self._turns)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.TICK):
+        while not self._stop.is_set():
+            self._work.wait()  # no turn anywhere: no ticks (an idle worker stays idle)
+            if self._stop.wait(self.TICK):
+                break
             with self._lock:
                 turns = list(self._turns)
             done = [turn for turn in turns if turn.step()]
-            if done:
-                with self._lock:
+            with self._lock:
+                if done:
                     self._turns = [t for t in self._turns if t not in done]
+                if not self._turns:
+                    self._work.clear()
 
     def stop(self) -> None:
         self._stop.set()
+        self._work.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
