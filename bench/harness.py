@@ -388,8 +388,12 @@ class Capture:
 def start_capture(path: Path, sip_port: int, media_lo: int, media_hi: int) -> Capture:
     """SIP to/from the caller, every RTP packet to the caller's media ports (the IVR's or the
     echo's audio), and the caller's RFC 4733 packets (payload type 101, `udp[9] & 0x7f`)."""
-    flt = (f"udp and (port {sip_port} or dst portrange {media_lo}-{media_hi} or "
-           f"(src portrange {media_lo}-{media_hi} and (udp[9] & 0x7f) = 101))")
+    return start_tcpdump(path, f"udp and (port {sip_port} or dst portrange {media_lo}-{media_hi} "
+                               f"or (src portrange {media_lo}-{media_hi} and (udp[9] & 0x7f) = 101))")
+
+
+def start_tcpdump(path: Path, flt: str) -> Capture:
+    """tcpdump on lo into `path` with filter `flt`, once it says it is listening."""
     err = path.with_suffix(".tcpdump.txt")
     with err.open("w") as e:
         proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-s", "2048", "-B", "65536", "-U",

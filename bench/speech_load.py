@@ -243,19 +243,7 @@ def start_sipp(target: str, scenario: Path, inf: Path, out_path: Path, *, calls:
 
 
 def start_capture(path: Path, sip_port: int, media_hi: int) -> h.Capture:
-    flt = f"udp and (port {sip_port} or portrange {MEDIA_BASE}-{media_hi})"
-    err = path.with_suffix(".tcpdump.txt")
-    with err.open("w") as e:
-        proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-s", "2048", "-B", "65536", "-U",
-                                 "-w", str(path), flt],
-                                stdout=subprocess.DEVNULL, stderr=e, stdin=subprocess.DEVNULL,
-                                text=True, start_new_session=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "listening on" not in err.read_text(errors="replace"):
-        if proc.poll() is not None:
-            raise RuntimeError(f"tcpdump failed: {err.read_text()[-500:]}")
-        time.sleep(0.1)
-    return h.Capture(proc, path, err)
+    return h.start_tcpdump(path, f"udp and (port {sip_port} or portrange {MEDIA_BASE}-{media_hi})")
 
 
 # -- the capture ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import numpy as np
 import pjsua2 as pj
 
 from ivr.sip.media import first_of
-from ivr.sip.pj import Endpoint, EndpointConfig, audio_format, guard, vec_bytes
+from ivr.sip.pj import Endpoint, EndpointConfig, active_audio, audio_format, guard, vec_bytes
 from ivr.speech.audio import read_wav, resample, write_wav
 from ivr.speech.tts import PromptCache, Voice
 
@@ -112,11 +112,10 @@ class _Call(pj.Call):  # type: ignore[misc]
 
     @guard
     def onCallMediaState(self, prm: Any) -> None:
-        ci = self.getInfo()
-        for mi in ci.media:
-            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                self.aud = self.getAudioMedia(mi.index)
-                self.media.set()
+        aud = active_audio(self)
+        if aud is not None:
+            self.aud = aud
+            self.media.set()
 
     @guard
     def onCallTransferRequest(self, prm: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pjsua2 as pj
 
 from ivr.sip.media import MediaRegistry
-from ivr.sip.pj import guard
+from ivr.sip.pj import active_audio, guard
 
 log = logging.getLogger("ivr.sip")
 
@@ -75,11 +75,10 @@ class OutboundLeg(pj.Call):  # type: ignore[misc]
 
     @guard
     def onCallMediaState(self, prm: Any) -> None:
-        ci = self.getInfo()
-        for mi in ci.media:
-            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                self.aud = self.getAudioMedia(mi.index)
-                self.media_ready.set()
+        aud = active_audio(self)
+        if aud is not None:
+            self.aud = aud
+            self.media_ready.set()
 
     def hangup(self) -> None:
         if not self.gone.is_set():

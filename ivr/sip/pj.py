@@ -80,6 +80,15 @@ class EndpointConfig:
     codecs: dict[str, int] | None = None
 
 
+def active_audio(call: Any) -> Any:
+    """A call's active audio media now (after answer, unhold or a re-INVITE), or None."""
+    ci = call.getInfo()  # keep the CallInfo: `call.getInfo().media` reads freed memory
+    for mi in ci.media:
+        if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+            return call.getAudioMedia(mi.index)
+    return None
+
+
 def audio_format(rate: int) -> Any:
     fmt = pj.MediaFormatAudio()
     fmt.type = pj.PJMEDIA_TYPE_AUDIO

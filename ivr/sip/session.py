@@ -23,7 +23,7 @@ import pjsua2 as pj
 
 from ivr.sip.legs import OutboundLeg, forget_leg, header_vector, start_leg
 from ivr.sip.media import MediaRegistry, PromptPlayer, first_of, play_once
-from ivr.sip.pj import guard
+from ivr.sip.pj import active_audio, guard
 
 log = logging.getLogger("ivr.sip")
 
@@ -431,11 +431,7 @@ class IvrCall(pj.Call):  # type: ignore[misc]
 
     def active_audio(self) -> Any:
         """The call's active audio media now, or None."""
-        ci = self.getInfo()  # keep the CallInfo: `self.getInfo().media` reads freed memory
-        for mi in ci.media:
-            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                return self.getAudioMedia(mi.index)
-        return None
+        return active_audio(self)
 
     @guard
     def onDtmfDigit(self, prm: Any) -> None:
