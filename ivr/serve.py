@@ -33,7 +33,8 @@ from ivr.flow.catalog import prompt_texts
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.templates import is_template
 from ivr.flow.validate import load_flows
-from ivr.front.kamailio import Front, FrontError, FrontSettings
+from ivr.front.process import Front
+from ivr.front.settings import FrontError, FrontSettings
 from ivr.pool import WorkerPool, WorkerProc
 from ivr.sip.build import warn_if_wheel
 from ivr.speech.asr.process import RecognitionProcess
