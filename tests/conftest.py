@@ -28,3 +28,25 @@ def ivr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The leak scan (tests/leak_scan.py) over everything the IVR wrote in this run: once any
+    integration test ran, a sensitive value found anywhere fails the run."""
+    import leak_scan
+
+    ran = {Path(str(item.path)).parent.name for item in session.items}
+    if "integration" not in ran or session.config.option.collectonly:
+        return
+    root = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    files, hits = leak_scan.scan(root)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"leak scan: {files} files the IVR wrote under {root}, "
+             f"{len(leak_scan.TYPED)} typed sensitive values and card-like runs: "
+             f"{len(hits)} found"] + [f"  LEAK {hit}" for hit in hits[:50]]
+    if reporter is not None:
+        reporter.write("\n")
+        for line in lines:
+            reporter.write_line(line, red=bool(hits))
+    if hits:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

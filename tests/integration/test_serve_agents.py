@@ -305,9 +305,18 @@ def test_a_waiting_caller_is_offered_the_callback_key(server: Server, tmp_path: 
     assert rendered is not None, "the offer was never rendered"
     heard, rate = read_wav(tmp_path / "out-1.wav")
     assert rate == 8000
-    found = find_prompts(heard, [(offer, read_wav(rendered)[0]), ("hello", read_wav(
-        cache.cached("Hello.") or rendered)[0])])
-    assert [f.text for f in found] == ["hello", offer], found
+    candidates = [(offer, read_wav(rendered)[0])]
+    for text in ("Hello.", "Goodbye."):  # goodbye: the queue failed and the flow said so
+        path = cache.cached(text)
+        if path is not None:
+            candidates.append((text, read_wav(path)[0]))
+    found = find_prompts(heard, candidates)
+    # on a failure, say what the server saw: the call's path and how it ended, its problems
+    (cdr,) = server.wait_cdrs(1, timeout=15)
+    problems = [line for line in server.log_path.read_text(errors="replace").splitlines()
+                if '"level": "warning"' in line or '"level": "error"' in line]
+    assert [f.text for f in found] == ["Hello.", offer], (found, cdr["path"], cdr.get("end_kind"),
+                                                          problems[-20:])
 
 
 def test_an_agent_who_rejects_is_ready_again_and_the_next_agent_gets_the_caller(
