@@ -99,6 +99,8 @@ class Phone:
         self.finished: list[Leg] = []
         self.n = 0
         self.incoming_ended = 0
+        self.closing: list[tuple[float, int, str]] = []
+        """Recordings whose recorder was released: (give up at, leg, path)."""
         self.pending: list[tuple[float, Any]] = []
 
     # -- events -------------------------------------------------------------------------------
@@ -159,8 +161,11 @@ class Phone:
         if leg.player is not None:
             leg.player = None
         if leg.recorder is not None:
+            # the conference removes the recorder's port on its next tick, and only then is the
+            # WAV's header written: "recorded" waits for that (run_due), so a test never reads
+            # a file still being written
             leg.recorder = None
-            emit(ev="recorded", n=leg.n, path=leg.rec_path)  # type: ignore[attr-defined]
+            self.closing.append((time.monotonic() + 5, leg.n, leg.rec_path))
         leg.aud = None
         if leg in self.legs:
             self.legs.remove(leg)
@@ -173,10 +178,26 @@ class Phone:
 
     def run_due(self) -> None:
         now = time.monotonic()
+        for item in list(self.closing):
+            give_up, n, path = item
+            if _wav_final(path) or now > give_up:
+                self.closing.remove(item)
+                emit(ev="recorded", n=n, path=path, final=_wav_final(path))
         due = [p for p in self.pending if p[0] <= now]
         self.pending = [p for p in self.pending if p[0] > now]
         for _, fn in due:
             fn()
+
+
+def _wav_final(path: str) -> bool:
+    """The writer closed the file: its RIFF size covers the whole file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            size = f.seek(0, 2)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and int.from_bytes(head[4:8], "little") + 8 == size
 
 
 def tone(path: Path, hz: float = 440.0, seconds: float = 2.0) -> str:
@@ -238,6 +259,9 @@ def main() -> None:
         until = time.monotonic() + 2
         while phone.legs and time.monotonic() < until:
             endpoint.handle_events(10)
+        while phone.closing and time.monotonic() < until + 3:
+            endpoint.handle_events(10)
+            phone.run_due()
         phone.finished.clear()
         phone.legs.clear()
         endpoint.ep.audDevManager().setNoDev()
