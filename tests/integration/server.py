@@ -79,12 +79,33 @@ class Server:
     def uri_host(self) -> str:
         return f"127.0.0.1:{self.sip_port}"
 
-    def get(self, path: str) -> tuple[int, Any]:
+    @property
+    def token(self) -> str:
+        """The admin token `ivr serve` generated (no tokens configured, loopback API)."""
+        return (self.root / "var" / "api-token").read_text().strip()
+
+    def bus_password(self, user: str) -> str:
+        """A private broker user's generated password (ivr.bus.acl)."""
+        return (self.root / "var" / "mosquitto" / "users" / user).read_text().strip()
+
+    def request(self, method: str, path: str, body: Any = None,
+                token: str | None = "") -> tuple[int, Any]:
+        """An API call: with the admin token by default, `token=None` for none at all."""
+        headers = {"Content-Type": "application/json"}
+        token = self.token if token == "" else token
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else (b"{}" if method == "POST" else None)
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data,
+                                     method=method, headers=headers)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+            with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
+
+    def get(self, path: str, token: str | None = "") -> tuple[int, Any]:
+        return self.request("GET", path, token=token)
 
     def health(self) -> dict[str, Any]:
         return dict(self.get("/health")[1])
