@@ -28,11 +28,12 @@ from ivr.access.bootstrap import server_tokens
 from ivr.access.middleware import authenticate, principal
 from ivr.access.policy import api_policy
 from ivr.access.tokens import TokenSet
+from ivr.acd.acl import SUPERVISOR, WORKER, broker_users
 from ivr.acd.http import routes as acd_routes
 from ivr.acd.service import AcdService
-from ivr.bus.acl import SUPERVISOR, WORKER, BrokerUsers
 from ivr.bus.auth import BusAuth
 from ivr.bus.broker import find_ours, free_port, listening, start_broker
+from ivr.bus.users import BrokerUsers
 from ivr.config import EngineConfig
 from ivr.flow.catalog import prompt_texts
 from ivr.flow.loader import iter_yaml_files
@@ -63,7 +64,7 @@ class Supervisor:
         self.state = state_dir.resolve()
         self.pool = WorkerPool(config, self.config_path, self.state, self._worker_args, self._spawn)
         self.broker_url = config.bus.mqtt
-        # a site broker: the configured user for all; the private one: a user per role (bus/acl.py)
+        # a site broker: the configured user for all; the private one: a user per role (acd/acl.py)
         self.bus_auth = BusAuth.from_settings(config.bus) if config.bus.mqtt else BusAuth()
         self.broker_users = BrokerUsers(self.state / "mosquitto")
         self._broker: asyncio.subprocess.Process | None = None
@@ -305,7 +306,7 @@ class Supervisor:
         home = self.state / "mosquitto"
         port_file = home / "port"
         users = self.broker_users
-        await asyncio.to_thread(users.write, self.config.agents)
+        await asyncio.to_thread(users.write, *broker_users(self.config.agents))
         self.bus_auth = users.auth(SUPERVISOR)
         port: int | None = None
         with contextlib.suppress(OSError, ValueError):

@@ -1,7 +1,8 @@
 """A private Mosquitto for `ivr serve` when the config names no broker.
 
 With `BrokerUsers` (what `ivr serve` passes) it refuses anonymous clients and applies the
-generated ACL (`ivr.bus.acl`); `users=None` is an open broker, for tests of the protocol alone.
+generated ACL (`ivr.bus.users`, `ivr.acd.acl`); `users=None` is an open broker, for tests of the
+protocol alone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from ivr.bus.acl import BrokerUsers
+from ivr.bus.users import BrokerUsers
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from ivr.acd.acl import SUPERVISOR, WORKER, acl_text, broker_users, bus_agents
 from ivr.acd.service import AcdService
-from ivr.bus.acl import SUPERVISOR, WORKER, BrokerUsers, acl_text, bus_agents
 from ivr.bus.auth import BusAuth, broker_address
+from ivr.bus.users import BrokerUsers
 from ivr.config import BusSettings, EngineConfig
 from ivr.errors import ConfigError
 from ivr.secret_file import write_private
@@ -45,7 +46,7 @@ def test_agents_whose_name_is_not_one_topic_level_get_no_user() -> None:
 
 def test_broker_passwords_are_generated_once_and_kept_0600(tmp_path: Path) -> None:
     users = BrokerUsers(tmp_path)
-    users.write(["alice"])
+    users.write(*broker_users(["alice"]))
     first = {u: users.secret_file(u).read_text() for u in (SUPERVISOR, WORKER, "agent-alice")}
     assert all(len(pw.strip()) >= 32 for pw in first.values())
     assert len(set(first.values())) == 3
@@ -53,7 +54,7 @@ def test_broker_passwords_are_generated_once_and_kept_0600(tmp_path: Path) -> No
         assert path.stat().st_mode & 0o777 == 0o600, path
     hashed = users.password_file.read_text()
     assert "agent-alice:$7$" in hashed and first[WORKER].strip() not in hashed
-    users.write(["alice", "bob"])
+    users.write(*broker_users(["alice", "bob"]))
     assert {u: users.secret_file(u).read_text() for u in first} == first
     assert users.auth(WORKER) == BusAuth(WORKER, first[WORKER].strip())
     assert first[WORKER].strip() not in repr(users.auth(WORKER))
