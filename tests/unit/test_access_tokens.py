@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,3 +141,51 @@ def test_configured_tokens_replace_the_generated_one(tmp_path: Path,
     write_private(file, "# nothing yet\n")
     with pytest.raises(ConfigError, match="holds no token"):
         server_tokens(HttpSettings(tokens_file=file), tmp_path)
+
+
+def test_ivr_token_prints_a_token_and_its_hashed_entry(run_cli: Callable[..., Any]) -> None:
+    r = run_cli("token", "agent:bob")
+    assert r.code == 0
+    token = r.stdout.strip()
+    entry = r.stderr.strip().splitlines()[-1]
+    assert entry == f"agent:bob=sha256:{hashlib.sha256(token.encode()).hexdigest()}"
+    assert TokenSet.parse(entry, "f").verify(token) == Principal(Role.agent, "bob")
+    bad = run_cli("token", "root")
+    assert bad.code == 2 and "unknown role 'root'" in bad.stderr
+
+
+def test_api_commands_send_the_generated_token_and_say_what_to_do_on_401(
+        run_cli: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IVR_TOKEN", raising=False)
+    seen: list[str | None] = []
+
+    class Api(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": "invalid token"}')
+
+        do_POST = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Api)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        r = run_cli("queues", "--server", url, "--state-dir", str(tmp_path / "none"))
+        assert r.code == 1 and "401 invalid token; no token found: give --token" in r.stderr
+        write_private(tmp_path / "var" / GENERATED, "generated-token\n")
+        r = run_cli("agents", "--server", url)  # ./var/api-token
+        assert r.code == 1 and "give --token or IVR_TOKEN" in r.stderr
+        monkeypatch.setenv("IVR_TOKEN", "env-token")
+        assert run_cli("agents", "--server", url).code == 1
+        assert run_cli("agent", "ready", "bob", "--server", url, "--token", "flag-token").code == 1
+    finally:
+        httpd.shutdown()
+        thread.join(5)
+    assert seen == [None, "Bearer generated-token", "Bearer env-token", "Bearer flag-token"]
