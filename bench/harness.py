@@ -180,10 +180,17 @@ class IvrServer:
     def target(self) -> str:
         return f"{LOOPBACK}:{self.sip_port}"
 
+    def api(self, path: str, timeout: float = 5) -> Any:
+        """GET from the HTTP API with the server's generated admin token (var/api-token)."""
+        token = (self.root / "var" / "api-token").read_text().strip()
+        req = urllib.request.Request(f"http://{LOOPBACK}:{self.http_port}{path}",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+
     def health(self) -> dict[str, Any]:
         try:
-            with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/health", timeout=5) as r:
-                return dict(json.loads(r.read()))
+            return dict(self.api("/health"))
         except urllib.error.HTTPError as exc:
             return dict(json.loads(exc.read() or b"{}"))
 

@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,9 +370,7 @@ def thread_kinds(a: dict[int, tuple[str, float]], b: dict[int, tuple[str, float]
 
 # -- one step ------------------------------------------------------------------------------------
 def cdrs(server: h.IvrServer, since: float) -> list[dict[str, Any]]:
-    url = f"http://{h.LOOPBACK}:{server.http_port}/calls?since={since}"
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return list(json.loads(r.read())["calls"])
+    return list(server.api(f"/calls?since={since}", timeout=30)["calls"])
 
 
 def branch_of(cdr: dict[str, Any], options: list[str]) -> str:

@@ -290,25 +290,36 @@ def schema() -> None:
 
 # -- agent queues (ivr/acd): live state from a running server, reports from the store ----------
 def _server_option(fn: F) -> F:
+    fn = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+                      default=Path("var"), show_default=True,
+                      help="the server's state dir: its generated api-token is used when no "
+                      "token is given")(fn)
+    fn = click.option("--token", envvar="IVR_TOKEN", default=None,
+                      help="API bearer token (env IVR_TOKEN)")(fn)
     return click.option("--server", default=None,
                         help="the running server's HTTP API (default: http.listen of the config)")(fn)
 
 
-def _server(server: str | None, config_path: Path | None) -> str:
+def _api(server: str | None, config_path: Path | None, token: str | None,
+         state_dir: Path) -> tuple[str, str | None]:
+    """The server's URL and the token to send (README: Privacy and access)."""
+    from ivr.access.bootstrap import client_token
     from ivr.acd.remote import default_server
 
-    return server or default_server(_config(config_path))
+    return server or default_server(_config(config_path)), client_token(token, state_dir)
 
 
 @cli.command()
 @config_option
 @_server_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
-def queues(config_path: Path | None, server: str | None, as_json: bool) -> None:
+def queues(config_path: Path | None, server: str | None, token: str | None, state_dir: Path,
+           as_json: bool) -> None:
     """Live queue state from a running server."""
     from ivr.acd.remote import call, render_queues
 
-    doc = call(_server(server, config_path), "GET", "/queues")
+    url, bearer = _api(server, config_path, token, state_dir)
+    doc = call(url, "GET", "/queues", token=bearer)
     _emit_json(doc) if as_json else click.echo(render_queues(doc), nl=False)
 
 
@@ -316,11 +327,13 @@ def queues(config_path: Path | None, server: str | None, as_json: bool) -> None:
 @config_option
 @_server_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
-def agents(config_path: Path | None, server: str | None, as_json: bool) -> None:
+def agents(config_path: Path | None, server: str | None, token: str | None, state_dir: Path,
+           as_json: bool) -> None:
     """Live agent state from a running server."""
     from ivr.acd.remote import call, render_agents
 
-    doc = call(_server(server, config_path), "GET", "/agents")
+    url, bearer = _api(server, config_path, token, state_dir)
+    doc = call(url, "GET", "/agents", token=bearer)
     _emit_json(doc) if as_json else click.echo(render_agents(doc), nl=False)
 
 
@@ -331,11 +344,12 @@ def agents(config_path: Path | None, server: str | None, as_json: bool) -> None:
 @_server_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
 def agent(action: str, name: str, config_path: Path | None, server: str | None,
-          as_json: bool) -> None:
+          token: str | None, state_dir: Path, as_json: bool) -> None:
     """Change an agent's state on a running server (login, logout, ready, away)."""
     from ivr.acd.remote import call
 
-    doc = call(_server(server, config_path), "POST", f"/agents/{name}/{action}")
+    url, bearer = _api(server, config_path, token, state_dir)
+    doc = call(url, "POST", f"/agents/{name}/{action}", token=bearer)
     _emit_json(doc) if as_json else click.echo(f"{name}: {doc['state']}")
 
 
@@ -360,6 +374,22 @@ def report(config_path: Path | None, since: str | None, threshold: float, as_jso
         start = (when if when.tzinfo else when.astimezone()).timestamp()
     doc = build_report(Path(config.store.path), start, threshold)
     _emit_json(doc) if as_json else click.echo(render(doc), nl=False)
+
+
+@cli.command("token")
+@click.argument("role", metavar="admin|read|agent:NAME")
+def token_cmd(role: str) -> None:
+    """Make an API token: the token on stdout, its hashed entry for http.tokens_file on stderr."""
+    from ivr.access.tokens import digest, new_token, parse_principal
+
+    try:
+        who = parse_principal(role)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="ROLE") from None
+    token = new_token()
+    click.echo(token)
+    click.echo(f"# for http.tokens_file (or {role}={token} in IVR_TOKENS):\n"
+               f"{who}=sha256:{digest(token).hex()}", err=True)
 
 
 from ivr.call_cmd import call as _call_command  # noqa: E402 - registered after the group

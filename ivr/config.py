@@ -308,8 +308,58 @@ class SpeechSettings(_Strict):
     tts: TtsSettings = Field(default_factory=TtsSettings)
 
 
+class BusTls(_Strict):
+    """TLS to a site broker (PEM files). Paths are made absolute: workers run elsewhere."""
+
+    enabled: bool = Field(True, description="false: plain TCP even with these files given")
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker's "
+                                 "certificate (default: the system's)")
+    cert_file: Path | None = Field(None, description="client certificate, for brokers that "
+                                   "require one (require_certificate true)")
+    key_file: Path | None = Field(None, description="the client certificate's private key")
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
+
+    @model_validator(mode="after")
+    def _pair(self) -> BusTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("bus.tls: cert_file and key_file go together")
+        return self
+
+
 class BusSettings(_Strict):
+    """The broker. Unset `mqtt`: `ivr serve` starts a private Mosquitto with generated
+    passwords and per-role ACLs. A site broker: its user and password (from the environment or a
+    0600 file, never inline) and TLS (`mqtts://` or `tls:`)."""
+
     mqtt: str | None = None
+    username: str | None = Field(None, description="MQTT user name at the site broker")
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    password_file: Path | None = Field(None, description="file (mode 0600) holding the password")
+    tls: BusTls | None = Field(None, description="TLS settings; mqtts:// turns TLS on by itself")
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_form(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(f"password_env {value!r} is not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _site_broker_only(self) -> BusSettings:
+        given = [k for k in ("username", "password_env", "password_file", "tls")
+                 if getattr(self, k) is not None]
+        if self.mqtt is None and given:
+            raise ValueError(f"bus: {', '.join(given)} apply to a site broker (bus.mqtt); the "
+                             "private broker's passwords are generated")
+        if self.password_env and self.password_file:
+            raise ValueError("bus: give password_env or password_file, not both")
+        if (self.password_env or self.password_file) and not self.username:
+            raise ValueError("bus: a password needs a username")
+        return self
 
 
 class QueueSettings(_Strict):
@@ -343,7 +393,21 @@ class StoreSettings(_Strict):
 
 
 class HttpSettings(_Strict):
+    """The HTTP API. Every route but /health needs a bearer token (README: Privacy and access);
+    tokens come from the environment or a 0600 file, never from this file."""
+
     listen: str = "127.0.0.1:8080"
+    tokens_env: str = Field("IVR_TOKENS", description="environment variable holding token "
+                            "entries (role[:agent]=token, comma separated)")
+    tokens_file: Path | None = Field(None, description="file (mode 0600) of token entries, "
+                                     "one per line")
+
+    @field_validator("tokens_env")
+    @classmethod
+    def _env_form(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(f"tokens_env {value!r} is not an environment variable name")
+        return value
 
 
 class EngineConfig(_Strict):

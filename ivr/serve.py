@@ -24,10 +24,16 @@ from typing import Any
 import aiomqtt
 from aiohttp import web
 
+from ivr.access.bootstrap import server_tokens
+from ivr.access.middleware import authenticate, principal
+from ivr.access.policy import api_policy
+from ivr.access.tokens import TokenSet
+from ivr.acd.acl import SUPERVISOR, WORKER, broker_users
 from ivr.acd.http import routes as acd_routes
 from ivr.acd.service import AcdService
+from ivr.bus.auth import BusAuth
 from ivr.bus.broker import find_ours, free_port, listening, start_broker
-from ivr.bus.outbox import broker_address
+from ivr.bus.users import BrokerUsers
 from ivr.config import EngineConfig
 from ivr.flow.catalog import prompt_texts
 from ivr.flow.loader import iter_yaml_files
@@ -50,12 +56,17 @@ DRAIN_BOUND = 60.0
 
 
 class Supervisor:
-    def __init__(self, config: EngineConfig, config_path: Path | None, state_dir: Path) -> None:
+    def __init__(self, config: EngineConfig, config_path: Path | None, state_dir: Path,
+                 tokens: TokenSet | None = None) -> None:
         self.config = config
+        self.tokens = tokens if tokens is not None else server_tokens(config.http, state_dir)
         self.config_path = config_path.resolve() if config_path else None
         self.state = state_dir.resolve()
         self.pool = WorkerPool(config, self.config_path, self.state, self._worker_args, self._spawn)
         self.broker_url = config.bus.mqtt
+        # a site broker: the configured user for all; the private one: a user per role (acd/acl.py)
+        self.bus_auth = BusAuth.from_settings(config.bus) if config.bus.mqtt else BusAuth()
+        self.broker_users = BrokerUsers(self.state / "mosquitto")
         self._broker: asyncio.subprocess.Process | None = None
         self._adopted_broker: int | None = None
         self.front: Front | None = None
@@ -117,6 +128,9 @@ class Supervisor:
     # -- workers --------------------------------------------------------------------------
     def _worker_args(self) -> list[str]:
         args = ["--broker", self.broker_url] if self.broker_url else []
+        if self.broker_url and self.config.bus.mqtt is None:  # the private broker's worker user
+            args += ["--bus-user", WORKER, "--bus-password-file",
+                     str(self.broker_users.secret_file(WORKER))]
         if self.recognition is not None:
             args += ["--asr-service", str(self.recognition.socket)]
         return args
@@ -152,11 +166,10 @@ class Supervisor:
     # -- events ---------------------------------------------------------------------------
     async def consume_events(self) -> None:
         assert self.broker_url is not None
-        host, port = broker_address(self.broker_url)
         while not self.stop.is_set():
             try:
-                async with aiomqtt.Client(host, port, identifier="ivr-supervisor",
-                                          clean_session=False) as client:
+                async with self.bus_auth.client(self.broker_url, identifier="ivr-supervisor",
+                                                clean_session=False) as client:
                     await client.subscribe("ivr/events/#", qos=1)
                     async for message in client.messages:
                         try:
@@ -189,8 +202,13 @@ class Supervisor:
                 "flows": self.flow_versions, "uptime_s": round(time.time() - self.started, 1)}
 
     def app(self) -> web.Application:
-        async def health(_: web.Request) -> web.Response:
+        async def health(request: web.Request) -> web.Response:
             doc = self.health()
+            who = principal(request)
+            if who is None or not who.can_read:
+                # open to load balancers and probes: whether we serve, nothing about what or whom
+                brief = {"status": doc["status"], "speech": {"ready": doc["speech"]["ready"]}}
+                return web.json_response(brief, status=200 if doc["status"] == "ok" else 503)
             if self.front is not None and self.front.settings.registrations:
                 # per trunk: registered / registering / failed / disabled / pending (ops want to
                 # know their carrier can reach them); not part of "status": inbound calls from
@@ -220,7 +238,10 @@ class Supervisor:
             since = float(request.query.get("since", "0") or 0)
             return web.json_response({"calls": self.store.calls(since)})
 
-        app = web.Application()
+        def offered(call_id: str, agent: str) -> bool:
+            return self.acd is not None and self.acd.offered_to(call_id, agent)
+
+        app = web.Application(middlewares=[authenticate(self.tokens, api_policy(offered))])
         app.add_routes(acd_routes(lambda: self.acd))  # /queues, /agents, /calls/<id>/context
         app.add_routes([web.get("/health", health), web.get("/metrics", metrics),
                         web.get("/calls", calls), web.get("/calls/{call_id}", call)])
@@ -240,7 +261,8 @@ class Supervisor:
                 log.info("private broker on %s", self.broker_url)
             self._spawn(self.consume_events())
             self.acd = AcdService.create(self.config, self.store.path,
-                                         self.state / "outbox" / "acd.sqlite", self.broker_url)
+                                         self.state / "outbox" / "acd.sqlite", self.broker_url,
+                                         auth=self.bus_auth)
             self._spawn(self.acd.run())
             await self.check_flows()
             self._flow_stamp = self._stamp()
@@ -283,6 +305,9 @@ class Supervisor:
         """
         home = self.state / "mosquitto"
         port_file = home / "port"
+        users = self.broker_users
+        await asyncio.to_thread(users.write, *broker_users(self.config.agents))
+        self.bus_auth = users.auth(SUPERVISOR)
         port: int | None = None
         with contextlib.suppress(OSError, ValueError):
             port = int(port_file.read_text())
@@ -292,14 +317,16 @@ class Supervisor:
                 log.warning("adopting the private broker (pid %d) a previous run left on %d",
                             pid, port)
                 self._adopted_broker = pid
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGHUP)  # re-read users and ACL (agents may have changed)
                 return f"mqtt://127.0.0.1:{port}"
             port = None  # someone else's now
         port = port or free_port()
         try:
-            self._broker = await start_broker(home, port)
+            self._broker = await start_broker(home, port, users)
         except RuntimeError:
             port = free_port()
-            self._broker = await start_broker(home, port)
+            self._broker = await start_broker(home, port, users)
         port_file.write_text(str(port))
         return f"mqtt://127.0.0.1:{port}"
 
@@ -349,7 +376,11 @@ class Supervisor:
 
 
 def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> int:
-    # a trunk password missing from the environment stops us here, before anything is started
+    # a trunk password missing from the environment, unreadable API tokens or an API beyond
+    # loopback without tokens stop us here, before anything is started
     config.check_secrets()
+    tokens = server_tokens(config.http, state_dir)
+    if config.bus.mqtt:
+        BusAuth.from_settings(config.bus)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return asyncio.run(Supervisor(config, config_path, state_dir).run())
+    return asyncio.run(Supervisor(config, config_path, state_dir, tokens).run())

@@ -28,6 +28,7 @@ import pjsua2 as pj
 
 from ivr import log as logs
 from ivr.acd.client import AcdClient, AcdEvent
+from ivr.bus.auth import ANONYMOUS, BusAuth
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig, load_config
 from ivr.flow.context import CallContext
@@ -95,6 +96,8 @@ class Worker:
     config: EngineConfig
     state_dir: Path
     broker: str | None = None
+    bus_auth: BusAuth = ANONYMOUS
+    """The broker user: the private broker's worker user, or a site broker's configured one."""
     asr_service: Path | None = None
     """The recognition service's socket: shared models are decoded there."""
     limit: int = 4
@@ -365,8 +368,8 @@ class Worker:
             # bus identities are per process: a worker left running by a killed supervisor and
             # the new supervisor's worker with the same id must not take over each other's session
             node = f"worker-{self.worker_id}-{os.getpid()}"
-            sender = loop.create_task(send_forever(self.outbox, self.broker, node))
-            acd_ctx = AcdClient(self.broker, self.outbox, node=node)
+            sender = loop.create_task(send_forever(self.outbox, self.broker, node, self.bus_auth))
+            acd_ctx = AcdClient(self.broker, self.outbox, node=node, auth=self.bus_auth)
             acd_ctx.on_callback = self.callback_offer
             self.acd = await acd_ctx.__aenter__()
         log.info("worker %s listening on udp %s:%d", self.worker_id, self.config.sip.workers_host,
@@ -427,13 +430,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", type=Path)
     ap.add_argument("--state-dir", type=Path, default=Path("var"))
     ap.add_argument("--broker")
+    ap.add_argument("--bus-user", help="the private broker's user (default: bus: of the config)")
+    ap.add_argument("--bus-password-file", type=Path, help="its password (a 0600 file)")
     ap.add_argument("--asr-service", type=Path, help="the recognition service's socket")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logs.setup(args.log_level, json_lines=True)
     config = load_config(args.config)
+    if args.bus_user and args.bus_password_file:
+        auth = BusAuth.from_file(args.bus_user, args.bus_password_file)
+    else:
+        auth = BusAuth.from_settings(config.bus) if config.bus.mqtt else ANONYMOUS
     worker = Worker(args.id, args.sip_port, config, args.state_dir.resolve(), args.broker,
-                    asr_service=args.asr_service, limit=args.calls)
+                    bus_auth=auth, asr_service=args.asr_service, limit=args.calls)
     asyncio.run(worker.run())
     with contextlib.suppress(OSError, ValueError):  # stdout is a dead pipe when orphaned
         sys.stdout.flush()

@@ -35,7 +35,8 @@ from typing import Any
 import aiomqtt
 
 from ivr.acd import protocol as p
-from ivr.bus.outbox import Outbox, broker_address, send_forever
+from ivr.bus.auth import ANONYMOUS, BusAuth
+from ivr.bus.outbox import Outbox, send_forever
 
 log = logging.getLogger("ivr.acd.client")
 
@@ -70,8 +71,9 @@ class AcdEvent:
 
 class AcdClient:
     def __init__(self, broker_url: str, outbox: Outbox, node: str, *, resync_every: float = 30.0,
-                 own_sender: bool = False) -> None:
+                 own_sender: bool = False, auth: BusAuth = ANONYMOUS) -> None:
         self.broker_url = broker_url
+        self.auth = auth
         self.outbox = outbox
         self.node = node
         self.reply_to = p.reply_topic(node)
@@ -95,7 +97,7 @@ class AcdClient:
             self._tasks.append(loop.create_task(self._receive_callbacks()))
         if self.own_sender:
             self._tasks.append(loop.create_task(
-                send_forever(self.outbox, self.broker_url, f"acd-send-{self.node}")))
+                send_forever(self.outbox, self.broker_url, f"acd-send-{self.node}", self.auth)))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -105,12 +107,11 @@ class AcdClient:
         self._tasks.clear()
 
     async def _receive(self) -> None:
-        host, port = broker_address(self.broker_url)
         delay = 0.2
         while True:
             try:
-                async with aiomqtt.Client(host, port, identifier=f"acd-client-{self.node}",
-                                          clean_session=False, timeout=5) as client:
+                async with self.auth.client(self.broker_url, identifier=f"acd-client-{self.node}",
+                                            clean_session=False, timeout=5) as client:
                     await client.subscribe(self.reply_to, qos=1)
                     self.subscribed.set()
                     delay = 0.2
@@ -124,12 +125,11 @@ class AcdClient:
     async def _receive_callbacks(self) -> None:
         """This worker's share of callback offers, on a clean session of its own: a worker that
         is gone must not stay in the share group holding offers no one will dial."""
-        host, port = broker_address(self.broker_url)
         delay = 0.2
         while True:
             try:
-                async with aiomqtt.Client(host, port, identifier=f"acd-callbacks-{self.node}",
-                                          clean_session=True, timeout=5) as client:
+                async with self.auth.client(self.broker_url, identifier=f"acd-callbacks-{self.node}",
+                                            clean_session=True, timeout=5) as client:
                     await client.subscribe(p.CALLBACK_SHARED, qos=1)
                     delay = 0.2
                     async for message in client.messages:

@@ -5,6 +5,8 @@ PUT  /queues/<name>                       create or retune a queue at run time (
 GET  /agents                              live agents
 POST /agents/<name>/<login|logout|ready|away>   (a new agent: JSON body with queues, skills, uri)
 GET  /calls/<id>/context                  the handoff context (CLI.md)
+
+Who may call what is decided in front of these handlers (`ivr.access.policy`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ivr.access.middleware import principal
+from ivr.access.tokens import Role
 from ivr.acd.engine import StateError
 from ivr.acd.model import QueuePolicy
 from ivr.acd.service import AcdService
@@ -56,6 +60,9 @@ def routes(get: Callable[[], AcdService | None]) -> list[web.RouteDef]:
             raise _error(web.HTTPNotFound, f"unknown action {action}; one of {', '.join(ACTIONS)}")
         try:
             if name not in svc.engine.agents:
+                who = principal(request)
+                if who is not None and who.role is not Role.admin:
+                    raise _error(web.HTTPForbidden, "a new agent is added with an admin token")
                 body: Any = await request.json() if request.can_read_body else {}
                 if action not in ("login", "ready") or not isinstance(body, dict):
                     raise KeyError(name)

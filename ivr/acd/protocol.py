@@ -58,3 +58,9 @@ def reply_topic(node: str) -> str:
 
 def agent_topic(name: str, what: str) -> str:
     return f"ivr/agents/{name}/{what}"
+
+
+def is_reply_topic(topic: str) -> bool:
+    """A worker's reply topic: one plain level under ivr/acd/reply/ (no wildcards)."""
+    node = topic.removeprefix("ivr/acd/reply/")
+    return node != topic and bool(node) and not any(c in node for c in "/+#")

@@ -18,19 +18,28 @@ def default_server(config: EngineConfig) -> str:
     return f"http://{host}:{port}"
 
 
-def call(server: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def call(server: str, method: str, path: str, body: dict[str, Any] | None = None,
+         token: str | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(server.rstrip("/") + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         try:
             message = json.loads(exc.read()).get("error", exc.reason)
-        except ValueError:
+        except (ValueError, AttributeError):
             message = exc.reason
-        raise IvrError(f"{method} {path}: {exc.code} {message}") from None
+        hint = ""
+        if exc.code == 401:
+            hint = ("; give --token or IVR_TOKEN" if token else
+                    "; no token found: give --token, set IVR_TOKEN, or --state-dir of the server "
+                    "(its api-token)")
+        raise IvrError(f"{method} {path}: {exc.code} {message}{hint}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise IvrError(f"no ivr server at {server} ({getattr(exc, 'reason', exc)}); "
                        "is `ivr serve` running? (--server URL)") from None

@@ -35,7 +35,8 @@ from ivr.acd.model import (
     Timeout,
 )
 from ivr.acd.store import AcdStore
-from ivr.bus.outbox import Outbox, broker_address, send_forever
+from ivr.bus.auth import ANONYMOUS, BusAuth
+from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig
 from ivr.lang.masking import mask
 
@@ -57,11 +58,12 @@ def _masked(values: dict[str, Any], sensitive: list[str]) -> dict[str, Any]:
 class AcdService:
     def __init__(self, engine: Engine, store: AcdStore, outbox: Outbox, broker_url: str, *,
                  client_id: str = "ivr-acd", position_every: float = 15.0,
-                 tick_every: float = 0.5) -> None:
+                 tick_every: float = 0.5, auth: BusAuth = ANONYMOUS) -> None:
         self.engine = engine
         self.store = store
         self.outbox = outbox
         self.broker_url = broker_url
+        self.auth = auth
         self.client_id = client_id
         self.position_every = position_every
         self.tick_every = tick_every
@@ -86,7 +88,8 @@ class AcdService:
     # -- loops -------------------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        tasks = [loop.create_task(send_forever(self.outbox, self.broker_url, self.client_id + "-out")),
+        tasks = [loop.create_task(send_forever(self.outbox, self.broker_url, self.client_id + "-out",
+                                                  self.auth)),
                  loop.create_task(self._consume()), loop.create_task(self._ticker())]
         try:
             await asyncio.gather(*tasks)
@@ -104,12 +107,11 @@ class AcdService:
             await asyncio.sleep(self.tick_every)
 
     async def _consume(self) -> None:
-        host, port = broker_address(self.broker_url)
         delay = 0.2
         while True:
             try:
-                async with aiomqtt.Client(host, port, identifier=self.client_id,
-                                          clean_session=False, timeout=5) as client:
+                async with self.auth.client(self.broker_url, identifier=self.client_id,
+                                            clean_session=False, timeout=5) as client:
                     await client.subscribe(p.REQUEST_TOPIC, qos=1)
                     await client.subscribe(p.AGENT_STATE_SUB, qos=1)
                     self.connected.set()
@@ -172,6 +174,9 @@ class AcdService:
                 self._seen.popitem(last=False)
         op, call_id = str(data["op"]), str(data["call_id"])
         reply_to = data.get("reply_to")
+        if reply_to and not p.is_reply_topic(str(reply_to)):
+            # the ACD may write any ivr/ topic: a request must not make it post an agent's offer
+            raise ValueError(f"reply_to {str(reply_to)[:80]!r} is not an ivr/acd/reply/<node> topic")
         if reply_to:
             self._reply[call_id] = str(reply_to)
             call = self.engine.waiting.get(call_id) or self.engine.active.get(call_id)
@@ -273,6 +278,7 @@ class AcdService:
                           {**ctx, "agent": a.agent, "attempt": a.attempt, "at": time.time()})
                 self.store.log(a.call_id, offered_at=time.time())
                 self.store.bump_attempts(a.call_id)
+                self.store.add_offer(a.call_id, a.agent)
             elif isinstance(a, Cancel):
                 self._reply_msg(a.call_id, "cancel", agent=a.agent, reason=a.reason)
                 self._put(p.agent_topic(a.agent, "cancel"), a.call_id,
@@ -304,6 +310,10 @@ class AcdService:
         if live is not None:
             return live
         return self.store.logged_context(call_id)
+
+    def offered_to(self, call_id: str, agent: str) -> bool:
+        """Whether the call was ever offered to `agent` (an agent's token may read its context)."""
+        return self.store.was_offered(call_id, agent)
 
     async def wait_sent(self, timeout: float = 5.0) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -5,6 +5,8 @@
 - `acd_agents`: agent presence (ready, away, logged out, on a call) across restarts.
 - `acd_log`: one row per call that entered a queue, for `ivr report` (ASA, service level,
   abandonment) and for `GET /calls/<id>/context` after the call left the queue.
+- `acd_offers`: which agents were offered which call (an agent's API token reads only those
+  calls' context).
 - `acd_meta`: a persistent message sequence, so idempotency keys never repeat across restarts.
 """
 
@@ -27,6 +29,8 @@ CREATE TABLE IF NOT EXISTS acd_log (
 );
 CREATE INDEX IF NOT EXISTS acd_log_enqueued ON acd_log(enqueued_at);
 CREATE TABLE IF NOT EXISTS acd_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS acd_offers (call_id TEXT NOT NULL, agent TEXT NOT NULL,
+  PRIMARY KEY (call_id, agent));
 """
 
 _LOG_FIELDS = ("queue", "flow", "caller", "priority", "enqueued_at", "offered_at", "answered_at",
@@ -82,6 +86,17 @@ class AcdStore(Database):
             self._db.execute("UPDATE acd_log SET attempts = attempts + 1, "
                              "offered_at = COALESCE(offered_at, strftime('%s','now')) "
                              "WHERE call_id = ?", (call_id,))
+
+    def add_offer(self, call_id: str, agent: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO acd_offers(call_id, agent) VALUES (?, ?)",
+                             (call_id, agent))
+
+    def was_offered(self, call_id: str, agent: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM acd_offers WHERE call_id = ? AND agent = ?",
+                                   (call_id, agent)).fetchone()
+        return row is not None
 
     def logged_context(self, call_id: str) -> dict[str, Any] | None:
         with self._lock:

@@ -1,11 +1,20 @@
-"""A private Mosquitto for `ivr serve` when the config names no broker."""
+"""A private Mosquitto for `ivr serve` when the config names no broker.
+
+With `BrokerUsers` (what `ivr serve` passes) it refuses anonymous clients and applies the
+generated ACL (`ivr.bus.users`, `ivr.acd.acl`); `users=None` is an open broker, for tests of the
+protocol alone.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import shutil
 import socket
 from pathlib import Path
+
+from ivr.bus.users import BrokerUsers
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
@@ -14,12 +23,17 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(state_dir: Path, port: int) -> Path:
+def write_config(state_dir: Path, port: int, users: BrokerUsers | None) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     conf = state_dir / "mosquitto.conf"
+    access = ("allow_anonymous true\n" if users is None else
+              f"allow_anonymous false\npassword_file {users.password_file}\nacl_file {users.acl_file}\n")
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
+        # run as whoever started us: started as root, mosquitto would switch to its own user and
+        # could not read the 0600 password and ACL files
+        f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+        + access +
         "persistence true\n"
         f"persistence_location {state_dir}/\n"
         "autosave_interval 5\n"
@@ -32,10 +46,11 @@ def write_config(state_dir: Path, port: int) -> Path:
     return conf
 
 
-async def start_broker(state_dir: Path, port: int) -> asyncio.subprocess.Process:
-    """Start mosquitto and wait until it accepts connections."""
+async def start_broker(state_dir: Path, port: int,
+                       users: BrokerUsers | None) -> asyncio.subprocess.Process:
+    """Start mosquitto and wait until it accepts connections (its users written beforehand)."""
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    conf = write_config(state_dir, port)
+    conf = write_config(state_dir, port, users)
     proc = await asyncio.create_subprocess_exec(
         exe, "-c", str(conf), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )

@@ -16,9 +16,12 @@ from typing import Any
 
 import aiomqtt
 
+from ivr.bus.auth import ANONYMOUS, BusAuth, broker_address
 from ivr.store.sqlite import Database
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Outbox", "broker_address", "send_forever"]  # broker_address: for old imports
 
 
 SCHEMA = (
@@ -64,20 +67,12 @@ class Outbox(Database):
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
 
-def broker_address(url: str) -> tuple[str, int]:
-    """`mqtt://host:port` into (host, port)."""
-    rest = url.split("://", 1)[-1]
-    host, _, port = rest.partition(":")
-    return host or "127.0.0.1", int(port or 1883)
-
-
-async def send_forever(outbox: Outbox, url: str, client_id: str) -> None:
+async def send_forever(outbox: Outbox, url: str, client_id: str, auth: BusAuth = ANONYMOUS) -> None:
     """Deliver the outbox at least once; reconnects with backoff while the broker is away."""
-    host, port = broker_address(url)
     delay = 0.2
     while True:
         try:
-            async with aiomqtt.Client(host, port, identifier=client_id, timeout=5) as client:
+            async with auth.client(url, identifier=client_id, timeout=5) as client:
                 delay = 0.2
                 while True:
                     rows = outbox.pending()

@@ -70,6 +70,10 @@ class Server:
     proc: subprocess.Popen[bytes]
     log_path: Path
     config: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] | None = None
+    """Extra environment of `ivr serve` (e.g. IVR_TOKENS)."""
+    api_token: str | None = None
+    """The admin token the helpers send; None: the one `ivr serve` generated."""
 
     @property
     def flows(self) -> Path:
@@ -79,12 +83,35 @@ class Server:
     def uri_host(self) -> str:
         return f"127.0.0.1:{self.sip_port}"
 
-    def get(self, path: str) -> tuple[int, Any]:
+    @property
+    def token(self) -> str:
+        """The admin token: given, or the one `ivr serve` generated (no tokens configured)."""
+        if self.api_token is not None:
+            return self.api_token
+        return (self.root / "var" / "api-token").read_text().strip()
+
+    def bus_password(self, user: str) -> str:
+        """A private broker user's generated password (ivr.bus.acl)."""
+        return (self.root / "var" / "mosquitto" / "users" / user).read_text().strip()
+
+    def request(self, method: str, path: str, body: Any = None,
+                token: str | None = "") -> tuple[int, Any]:
+        """An API call: with the admin token by default, `token=None` for none at all."""
+        headers = {"Content-Type": "application/json"}
+        token = self.token if token == "" else token
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else (b"{}" if method == "POST" else None)
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data,
+                                     method=method, headers=headers)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+            with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
+
+    def get(self, path: str, token: str | None = "") -> tuple[int, Any]:
+        return self.request("GET", path, token=token)
 
     def health(self) -> dict[str, Any]:
         return dict(self.get("/health")[1])
@@ -153,7 +180,8 @@ class Server:
 def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int | str = 4,
                  allow_from: list[str] | None = None, trunks: list[dict[str, Any]] | None = None,
                  extra: dict[str, Any] | None = None, extra_sip: dict[str, Any] | None = None,
-                 timeout: float = 30.0) -> Server:
+                 timeout: float = 30.0, env: dict[str, str] | None = None,
+                 api_token: str | None = None) -> Server:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "flows", root / "flows", dirs_exist_ok=True)
     for flow in Path(__file__).with_name("flows").glob("*.yaml"):
@@ -179,24 +207,24 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int | str
     }
     cfg_path = root / "ivr.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
-    return _launch(Server(root, sip_port, http_port, _spawn(root), root / "serve.log", config),
-                   timeout)
+    return _launch(Server(root, sip_port, http_port, _spawn(root, env), root / "serve.log", config,
+                          env, api_token), timeout)
 
 
-def _spawn(root: Path) -> subprocess.Popen[bytes]:
+def _spawn(root: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log = (root / "serve.log").open("ab")
     return subprocess.Popen(
         [str(IVR_BIN), "serve", "--config", str(root / "ivr.yaml"), "--state-dir",
          str(root / "var")],
         cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,
+        start_new_session=True, env={**os.environ, **(env or {})},
     )
 
 
 def restart_server(old: Server, timeout: float = 30.0) -> Server:
     """A new `ivr serve` on the same config, ports and state dir (after the old one was killed)."""
-    return _launch(Server(old.root, old.sip_port, old.http_port, _spawn(old.root), old.log_path,
-                          old.config), timeout)
+    return _launch(Server(old.root, old.sip_port, old.http_port, _spawn(old.root, old.env),
+                          old.log_path, old.config, old.env, old.api_token), timeout)
 
 
 def _launch(server: Server, timeout: float) -> Server:

@@ -27,7 +27,8 @@ from ivr.bus.broker import free_port, start_broker
 from ivr.bus.outbox import Outbox
 from ivr.config import EngineConfig
 
-# a real Mosquitto is required: `make test` installs it; a missing broker fails, never skips
+# a real Mosquitto is required: `make test` installs it; a missing broker fails, never skips.
+# An open broker (users=None): these tests are about the protocol; access: test_bus_access.py
 
 CONFIG = {
     "queues": {"general": {"strategy": "longest_idle", "wrap_up": "1s", "overflow": "voicemail"}},
@@ -52,13 +53,13 @@ class Bus:
         await self.proc.wait()
 
     async def restart(self) -> None:
-        self.proc = await start_broker(self.root / "mosquitto", self.port)
+        self.proc = await start_broker(self.root / "mosquitto", self.port, None)
 
 
 @pytest.fixture
 async def bus(tmp_path: Path) -> AsyncIterator[Bus]:
     port = free_port()
-    b = Bus(tmp_path, port, await start_broker(tmp_path / "mosquitto", port))
+    b = Bus(tmp_path, port, await start_broker(tmp_path / "mosquitto", port, None))
     try:
         yield b
     finally:

@@ -23,13 +23,9 @@ ALICE = "sip:alice@127.0.0.1:5998"
 
 
 def _post(server: Server, path: str) -> Any:
-    import json
-    import urllib.request
-
-    req = urllib.request.Request(f"http://127.0.0.1:{server.http_port}{path}", method="POST",
-                                 data=b"{}")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
+    status, doc = server.request("POST", path)
+    assert status == 200, doc
+    return doc
 
 
 def _agent(server: Server, name: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 from scenarios import bye, call_setup, dtmf, pause, scenario
@@ -28,12 +27,11 @@ def test_the_bank_agent_path_hands_the_caller_to_a_sip_agent_with_context(tmp_pa
     host, port = server.health()["bus"].split("://")[1].split(":")
     offers = subprocess.Popen(
         ["mosquitto_sub", "-h", host, "-p", port, "-t", "ivr/agents/alice/offer", "-C", "1",
-         "-W", "40", "-q", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "-W", "40", "-q", "1", "-u", "agent-alice", "-P", server.bus_password("agent-alice")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        req = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/agents/alice/login",
-                                     method="POST", data=b"{}")
-        with urllib.request.urlopen(req, timeout=5) as r:
-            assert r.status == 200
+        status, _ = server.request("POST", "/agents/alice/login")
+        assert status == 200
         time.sleep(0.5)
         path = tmp_path / "to_agent.xml"
         # "0" is the bank flow's global for an agent: intent=agent, then the general queue

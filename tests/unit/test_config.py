@@ -129,7 +129,9 @@ def test_the_shipped_deploy_config_loads() -> None:
     from ivr.config import load_config
 
     config = load_config(Path(__file__).parents[2] / "deploy" / "ivr.multi-node.yaml")
-    assert config.bus.mqtt == "mqtt://broker.internal:1883"
+    assert config.bus.mqtt == "mqtts://broker.internal:8883"
+    assert (config.bus.username, config.bus.password_env) == ("ivr-node", "IVR_MQTT_PASSWORD")
+    assert config.http.tokens_file == Path("/etc/ivr/api-tokens")
     assert config.trunks[0].addresses == ["203.0.113.10/32"]
     assert {"general", "cards"} <= set(config.queues)
 
