@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -156,17 +157,20 @@ class CollectNode(Node):
 
     async def run(self, ctx: CallContext) -> str | None:
         spec = self.collect
-        result = await gather(
-            ctx,
-            prompts=lambda: prompts.build_for_input(ctx, spec.prompt, spec.dtmf_prompt),
-            spec=self._spec(ctx),
-            settings=settings_for(ctx, spec),
-            interpret=self.interpret,
-            noinput=spec.noinput,
-            nomatch=spec.nomatch,
-            sensitive=spec.sensitive,
-            confirm=(lambda v: self._confirm(ctx, v)) if spec.confirm is not None else None,
-        )
+        # a sensitive input is collected in a private span: a call recording holds silence
+        private = ctx.channel.private(ctx.node_id) if spec.sensitive else contextlib.nullcontext()
+        async with private:
+            result = await gather(
+                ctx,
+                prompts=lambda: prompts.build_for_input(ctx, spec.prompt, spec.dtmf_prompt),
+                spec=self._spec(ctx),
+                settings=settings_for(ctx, spec),
+                interpret=self.interpret,
+                noinput=spec.noinput,
+                nomatch=spec.nomatch,
+                sensitive=spec.sensitive,
+                confirm=(lambda v: self._confirm(ctx, v)) if spec.confirm is not None else None,
+            )
         if result.kind == "matched":
             ctx.assign(spec.into, result.value, sensitive=spec.sensitive)
             return self.next
