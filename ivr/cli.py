@@ -378,7 +378,7 @@ def purge_cmd(config_path: Path | None, state_dir: Path, recordings_days: float 
               transcripts_days: float | None, variables_days: float | None, dry_run: bool,
               as_json: bool) -> None:
     """Apply retention now: delete old recordings, blank old CDR transcripts and variables."""
-    from ivr.store.retention import purge
+    from ivr.retention import purge
 
     config = _config(config_path)
     overrides = {k: v for k, v in (("recordings_days", recordings_days),

@@ -42,7 +42,7 @@ from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import PromptCache, TtsError, Voice
 from ivr.store.db import Store
-from ivr.store.retention import purge
+from ivr.retention import purge
 
 log = logging.getLogger("ivr.serve")
 

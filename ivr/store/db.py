@@ -119,7 +119,7 @@ class Store(Database):
             ids = [r[0] for r in cur.fetchall()]
         return [c for c in (self.call(i) for i in ids) if c is not None]
 
-    # -- retention (ivr/store/retention.py) ---------------------------------------------------
+    # -- retention (ivr/retention.py) ---------------------------------------------------
     def recordings_before(self, before: float) -> list[tuple[str, str]]:
         """(call id, recording path) of calls started before `before` that still name a file."""
         with self._lock:
