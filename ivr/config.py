@@ -354,6 +354,9 @@ class RecordingSettings(_Strict):
     routes: list[str] = Field(default_factory=list, description="dialled numbers (as in routes:) "
                               "whose calls are recorded")
     flows: list[str] = Field(default_factory=list, description="flow ids whose calls are recorded")
+    resume_after: Duration = Field(
+        0.3, ge=0, le=5, description="a pause lasts this long after the sensitive input ends: "
+        "the caller's last audio is still in the jitter buffer then")
 
     def wanted(self, dialed: str, flow_id: str, flow_asks: bool) -> bool:
         """Whether a call to `dialed` running flow `flow_id` is recorded."""

@@ -37,12 +37,12 @@ from ivr.flow.validate import load_flows
 from ivr.front.process import Front
 from ivr.front.settings import FrontError, FrontSettings
 from ivr.pool import WorkerPool, WorkerProc
+from ivr.retention import purge
 from ivr.sip.build import warn_if_wheel
 from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import PromptCache, TtsError, Voice
 from ivr.store.db import Store
-from ivr.retention import purge
 
 log = logging.getLogger("ivr.serve")
 

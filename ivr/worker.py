@@ -334,7 +334,7 @@ class Worker:
         """Start the whole-call recording when the route or the flow asks for one."""
         if self.config.recording.wanted(session.info["dialed"], flow.id, flow.header.record_calls):
             path = recording_path(self.state_dir / "recordings", session.call_id)
-            if session.start_recording(path):
+            if session.start_recording(path, self.config.recording.resume_after):
                 log.info("recording the call to %s", path)
 
     def _media_timeout(self, session: CallSession, idle: float) -> None:

@@ -6,7 +6,8 @@ input as a whole (the bridge's transmit level towards it goes to 0), so the file
 time with digital silence: neither the caller's speech or in-band tones nor a prompt that reads a
 value back reach it, and the CDR's pause offsets line up with the audio. A recorder nobody
 transmits to would get no frames at all (time would collapse), which is why the pause mutes
-instead of disconnecting.
+instead of disconnecting. The recorder resumes `resume_after` after the flow leaves the span
+(`PauseLog.tail_ms`): the caller's audio from just before is still in the jitter buffer.
 
 The pjsua2 recorder is counted in the worker's `MediaRegistry` as `call_recorder` and released
 like the call's other media: stop transmitting while the call is up, then drop the reference
@@ -15,6 +16,7 @@ like the call's other media: stop transmitting while the call is up, then drop t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -52,13 +54,17 @@ def private_file(path: Path) -> None:
 class CallRecorder:
     """The recording of one call; owned by its `CallSession` on the worker's loop."""
 
-    def __init__(self, registry: MediaRegistry, path: Path) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, registry: MediaRegistry, path: Path,
+                 resume_after: float = 0.3) -> None:
+        self.loop = loop
         self.registry = registry
         self.path = path
+        self.resume_after = resume_after
         self.started: float | None = None
-        self.pauses = PauseLog(clock_ms=self.elapsed_ms, on_change=self._mute)
+        self.pauses = PauseLog(clock_ms=self.elapsed_ms, on_change=self._pause,
+                               tail_ms=int(resume_after * 1000))
         self._rec: Any = None
-        self._muted = False
+        self._resume: asyncio.TimerHandle | None = None
 
     @property
     def active(self) -> bool:
@@ -100,8 +106,17 @@ class CallRecorder:
             with contextlib.suppress(pj.Error):
                 source.stopTransmit(self._rec)
 
+    def _pause(self, on: bool) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if on:
+            self._mute(True)
+        else:
+            self._resume = self.loop.call_later(self.resume_after, self._mute, False)
+
     def _mute(self, on: bool) -> None:
-        self._muted = on
+        self._resume = None
         if self._rec is not None:
             try:
                 self._rec.adjustRxLevel(0.0 if on else 1.0)
@@ -112,6 +127,9 @@ class CallRecorder:
     def stop(self, caller: Any = None) -> None:
         """End the recording: close an open pause, disconnect (while the call is up), drop."""
         self.pauses.close()
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         if self._rec is None:
             return
         self.forget(caller)

@@ -278,11 +278,12 @@ class CallSession:
             self._recorder = None
             self.registry.remove("recorder")
 
-    def start_recording(self, path: Path) -> bool:
-        """Record the whole call from now on into `path` (caller, prompts, bridged agents)."""
+    def start_recording(self, path: Path, resume_after: float = 0.3) -> bool:
+        """Record the whole call from now on into `path` (caller, prompts, bridged agents);
+        a private span stays silent `resume_after` seconds longer (the jitter buffer's tail)."""
         if self.gone.is_set() or self.aud is None:
             return False
-        self.recording = CallRecorder(self.registry, path)
+        self.recording = CallRecorder(self.loop, self.registry, path, resume_after)
         return self.recording.start(self.aud)
 
     # -- call control ---------------------------------------------------------------------

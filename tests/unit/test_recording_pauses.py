@@ -121,3 +121,22 @@ def test_close_ends_an_open_span_at_once() -> None:
     now[0] = 700
     log.close()
     assert log.as_json() == [{"node": "ask", "start_ms": 0, "end_ms": 700}] and not log.paused
+
+
+def test_the_tail_keeps_the_span_open_and_a_span_within_it_extends_it() -> None:
+    now = [0]
+    log = PauseLog(clock_ms=lambda: now[0], tail_ms=300)
+    log.enter("ask")
+    now[0] = 2000
+    log.leave()
+    assert log.as_json() == [{"node": "ask", "start_ms": 0, "end_ms": 2300}]
+    now[0] = 2200  # the readback prompt of the next node, inside the tail: one pause
+    log.enter("tell")
+    now[0] = 4000
+    log.leave()
+    assert log.as_json() == [{"node": "ask", "start_ms": 0, "end_ms": 4300}]
+    now[0] = 9000
+    log.enter("pin")
+    now[0] = 9500
+    log.close()  # the call ended inside: no tail
+    assert log.as_json()[1] == {"node": "pin", "start_ms": 9000, "end_ms": 9500}
