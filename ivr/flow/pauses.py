@@ -32,15 +32,16 @@ class Pause:
         return {"node": self.node, "start_ms": self.start_ms, "end_ms": self.end_ms}
 
 
-def _monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)
+def _since(origin: float) -> Callable[[], int]:
+    return lambda: int((time.monotonic() - origin) * 1000)
 
 
 @dataclass
 class PauseLog:
     """Re-entrant private spans of one call; `on_change(True)` mutes whatever records it."""
 
-    clock_ms: Callable[[], int] = _monotonic_ms
+    clock_ms: Callable[[], int] = field(default_factory=lambda: _since(time.monotonic()))
+    """Milliseconds on the recording's time axis (default: since this log was made)."""
     on_change: Callable[[bool], None] | None = None
     """Called with True when a span opens, with False when the flow leaves it (whoever
     records then resumes `tail_ms` later, unless a new span opens first)."""

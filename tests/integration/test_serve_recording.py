@@ -170,3 +170,27 @@ def test_many_recorded_calls_leave_no_recorder_behind(server: Server, tmp_path: 
         assert "call_recorder" not in w["media"]
     files = [Path(c["recording"]) for c in server.calls()[before:]]
     assert len(files) == 12 and all(f.is_file() for f in files)
+
+
+def test_the_supervisor_purges_what_outlived_its_retention(tmp_path: Path) -> None:
+    keep_s = 8.0
+    days = keep_s / 86400
+    srv = start_server(tmp_path / "srv", max_calls=4, extra={
+        "recording": {"routes": ["3000"]},
+        "retention": {"recordings_days": days, "transcripts_days": days, "variables_days": days,
+                      "purge_every": "1s"}})
+    try:
+        path = tmp_path / "short.xml"
+        path.write_text(scenario("short", call_setup(), pause(1500), bye()))
+        r = run_sipp(srv.uri_host, str(path), service="3000", cwd=tmp_path, timeout=30)
+        assert r.successful == 1, r.output[-2000:]
+        (cdr,) = srv.wait_cdrs(1)
+        recording = Path(cdr["recording"])
+        assert recording.is_file() and cdr["transcript"], cdr  # kept while young
+        purged = srv.wait(lambda: (c := srv.calls()[0])["recording"] is None and c, keep_s + 15,
+                          "the purge job")
+        assert not recording.exists()
+        assert purged["transcript"] == [] and purged["variables"] == {}
+        assert purged["path"] and purged["end_kind"]  # the CDR itself stays for reports
+    finally:
+        srv.stop()

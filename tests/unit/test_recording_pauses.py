@@ -140,3 +140,16 @@ def test_the_tail_keeps_the_span_open_and_a_span_within_it_extends_it() -> None:
     now[0] = 9500
     log.close()  # the call ended inside: no tail
     assert log.as_json()[1] == {"node": "pin", "start_ms": 9000, "end_ms": 9500}
+
+
+def test_a_flow_can_ask_for_its_calls_to_be_recorded(harness: Harness) -> None:
+    flows = harness.load("""
+        flow: quality
+        record_calls: true
+        start: hi
+        nodes:
+          hi: {say: "Hello.", hangup: true}
+    """)
+    assert flows["quality"].header.record_calls
+    assert harness.config.recording.wanted("5000", "quality", flows["quality"].header.record_calls)
+    assert not harness.config.recording.wanted("5000", "other", False)
