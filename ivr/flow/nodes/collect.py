@@ -156,21 +156,24 @@ class CollectNode(Node):
         return False
 
     async def run(self, ctx: CallContext) -> str | None:
-        spec = self.collect
         # a sensitive input is collected in a private span: a call recording holds silence
-        private = ctx.channel.private(ctx.node_id) if spec.sensitive else contextlib.nullcontext()
-        async with private:
-            result = await gather(
-                ctx,
-                prompts=lambda: prompts.build_for_input(ctx, spec.prompt, spec.dtmf_prompt),
-                spec=self._spec(ctx),
-                settings=settings_for(ctx, spec),
-                interpret=self.interpret,
-                noinput=spec.noinput,
-                nomatch=spec.nomatch,
-                sensitive=spec.sensitive,
-                confirm=(lambda v: self._confirm(ctx, v)) if spec.confirm is not None else None,
-            )
+        sensitive = self.collect.sensitive
+        async with ctx.channel.private(ctx.node_id) if sensitive else contextlib.nullcontext():
+            return await self._collect(ctx)
+
+    async def _collect(self, ctx: CallContext) -> str | None:
+        spec = self.collect
+        result = await gather(
+            ctx,
+            prompts=lambda: prompts.build_for_input(ctx, spec.prompt, spec.dtmf_prompt),
+            spec=self._spec(ctx),
+            settings=settings_for(ctx, spec),
+            interpret=self.interpret,
+            noinput=spec.noinput,
+            nomatch=spec.nomatch,
+            sensitive=spec.sensitive,
+            confirm=(lambda v: self._confirm(ctx, v)) if spec.confirm is not None else None,
+        )
         if result.kind == "matched":
             ctx.assign(spec.into, result.value, sensitive=spec.sensitive)
             return self.next
