@@ -392,6 +392,42 @@ def token_cmd(role: str) -> None:
                f"{who}=sha256:{digest(token).hex()}", err=True)
 
 
+@cli.command("purge")
+@config_option
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
+              show_default=True, help="the state directory `ivr serve` uses (recordings)")
+@click.option("--recordings-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="override retention.recordings_days for this run")
+@click.option("--transcripts-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="override retention.transcripts_days for this run")
+@click.option("--variables-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="override retention.variables_days for this run")
+@click.option("--dry-run", is_flag=True, help="report what would go, change nothing")
+@click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+def purge_cmd(config_path: Path | None, state_dir: Path, recordings_days: float | None,
+              transcripts_days: float | None, variables_days: float | None, dry_run: bool,
+              as_json: bool) -> None:
+    """Apply retention now: delete old recordings, blank old CDR transcripts and variables."""
+    from ivr.retention import purge
+
+    config = _config(config_path)
+    overrides = {k: v for k, v in (("recordings_days", recordings_days),
+                                   ("transcripts_days", transcripts_days),
+                                   ("variables_days", variables_days)) if v is not None}
+    settings = config.retention.model_copy(update=overrides)
+    if not settings.active:
+        raise click.UsageError("no retention is configured: set retention.* in the config or "
+                               "give --recordings-days/--transcripts-days/--variables-days")
+    report = purge(settings, Path(config.store.path), state_dir / "recordings", dry_run=dry_run)
+    if as_json:
+        _emit_json(report.as_json())
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        click.echo(f"{verb} {len(report.recordings)} recordings; "
+                   f"{'would blank' if dry_run else 'blanked'} {report.transcripts} transcripts "
+                   f"and {report.variables} variable sets")
+
+
 from ivr.call_cmd import call as _call_command  # noqa: E402 - registered after the group
 
 cli.add_command(_call_command)

@@ -410,6 +410,44 @@ class HttpSettings(_Strict):
         return value
 
 
+class RecordingSettings(_Strict):
+    """Whole-call recording for quality, opt-in: a call is recorded when its dialled number is
+    in `routes`, its flow in `flows`, or its flow says `record_calls: true`. Caller and IVR are
+    mixed, and the agent when bridged; sensitive inputs are paused (silence, marked in the CDR)."""
+
+    routes: list[str] = Field(default_factory=list, description="dialled numbers (as in routes:) "
+                              "whose calls are recorded")
+    flows: list[str] = Field(default_factory=list, description="flow ids whose calls are recorded")
+    resume_after: Duration = Field(
+        0.3, ge=0, le=5, description="a pause lasts this long after the sensitive input ends: "
+        "the caller's last audio is still in the jitter buffer then")
+
+    def wanted(self, dialed: str, flow_id: str, flow_asks: bool) -> bool:
+        """Whether a call to `dialed` running flow `flow_id` is recorded."""
+        return flow_asks or dialed in self.routes or flow_id in self.flows
+
+
+class RetentionSettings(_Strict):
+    """How long what a call leaves behind is kept; unset keeps it. The supervisor purges every
+    `purge_every`, and `ivr purge` does the same on demand."""
+
+    recordings_days: float | None = Field(
+        None, gt=0, description="delete files under <state>/recordings (whole-call recordings and "
+        "record-node messages) older than this; the CDR's recording path is cleared")
+    transcripts_days: float | None = Field(
+        None, gt=0, description="blank the transcripts of CDRs (and their call.end events) older "
+        "than this")
+    variables_days: float | None = Field(
+        None, gt=0, description="blank the variables of CDRs, their call.end events and the queue "
+        "log's agent context older than this")
+    purge_every: Duration = Field(3600.0, gt=0, description="how often `ivr serve` purges")
+
+    @property
+    def active(self) -> bool:
+        return any(d is not None for d in (self.recordings_days, self.transcripts_days,
+                                           self.variables_days))
+
+
 class EngineConfig(_Strict):
     """Everything `ivr.yaml` may say; every field has a working default."""
 
@@ -427,6 +465,8 @@ class EngineConfig(_Strict):
     front: FrontTuning = Field(default_factory=FrontTuning)
     store: StoreSettings = Field(default_factory=StoreSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     source: str | None = Field(None, exclude=True, description="file the config came from")
 

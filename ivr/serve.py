@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from ivr.flow.validate import load_flows
 from ivr.front.process import Front
 from ivr.front.settings import FrontError, FrontSettings
 from ivr.pool import WorkerPool, WorkerProc
+from ivr.retention import purge
 from ivr.sip.build import warn_if_wheel
 from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
@@ -182,6 +184,21 @@ class Supervisor:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), 1.0)
 
+    # -- retention ------------------------------------------------------------------------
+    async def purge_forever(self) -> None:
+        """Retention: purge at start, then every `retention.purge_every`, until stop."""
+        settings = self.config.retention
+        if not settings.active:
+            return
+        while not self.stop.is_set():
+            try:
+                await asyncio.to_thread(purge, settings, self.store.path,
+                                        self.state / "recordings")
+            except (OSError, sqlite3.Error) as exc:
+                log.error("retention purge failed (the next run tries again): %s", exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), settings.purge_every)
+
     # -- HTTP API -------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         workers = [w.as_json() for w in self.pool]
@@ -260,6 +277,7 @@ class Supervisor:
                 self.broker_url = await self._private_broker()
                 log.info("private broker on %s", self.broker_url)
             self._spawn(self.consume_events())
+            self._spawn(self.purge_forever())
             self.acd = AcdService.create(self.config, self.store.path,
                                          self.state / "outbox" / "acd.sqlite", self.broker_url,
                                          auth=self.bus_auth)

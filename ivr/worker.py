@@ -44,6 +44,7 @@ from ivr.sip.media import MediaRegistry, first_of
 from ivr.sip.media_watch import REASON as MEDIA_TIMEOUT
 from ivr.sip.media_watch import MediaWatch
 from ivr.sip.pj import Endpoint, EndpointConfig, guard, raise_fd_limit
+from ivr.sip.recording import recording_path
 from ivr.sip.session import CallSession, IvrCall, parse_invite
 from ivr.sip.speech import CallSpeech, RxPortPool, SpeechHub
 from ivr.speech.asr.service import load_engine
@@ -287,6 +288,7 @@ class Worker:
                 reason = "no media" if not session.gone.is_set() else "caller hung up before media"
                 session.hangup()
                 return
+            self._record(session, flow)
             self.emit(session.call_id, "call.answer")
             channel = SipChannel(session=session, cache=self.cache, account=account,
                                  recordings=self.state_dir / "recordings", beep=self.beep,
@@ -316,6 +318,8 @@ class Worker:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(session.gone.wait(), TEARDOWN_BOUND)
             await session.settle()
+            if session.recording is not None:  # no-op when DISCONNECTED already released it
+                session.recording.stop(None if session.gone.is_set() else session.aud)
             payload: dict[str, Any] = {"reason": reason, "code": session.end_code,
                                        "hung_up_by": session.hung_up_by}
             if result is not None:
@@ -324,8 +328,17 @@ class Worker:
                     doc["end"].update(by="ivr", message=session.ended_for)
                 payload.update(end=doc["end"], path=doc["path"], variables=doc["variables"],
                                transcript=doc["transcript"])
+            if session.recording is not None:
+                payload.update(session.recording.cdr())
             self.emit(session.call_id, "call.end", **payload)
             self._seq.pop(session.call_id, None)
+
+    def _record(self, session: CallSession, flow: Flow) -> None:
+        """Start the whole-call recording when the route or the flow asks for one."""
+        if self.config.recording.wanted(session.info["dialed"], flow.id, flow.header.record_calls):
+            path = recording_path(self.state_dir / "recordings", session.call_id)
+            if session.start_recording(path, self.config.recording.resume_after):
+                log.info("recording the call to %s", path)
 
     def _media_timeout(self, session: CallSession, idle: float) -> None:
         """The caller sent no RTP for `sip.media_timeout`: BYE, and say why in the events."""

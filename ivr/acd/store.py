@@ -81,6 +81,14 @@ class AcdStore(Database):
                 self._db.execute(f"UPDATE acd_log SET {sets} WHERE call_id = ?",
                                  (*values.values(), call_id))
 
+    def blank_context(self, before: float) -> int:
+        """Retention: forget the agent context (the flow's variables) of calls queued before
+        `before`; how many were blanked."""
+        with self._lock:
+            cur = self._db.execute("UPDATE acd_log SET context = NULL WHERE enqueued_at < ? "
+                                   "AND context IS NOT NULL", (before,))
+            return int(cur.rowcount)
+
     def bump_attempts(self, call_id: str) -> None:
         with self._lock:
             self._db.execute("UPDATE acd_log SET attempts = attempts + 1, "

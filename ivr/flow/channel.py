@@ -11,6 +11,7 @@ A channel raises `CallerHangup` from any method once the caller is gone.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -77,6 +78,12 @@ class Channel(abc.ABC):
         """Whether this call's speech is recognised; without it, input nodes play their
         `dtmf_prompt` (the DTMF wording) instead of a prompt that offers "or say ..."."""
         return True
+
+    def private(self, node: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """A span in which the caller gives, or hears read back, a sensitive value: a channel
+        that records the call holds silence for it and notes the span (`ivr.flow.pauses`).
+        Spans may nest; a channel that records nothing ignores them."""
+        return contextlib.nullcontext()
 
     @abc.abstractmethod
     async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = True) -> None:

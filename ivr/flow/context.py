@@ -7,6 +7,7 @@ up) and masked on every way out: `masked_variables`, inputs, transcript, context
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -136,11 +137,15 @@ class CallContext:
 
     # -- channel wrappers that keep the record ---------------------------------------------
     async def play(self, prompts: list[Prompt], *, barge_in: bool = True) -> None:
+        carries = False
         for p in prompts:
             text = self.mask_text(p.describe())
+            carries = carries or text != p.describe()
             self.prompts.append(text)
             self.transcript.append({"who": "ivr", "text": text})
-        await self.channel.play(prompts, barge_in=barge_in)
+        # a prompt that reads a sensitive value out is a private span: a recording holds silence
+        async with self.channel.private(self.node_id) if carries else contextlib.nullcontext():
+            await self.channel.play(prompts, barge_in=barge_in)
 
     async def listen(self, spec: ListenSpec) -> Input | None:
         self.steps_since_input = 0

@@ -119,6 +119,8 @@ class FlowHeader(BaseModel):
     defaults: Defaults = Field(default_factory=Defaults)
     globals: list[GlobalLink] = Field(default_factory=list)
     sensitive: list[str] = Field(default_factory=list, description="variables always masked")
+    record_calls: bool = Field(False, description="record every call of this flow (whole call, "
+                               "paused while a sensitive input is collected)")
     start: str
     nodes: dict[str, dict[str, Any]]
 

@@ -12,6 +12,7 @@ the case's outcome, and a `dtmf` step with the callback key right after the offe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from ivr.flow.channel import (
     RecordRequest,
     TransferRequest,
 )
+from ivr.flow.pauses import PauseLog
 
 StepKind = Literal["expect_prompt", "dtmf", "say", "audio", "silence", "hangup"]
 INPUT_KINDS = ("dtmf", "say", "audio", "silence", "hangup")
@@ -86,8 +88,13 @@ class ScriptedChannel(Channel):
     queued: list[QueueRequest] = field(default_factory=list)
     transfers: list[TransferRequest] = field(default_factory=list)
     hung_up: bool = False
+    pauses: PauseLog = field(default_factory=PauseLog)
+    """Private spans the flow asked for (what a recording of this call would hold silent)."""
     _digits: str = ""
     _window_pos: int = 0
+
+    def private(self, node: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.pauses.span(node)
 
     async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = True) -> None:
         for p in prompts:

@@ -8,6 +8,7 @@ buffered for the next `listen` (type-ahead), as callers expect from any IVR.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,10 @@ class SipChannel(Channel):
     def _check(self) -> None:
         if self.session.gone.is_set():
             raise CallerHangup()
+
+    def private(self, node: str) -> contextlib.AbstractAsyncContextManager[None]:
+        recording = self.session.recording
+        return recording.pauses.span(node) if recording is not None else contextlib.nullcontext()
 
     async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = True) -> None:
         await self.control.play(prompts, barge_in=barge_in)

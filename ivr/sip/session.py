@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pjsua2 as pj
@@ -24,6 +25,7 @@ import pjsua2 as pj
 from ivr.sip.legs import OutboundLeg, forget_leg, header_vector, start_leg
 from ivr.sip.media import MediaRegistry, PromptPlayer, first_of, play_once
 from ivr.sip.pj import active_audio, guard
+from ivr.sip.recording import CallRecorder
 
 log = logging.getLogger("ivr.sip")
 
@@ -83,6 +85,8 @@ class CallSession:
     on_gone: Callable[[CallSession], None] | None = None
     speech: Any = None
     """`ivr.sip.speech.CallSpeech` when a recogniser is ready, else None (DTMF only)."""
+    recording: CallRecorder | None = None
+    """The whole-call recording when this call is recorded (`ivr.sip.recording`)."""
     _player: Any = None
     _player_done: asyncio.Event | None = None
     _barge: bool = False
@@ -126,6 +130,8 @@ class CallSession:
         if self._recorder is not None:
             with contextlib.suppress(pj.Error):
                 aud.startTransmit(self._recorder)
+        if self.recording is not None:
+            self.recording.listen_to(aud)
         self.media_ready.set()
 
     def on_speech(self) -> None:
@@ -146,6 +152,8 @@ class CallSession:
     # -- media ----------------------------------------------------------------------------
     def _release_media(self, call_alive: bool) -> None:
         """Stop transmitting (only while the call is up), then drop references."""
+        if self.recording is not None:
+            self.recording.stop(self.aud if call_alive else None)
         if self._player is not None:
             if call_alive and self.aud is not None:
                 with contextlib.suppress(pj.Error):
@@ -182,6 +190,8 @@ class CallSession:
             player.createPlaylist(vec, "prompt", pj.PJMEDIA_FILE_NO_LOOP)
         self.registry.add("player")
         self._player, self._player_done, self._barge = player, done, barge_in
+        if self.recording is not None:
+            self.recording.listen_to(player)
         if self.aud is not None and not await self._connect(player):
             self._release_media_player_only()
             return not self.gone.is_set()
@@ -222,6 +232,8 @@ class CallSession:
             if self.aud is not None and not self.gone.is_set():
                 with contextlib.suppress(pj.Error):
                     self._player.stopTransmit(self.aud)
+                if self.recording is not None:
+                    self.recording.forget(self._player)
             self._player = None
             self.registry.remove("player")
 
@@ -265,6 +277,14 @@ class CallSession:
                     self.aud.stopTransmit(self._recorder)
             self._recorder = None
             self.registry.remove("recorder")
+
+    def start_recording(self, path: Path, resume_after: float = 0.3) -> bool:
+        """Record the whole call from now on into `path` (caller, prompts, bridged agents);
+        a private span stays silent `resume_after` seconds longer (the jitter buffer's tail)."""
+        if self.gone.is_set() or self.aud is None:
+            return False
+        self.recording = CallRecorder(self.loop, self.registry, path, resume_after)
+        return self.recording.start(self.aud)
 
     # -- call control ---------------------------------------------------------------------
     def answer(self, code: int = 200) -> None:
@@ -389,10 +409,14 @@ class CallSession:
             return
         self.aud.startTransmit(leg.aud)
         leg.aud.startTransmit(self.aud)
+        if self.recording is not None:
+            self.recording.listen_to(leg.aud)  # the agent too, on the caller's recording
         self.hung_up_by = by
         await first_of(leg.gone, self.gone)
         if self.gone.is_set() and not self.ended_for:
             self.hung_up_by = "caller"
+        if self.recording is not None and not leg.gone.is_set():
+            self.recording.forget(leg.aud)
         await self.drop_leg(leg)
         self.hangup()
 
@@ -405,6 +429,8 @@ class CallSession:
         self.registry.add("player")
         self._player = player
         player.startTransmit(self.aud)
+        if self.recording is not None:
+            self.recording.listen_to(player)
 
     def stop_hold(self) -> None:
         if self._player_done is None:  # a looping hold player, not a prompt

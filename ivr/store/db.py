@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS calls (
   flow TEXT, flow_version TEXT, caller TEXT, dialed TEXT, worker TEXT,
   started_at REAL, answered_at REAL, ended_at REAL,
   end_kind TEXT, end_reason TEXT, end_node TEXT, queue TEXT, target TEXT,
-  path TEXT, variables TEXT, transcript TEXT
+  path TEXT, variables TEXT, transcript TEXT, recording TEXT, recording_pauses TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
   call_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL,
@@ -31,7 +31,11 @@ CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
 _CALL_FIELDS = (
     "flow", "flow_version", "caller", "dialed", "worker", "started_at", "answered_at", "ended_at",
     "end_kind", "end_reason", "end_node", "queue", "target", "path", "variables", "transcript",
+    "recording", "recording_pauses",
 )
+_ADDED_COLUMNS = ("recording", "recording_pauses")
+"""Columns newer than the first schema: added to a store an older version created."""
+_JSON_FIELDS = ("path", "variables", "transcript", "recording_pauses")
 
 
 class Store(Database):
@@ -39,6 +43,11 @@ class Store(Database):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, SCHEMA)
+        with self._lock:
+            have = {str(r[1]) for r in self._db.execute("PRAGMA table_info(calls)")}
+            for column in _ADDED_COLUMNS:
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE calls ADD COLUMN {column} TEXT")
 
     def record_event(self, event: dict[str, Any]) -> bool:
         """Apply one worker event; False when it was a duplicate."""
@@ -71,6 +80,9 @@ class Store(Database):
                 "path": json.dumps(event.get("path", [])),
                 "variables": json.dumps(event.get("variables", {}), default=str),
                 "transcript": json.dumps(event.get("transcript", []), default=str),
+                "recording": event.get("recording"),
+                "recording_pauses": (json.dumps(event["recording_pauses"])
+                                     if event.get("recording") else None),
             }
         fields = {k: v for k, v in fields.items() if k in _CALL_FIELDS and v is not None}
         if fields:
@@ -95,7 +107,7 @@ class Store(Database):
                 return None
             names = [d[0] for d in cur.description]
         out = dict(zip(names, row, strict=True))
-        for key in ("path", "variables", "transcript"):
+        for key in _JSON_FIELDS:
             if out.get(key):
                 out[key] = json.loads(out[key])
         return out
@@ -106,3 +118,31 @@ class Store(Database):
                                    "ORDER BY started_at", (since,))
             ids = [r[0] for r in cur.fetchall()]
         return [c for c in (self.call(i) for i in ids) if c is not None]
+
+    # -- retention (ivr/retention.py) ---------------------------------------------------
+    def recordings_before(self, before: float) -> list[tuple[str, str]]:
+        """(call id, recording path) of calls started before `before` that still name a file."""
+        with self._lock:
+            rows = self._db.execute("SELECT call_id, recording FROM calls WHERE started_at < ? "
+                                    "AND recording IS NOT NULL", (before,)).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def forget_recording(self, call_id: str) -> None:
+        """The recording's file is gone: the CDR keeps its pauses, not the path."""
+        with self._lock:
+            self._db.execute("UPDATE calls SET recording = NULL WHERE call_id = ?", (call_id,))
+
+    def blank_before(self, column: str, before: float) -> int:
+        """Blank `transcript` or `variables` of calls started before `before`, in the CDR and in
+        the call.end events it was built from; how many CDRs were blanked."""
+        empty = {"transcript": "[]", "variables": "{}"}[column]
+        with self._lock:
+            cur = self._db.execute(
+                f"UPDATE calls SET {column} = ? WHERE started_at < ? AND {column} IS NOT NULL "
+                f"AND {column} != ?", (empty, before, empty))
+            self._db.execute(
+                f"UPDATE events SET data = json_set(data, '$.{column}', json(?)) "
+                f"WHERE kind = 'call.end' AND json_type(data, '$.{column}') IS NOT NULL "
+                f"AND json_extract(data, '$.{column}') != ? AND call_id IN "
+                "(SELECT call_id FROM calls WHERE started_at < ?)", (empty, empty, before))
+            return int(cur.rowcount)

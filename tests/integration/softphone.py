@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import signal
 import sys
@@ -137,6 +138,10 @@ class Phone:
             leg.player = player
         if leg.direction == "out" and self.args.dtmf:
             self.later(self.args.dtmf_after, lambda: self._dtmf(leg))
+        if leg.direction == "out" and not leg.scheduled:
+            for step in self.args.dtmf_step:
+                delay, _, digits = step.partition(":")
+                self.later(float(delay), functools.partial(self._dtmf, leg, digits))
         if leg.scheduled:
             return  # a re-INVITE: the timers run already
         leg.scheduled = True
@@ -145,10 +150,11 @@ class Phone:
         if leg.direction == "out" and self.args.hangup_after:
             self.later(self.args.hangup_after, lambda: self.hangup(leg))
 
-    def _dtmf(self, leg: Leg) -> None:
+    def _dtmf(self, leg: Leg, digits: str | None = None) -> None:
+        digits = digits or self.args.dtmf
         if not leg.gone:
-            leg.dialDtmf(self.args.dtmf)
-            emit(ev="dtmf", n=leg.n, digits=self.args.dtmf)
+            leg.dialDtmf(digits)  # RFC 4733 events, not audio
+            emit(ev="dtmf", n=leg.n, digits=digits)
 
     def hangup(self, leg: Leg) -> None:
         if not leg.gone:
@@ -218,13 +224,16 @@ def main() -> None:
     ap.add_argument("--call")
     ap.add_argument("--dtmf")
     ap.add_argument("--dtmf-after", type=float, default=2.0)
+    ap.add_argument("--dtmf-step", action="append", default=[], metavar="SECONDS:DIGITS",
+                    help="send DIGITS this long after the call's media is up (repeatable)")
+    ap.add_argument("--tone-hz", type=float, default=440.0, help="the frequency of --play tone")
     ap.add_argument("--hangup-after", type=float, default=0.0)
     ap.add_argument("--hangup-in-after", type=float, default=0.0)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--exit-after-incoming", type=int, default=0)
     args = ap.parse_args()
     if args.play == "tone":
-        args.play = tone(Path(args.record_dir or ".") / f"tone-{args.port}.wav")
+        args.play = tone(Path(args.record_dir or ".") / f"tone-{args.port}.wav", args.tone_hz)
 
     endpoint = Endpoint(EndpointConfig(port=args.port, user_agent=f"softphone/{args.name}"))
     endpoint.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -155,6 +156,12 @@ class CollectNode(Node):
         return False
 
     async def run(self, ctx: CallContext) -> str | None:
+        # a sensitive input is collected in a private span: a call recording holds silence
+        sensitive = self.collect.sensitive
+        async with ctx.channel.private(ctx.node_id) if sensitive else contextlib.nullcontext():
+            return await self._collect(ctx)
+
+    async def _collect(self, ctx: CallContext) -> str | None:
         spec = self.collect
         result = await gather(
             ctx,
