@@ -177,10 +177,32 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int | str
                       "care": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}}},
         **(extra or {}),
     }
+    _give_agents_secrets(root, config)
     cfg_path = root / "ivr.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
     return _launch(Server(root, sip_port, http_port, _spawn(root), root / "serve.log", config),
                    timeout)
+
+
+def agent_secret(name: str) -> str:
+    """The registrar secret start_server gives every configured agent (Softphone registers with it)."""
+    return f"{name}-test-secret"
+
+
+def _give_agents_secrets(root: Path, config: dict[str, Any]) -> None:
+    """Every configured agent gets the registrar secret `agent_secret(name)`, as HA1 in a
+    0600 secrets file the config names (a test that passes its own front.agent_secrets keeps it)."""
+    from ivr.front.agent_secrets import SecretsFile
+
+    front = dict(config.get("front") or {})
+    if "agent_secrets" in front:
+        return
+    front["agent_secrets"] = str(root / "agent-secrets")
+    secrets = SecretsFile.load(Path(front["agent_secrets"]))
+    for name in config.get("agents") or {}:
+        secrets.set(name, front.get("auth_realm", "ivr"), agent_secret(name))
+    secrets.save()
+    config["front"] = front
 
 
 def _spawn(root: Path) -> subprocess.Popen[bytes]:
