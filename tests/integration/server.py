@@ -153,7 +153,7 @@ class Server:
 def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int | str = 4,
                  allow_from: list[str] | None = None, trunks: list[dict[str, Any]] | None = None,
                  extra: dict[str, Any] | None = None, extra_sip: dict[str, Any] | None = None,
-                 timeout: float = 30.0) -> Server:
+                 tcp: bool = False, timeout: float = 30.0) -> Server:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "flows", root / "flows", dirs_exist_ok=True)
     for flow in Path(__file__).with_name("flows").glob("*.yaml"):
@@ -163,7 +163,8 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int | str
     sip_port, http_port = free_udp_tcp_port(), free_port()
     config = {
         **defaults,
-        "sip": {"listen": [f"udp:127.0.0.1:{sip_port}"], "max_calls": max_calls,
+        "sip": {"listen": [f"udp:127.0.0.1:{sip_port}", *([f"tcp:127.0.0.1:{sip_port}"] if tcp else [])],
+                "max_calls": max_calls,
                 "calls_per_worker": calls_per_worker, "workers_host": "127.0.0.1",
                 **(extra_sip or {})},
         "flows": str(root / "flows"),
