@@ -79,6 +79,8 @@ class TransferPolicy:
         return union_regex(self.allow)
 
     def allows(self, target: str) -> bool:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+            return False  # a line break in a target is header injection, never a transfer
         uri = bare_uri(target)
         if uri.lower() in {e.lower() for e in self.exact}:
             return True

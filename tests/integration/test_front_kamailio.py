@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digest import digest_register
 from scenarios import registrar_scenario
 from server import free_udp_tcp_port
 
-from digest import digest_register
 from ivr.config import EngineConfig
 from ivr.front.agent_secrets import ha1
 from ivr.front.process import Front
