@@ -178,7 +178,8 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int | str
                       "care": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}}},
         **(extra or {}),
     }
-    _give_agents_secrets(root, config)
+    if "agent_secrets" not in ((extra or {}).get("front") or {}):
+        _give_agents_secrets(root, config)
     cfg_path = root / "ivr.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
     return _launch(Server(root, sip_port, http_port, _spawn(root), root / "serve.log", config),
@@ -192,12 +193,10 @@ def agent_secret(name: str) -> str:
 
 def _give_agents_secrets(root: Path, config: dict[str, Any]) -> None:
     """Every configured agent gets the registrar secret `agent_secret(name)`, as HA1 in a
-    0600 secrets file the config names (a test that passes its own front.agent_secrets keeps it)."""
+    0600 secrets file the config names (unless the test passes its own front.agent_secrets)."""
     from ivr.front.agent_secrets import SecretsFile
 
     front = dict(config.get("front") or {})
-    if "agent_secrets" in front:
-        return
     front["agent_secrets"] = str(root / "agent-secrets")
     secrets = SecretsFile.load(Path(front["agent_secrets"]))
     for name in config.get("agents") or {}:
