@@ -323,18 +323,59 @@ def queues(config_path: Path | None, server: str | None, token: str | None, stat
     _emit_json(doc) if as_json else click.echo(render_queues(doc), nl=False)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @config_option
 @_server_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
-def agents(config_path: Path | None, server: str | None, token: str | None, state_dir: Path,
-           as_json: bool) -> None:
-    """Live agent state from a running server."""
+@click.pass_context
+def agents(ctx: click.Context, config_path: Path | None, server: str | None, token: str | None,
+           state_dir: Path, as_json: bool) -> None:
+    """Live agent state from a running server (`ivr agents secret NAME` sets a registrar secret)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ivr.acd.remote import call, render_agents
 
     url, bearer = _api(server, config_path, token, state_dir)
     doc = call(url, "GET", "/agents", token=bearer)
     _emit_json(doc) if as_json else click.echo(render_agents(doc), nl=False)
+
+
+@agents.command("secret")
+@click.argument("name")
+@config_option
+@click.option("--remove", is_flag=True, help="delete the agent's secret: it can no longer register")
+def agent_secret(name: str, config_path: Path | None, remove: bool) -> None:
+    """Set the secret NAME's softphone registers with (prompted twice, or one line on stdin).
+
+    Only the digest HA1 (md5 of NAME:realm:secret) is written, to front.agent_secrets (mode
+    0600). A running server takes it on SIGHUP.
+    """
+    from ivr.front.agent_secrets import SecretsFile, check_agent_name, secrets_path
+
+    config = _config(config_path)
+    check_agent_name(name)
+    if name not in config.agents:
+        raise click.UsageError(f"no agent {name!r} in the config's agents:")
+    path = secrets_path(config)
+    secrets = SecretsFile.load(path)
+    if remove:
+        if not secrets.remove(name):
+            raise click.UsageError(f"agent {name!r} has no secret in {path}")
+    else:
+        secrets.set(name, config.front.auth_realm, _read_secret(name))
+    secrets.save()
+    click.echo(f"{name}: secret {'removed from' if remove else 'written to'} {path} "
+               "(SIGHUP a running `ivr serve` to apply)", err=True)
+
+
+def _read_secret(name: str) -> str:
+    """Prompted twice (not echoed) on a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        first = click.prompt(f"secret for {name}", hide_input=True)
+        if click.prompt("again", hide_input=True) != first:
+            raise click.UsageError("the two entries differ")
+        return str(first)
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 @cli.command()

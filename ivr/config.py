@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ivr.calendar import Calendar
 from ivr.durations import Duration
 from ivr.errors import ConfigError, ProblemsError
+from ivr.transfers import TransferPolicy, check_pattern
 from ivr.yamldoc import Document, load_file, validation_problems
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
@@ -376,6 +377,9 @@ class AgentSettings(_Strict):
     uri: str | None = None
     queues: list[str] = Field(default_factory=list)
     skills: dict[str, int] = Field(default_factory=dict)
+    secret_env: str | None = Field(
+        None, description="environment variable holding this agent's registrar HA1 "
+        "(md5 of 'name:realm:password'); else front.agent_secrets is read")
 
 
 class FrontTuning(_Strict):
@@ -386,6 +390,33 @@ class FrontTuning(_Strict):
     pike_exempt_loopback: bool = Field(
         True, description="local test calls and benchmarks from 127.0.0.0/8 are never throttled"
     )
+    # registrar digest auth and its brute-force ban (see README "Privacy and access")
+    auth_realm: str = Field("ivr", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                            description="digest realm of the registrar; HA1s are made with it")
+    agent_secrets: str = Field("var/agent-secrets", description="htdigest file (mode 0600) of "
+                               "agents' HA1s, written by `ivr agents secret NAME`")
+    auth_max_failures: int = Field(10, ge=1, description="failed digest auths from one source "
+                                   "address within auth_window before it is banned")
+    auth_window: Duration = Field(60.0, description="how long failed auths are remembered")
+    auth_ban: Duration = Field(300.0, description="how long a banned source is ignored")
+    max_message_bytes: int = Field(16384, ge=2048, le=65535, description="a larger SIP request "
+                                   "is answered 513 Message Too Large before it reaches a worker")
+
+
+class TransferSettings(_Strict):
+    """Where calls may be sent (toll fraud guard): globs over the target URI, see ivr/transfers.py."""
+
+    allow: list[str] = Field(
+        default_factory=lambda: ["sip:*@127.0.0.1", "sip:*@127.0.0.1:*"],
+        description="transfer/REFER targets allowed; agents' configured uris always are")
+
+    @field_validator("allow")
+    @classmethod
+    def _globs(cls, value: list[str]) -> list[str]:
+        return [check_pattern(p) for p in value]
+
+    def policy(self, agents: dict[str, AgentSettings]) -> TransferPolicy:
+        return TransferPolicy(tuple(self.allow), frozenset(a.uri for a in agents.values() if a.uri))
 
 
 class StoreSettings(_Strict):
@@ -463,6 +494,7 @@ class EngineConfig(_Strict):
     queues: dict[str, QueueSettings] = Field(default_factory=dict)
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
     front: FrontTuning = Field(default_factory=FrontTuning)
+    transfers: TransferSettings = Field(default_factory=TransferSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)

@@ -36,10 +36,12 @@ from ivr.bus.auth import BusAuth
 from ivr.bus.broker import find_ours, free_port, listening, start_broker
 from ivr.bus.users import BrokerUsers
 from ivr.config import EngineConfig
+from ivr.errors import ConfigError
 from ivr.flow.catalog import prompt_texts
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.templates import is_template
 from ivr.flow.validate import load_flows
+from ivr.front.agent_secrets import agent_ha1s
 from ivr.front.process import Front
 from ivr.front.settings import FrontError, FrontSettings
 from ivr.pool import WorkerPool, WorkerProc
@@ -126,6 +128,17 @@ class Supervisor:
     async def reload(self) -> None:
         await self.check_flows()
         self.pool.signal_all(signal.SIGHUP)
+        await self._reload_agent_secrets()
+
+    async def _reload_agent_secrets(self) -> None:
+        """SIGHUP after `ivr agents secret NAME`: the front takes the new HA1s without a restart.
+        A broken secrets file keeps the HA1s the front has (and says why)."""
+        if self.front is None or not self.front.alive:
+            return
+        try:
+            await self.front.set_agent_secrets(agent_ha1s(self.config))
+        except (ConfigError, FrontError) as exc:
+            log.error("agent secrets not reloaded: %s", exc)
 
     # -- workers --------------------------------------------------------------------------
     def _worker_args(self) -> list[str]:
@@ -290,6 +303,7 @@ class Supervisor:
             self.front = Front(FrontSettings.from_config(
                 self.config, self.state / "front", self.pool.addresses()))
             await self.front.start()
+            self._warn_unregistrable()
             host, _, http_port = self.config.http.listen.rpartition(":")
             runner = web.AppRunner(self.app(), access_log=None)
             await runner.setup()
@@ -302,6 +316,15 @@ class Supervisor:
             return 0
         finally:
             await self._teardown(runner)
+
+    def _warn_unregistrable(self) -> None:
+        """Agents meant to register at the front (no uri) but with no secret get 403: say so."""
+        assert self.front is not None
+        missing = sorted(n for n, a in self.config.agents.items()
+                         if not a.uri and n not in self.front.settings.agent_ha1)
+        if missing:
+            log.warning("agents without a registrar secret cannot register (403): %s; set one "
+                        "with `ivr agents secret NAME`, then SIGHUP", ", ".join(missing))
 
     async def _start_recognition(self) -> None:
         """The shared-model recognition service, when a configured model is shared."""

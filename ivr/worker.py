@@ -305,6 +305,8 @@ class Worker:
             end = result.end
             reason = session.ended_for or \
                 {"caller": "caller hangup", "ivr": "ivr hangup"}.get(end.by or "", end.kind)
+            if end.kind == "error" and end.message and not end.by:
+                reason = f"error: {end.message}"  # the CDR says why (a refused transfer, ...)
         except Exception as exc:
             if isinstance(exc, pj.Error):  # its str() is empty: info() says what failed
                 log.error("call failed: pjsua2 %s", exc.info())

@@ -47,6 +47,8 @@ calendars:
 queues:
   general: {strategy: longest_idle, wrap_up: 10s}
   cards: {strategy: skills}
+transfers:
+  allow: ["sip:*@example.net", "sip:*@pbx.example.net", "sip:a@b", "sip:*@127.0.0.1:*"]
 """
 
 
@@ -179,13 +181,13 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Cl
 
     monkeypatch.chdir(tmp_path)
 
-    def invoke(*args: str | Path) -> CliResult:
+    def invoke(*args: str | Path, input: str | None = None) -> CliResult:
         # the CLI configures logging for a process; put it back for the tests that follow
         root, flow_log = logging.getLogger(), logging.getLogger("ivr.flow")
         handlers, level, flow_level = root.handlers[:], root.level, flow_log.level
         runner = CliRunner()
         code = 0
-        with runner.isolation() as (out, err, _):
+        with runner.isolation(input=input) as (out, err, _):
             monkeypatch.setattr(sys, "argv", ["ivr", *map(str, args)])
             try:
                 main()

@@ -22,6 +22,12 @@ Why Kamailio and which of its features (all from the Debian `kamailio` package, 
 - `usrloc`+`registrar` (written through to db_text in the runtime dir, so a restarted front keeps
   them): agent softphones REGISTER by name; a request for a registered
   user goes to its contact, any other goes to the IVR workers.
+- `auth` + `htable`: every REGISTER is challenged (digest) and checked against the agent's HA1
+  (loaded into htable from a 0600 db_text table that is removed once loaded); the auth user must
+  be the user in To. Failed answers are counted per source address in htable; a source over the
+  limit is ignored until its ban expires.
+- `$ml` (513 above `max_message_bytes`) and a REFER check: a REFER not from a worker must name a
+  target in `transfers.allow` (or an agent's configured uri), else 403.
 - `ctl` on a unix socket inside our runtime dir so nothing touches /run/kamailio.
 - `uac` remote registration (uac_reg) for trunks with a registrar: the front, and only the front,
   registers (digest auth, refreshed before expiry). The accounts are a `db_text` table written
@@ -34,6 +40,7 @@ Why Kamailio and which of its features (all from the Debian `kamailio` package, 
 Where each job lives (this module only names them, for importers of the whole front):
 
 - `ivr.front.settings`: FrontSettings and Registration, validated on construction; FrontError.
+- `ivr.front.agent_secrets`: the agents' HA1s (0600 htdigest file or environment), `ivr agents secret`.
 - `ivr/front/kamailio.cfg.j2`: the routing script itself, a jinja2 template of kamailio.cfg.
 - `ivr.front.render`: renders it, and writes tls.cfg, the dispatcher list, uacreg and usrloc tables.
 - `ivr.front.process`: Front, the Kamailio child process (start, readiness, stale reaping, stop).

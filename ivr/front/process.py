@@ -23,12 +23,14 @@ from pathlib import Path
 from ivr.front.render import (
     render_config,
     tls_config_text,
+    write_agent_auth,
     write_dispatcher,
     write_registrations,
     write_usrloc_tables,
 )
 from ivr.front.rpc import Kamcmd
 from ivr.front.settings import (
+    AGENTAUTH_DIR_NAME,
     TLS_CFG_NAME,
     UACREG_DIR_NAME,
     FrontError,
@@ -164,6 +166,8 @@ class Front:
             (self.runtime_dir / TLS_CFG_NAME).write_text(tls_config_text(self.settings), encoding="utf-8")
         if self.settings.registrations:
             write_registrations(self.settings)
+        if self.settings.registrar:
+            write_agent_auth(self.settings)
         write_usrloc_tables(self.runtime_dir / "usrloc")
         self._reap_stale()
         with contextlib.suppress(FileNotFoundError):
@@ -188,6 +192,21 @@ class Front:
         except BaseException:
             await self.stop()
             raise
+        # htable loaded the HA1s at startup: they need not stay on disk
+        shutil.rmtree(self.runtime_dir / AGENTAUTH_DIR_NAME, ignore_errors=True)
+
+    async def set_agent_secrets(self, agent_ha1: dict[str, str]) -> None:
+        """Replace the agents' HA1s in the running proxy (after `ivr agents secret`, on SIGHUP):
+        the table is written, reloaded over the ctl socket, and removed again."""
+        self.settings.agent_ha1 = dict(agent_ha1)
+        self.settings._check_auth()
+        if not (self.alive and self.settings.registrar):
+            return
+        write_agent_auth(self.settings)
+        try:
+            await self.rpc.run("htable.reload", "agentha1")
+        finally:
+            shutil.rmtree(self.runtime_dir / AGENTAUTH_DIR_NAME, ignore_errors=True)
 
     def _reap_stale(self) -> None:
         """A Kamailio left by a SIGKILLed supervisor (own session, so it outlived it) still holds
@@ -277,6 +296,7 @@ class Front:
     def _forget_secrets(self) -> None:
         """The passwords stay on disk only while the front runs (uac_reg read them at startup)."""
         shutil.rmtree(self.runtime_dir / UACREG_DIR_NAME, ignore_errors=True)
+        shutil.rmtree(self.runtime_dir / AGENTAUTH_DIR_NAME, ignore_errors=True)
 
     async def __aenter__(self) -> Front:
         await self.start()

@@ -17,6 +17,7 @@ from pathlib import Path
 import jinja2
 
 from ivr.front.settings import (
+    AGENTAUTH_DIR_NAME,
     DISPATCHER_SET,
     TLS_CFG_NAME,
     UACREG_DIR_NAME,
@@ -68,6 +69,8 @@ def render_config(settings: FrontSettings) -> str:
         reg_contact=(settings.contact_for(settings.registrations[0])[0] if settings.registrations
                      else ""),
         usrloc_dir=str(settings.runtime_dir / "usrloc"),
+        agentauth_dir=str(settings.runtime_dir / AGENTAUTH_DIR_NAME),
+        refer_regex=settings.refer_regex,
     )
 
 
@@ -132,7 +135,7 @@ def uacreg_table_text(settings: FrontSettings) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Create or replace `path` readable by its owner only (it may hold secrets): never a moment
     where the content sits in a file others can read."""
     tmp = path.with_name(path.name + ".tmp")
@@ -150,9 +153,34 @@ def write_registrations(settings: FrontSettings) -> Path:
     directory = settings.runtime_dir / UACREG_DIR_NAME
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    _write_private(directory / "uacreg", uacreg_table_text(settings))
-    _write_private(directory / "version",
+    write_private(directory / "uacreg", uacreg_table_text(settings))
+    write_private(directory / "version",
                    f"table_name(string) table_version(int)\nuacreg:{UACREG_TABLE_VERSION}\n")
+    return directory
+
+
+HTABLE_COLUMNS = "id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int)"
+HTABLE_TABLE_VERSION = 2  # Kamailio 5.x htable schema
+
+
+def agentauth_table_text(settings: FrontSettings) -> str:
+    """The db_text table htable `agentha1` loads: agent name -> HA1 (string values, no expiry).
+    Holds the HA1s: write it 0600."""
+    rows = [HTABLE_COLUMNS]
+    for i, (name, value) in enumerate(sorted(settings.agent_ha1.items()), 1):
+        rows.append(":".join([str(i), _dbtext_escape(name), "0", "0", value, "0"]))
+    return "\n".join(rows) + "\n"
+
+
+def write_agent_auth(settings: FrontSettings) -> Path:
+    """The agentauth db_text directory (0700): the HA1 table (0600) and its version table.
+    Removed again once Kamailio has loaded it (Front), like the trunk passwords."""
+    directory = settings.runtime_dir / AGENTAUTH_DIR_NAME
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    write_private(directory / "agentha1", agentauth_table_text(settings))
+    write_private(directory / "version",
+                  f"table_name(string) table_version(int)\nagentha1:{HTABLE_TABLE_VERSION}\n")
     return directory
 
 

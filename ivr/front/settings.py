@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ivr.config import SipTarget, parse_registrar
+from ivr.transfers import TransferPolicy, bare_uri, union_regex
 
 if TYPE_CHECKING:
     from ivr.config import EngineConfig
@@ -24,6 +25,7 @@ DISPATCHER_SET = 1
 CTL_SOCKET_NAME = "kamailio_ctl"
 TLS_CFG_NAME = "tls.cfg"
 UACREG_DIR_NAME = "uacreg"
+AGENTAUTH_DIR_NAME = "agentauth"
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL
 _MAX_UNIX_PATH = 107
 
@@ -44,6 +46,9 @@ DEFAULT_SCANNER_AGENTS: tuple[str, ...] = (
 )
 
 _SAFE_AGENT = re.compile(r"^[A-Za-z0-9 ._/-]+$")
+_AGENT_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+_HA1 = re.compile(r"^[0-9a-f]{32}$")
+_SAFE_URI = re.compile(r"^[A-Za-z0-9:@.+_~=%/\[\]-]+$")
 
 
 class FrontError(RuntimeError):
@@ -171,6 +176,19 @@ class FrontSettings:
     registrations: list[Registration] = field(default_factory=list)
     reg_timer_interval_s: int = 20
     reg_retry_interval_s: int = 30
+    # registrar digest auth: {agent: HA1} (kept out of repr; written only to a 0600 table while
+    # Kamailio loads it); an agent missing here cannot register. A source with auth_max_failures
+    # failed auths, each within auth_window_s of the last, is ignored for auth_ban_s.
+    agent_ha1: dict[str, str] = field(default_factory=dict, repr=False)
+    auth_realm: str = "ivr"
+    auth_max_failures: int = 10
+    auth_window_s: int = 60
+    auth_ban_s: int = 300
+    # a request larger than this is answered 513 before anything else looks at it
+    max_message_bytes: int = 16384
+    # REFERs from outside (a caller, an agent's phone) may only point at these targets
+    refer_allow: list[str] = field(default_factory=list)
+    refer_exact: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.runtime_dir = Path(self.runtime_dir)
@@ -191,10 +209,12 @@ class FrontSettings:
                 raise ValueError(f"scanner user agent {agent!r} may only use letters, digits, ' ._/-'")
         for name in ("pike_sampling_s", "pike_density", "pike_remove_latency_s", "probe_interval_s",
                      "fr_timer_ms", "fr_inv_timer_ms", "children", "reg_timer_interval_s", "retry_after_s",
-                     "reg_retry_interval_s"):
+                     "reg_retry_interval_s", "auth_max_failures", "auth_window_s", "auth_ban_s",
+                     "max_message_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         self._check_tls()
+        self._check_auth()
         names = [r.name for r in self.registrations]
         if len(set(names)) != len(names):
             raise ValueError(f"registration names must be unique: {names}")
@@ -214,6 +234,22 @@ class FrontSettings:
                 raise ValueError(f"TLS {what} {path} does not exist")
         self.tls_certificate = Path(self.tls_certificate)
         self.tls_private_key = Path(self.tls_private_key)
+
+    def _check_auth(self) -> None:
+        if not _REG_NAME.match(self.auth_realm):
+            raise ValueError(f"auth realm {self.auth_realm!r} may only use letters, digits, '._-'")
+        for name, value in self.agent_ha1.items():
+            if not _AGENT_USER.match(name) or not _HA1.match(value):
+                raise ValueError(f"agent {name!r}: not a SIP user name with a 32-hex-digit HA1")
+        TransferPolicy(tuple(self.refer_allow))  # the patterns are checked globs
+        # agents' phones: exact URIs (parameters are allowed after them anyway)
+        self.refer_exact = [u for u in (bare_uri(x).split(";", 1)[0] for x in self.refer_exact)
+                            if _SAFE_URI.match(u) and "*" not in u and "?" not in u]
+
+    @property
+    def refer_regex(self) -> str:
+        """One ERE for Kamailio's `=~` over a REFER's Refer-To URI; "" when nothing is allowed."""
+        return union_regex([*self.refer_allow, *self.refer_exact])
 
     @property
     def tls(self) -> bool:
@@ -254,8 +290,11 @@ class FrontSettings:
         (and a registrar given as an IP address) as trusted, and the trunk registrations.
 
         Reads registration passwords from the environment: a missing one is a ConfigError that
-        names the trunk and the variable.
+        names the trunk and the variable. Reads the agents' HA1s (environment or the 0600 secrets
+        file: ivr.front.agent_secrets); a file others can read is a ConfigError.
         """
+        from ivr.front.agent_secrets import agent_ha1s
+
         trusted = [addr for trunk in config.trunks for addr in trunk.addresses]
         registrations: list[Registration] = []
         for trunk in config.trunks:
@@ -271,7 +310,14 @@ class FrontSettings:
                 contact=trunk.contact or "",
             ))
         tls = config.sip.tls
+        front = config.front
         tuning: dict[str, object] = {
+            "agent_ha1": agent_ha1s(config), "auth_realm": front.auth_realm,
+            "auth_max_failures": front.auth_max_failures,
+            "auth_window_s": max(1, round(front.auth_window)), "auth_ban_s": max(1, round(front.auth_ban)),
+            "max_message_bytes": front.max_message_bytes,
+            "refer_allow": list(config.transfers.allow),
+            "refer_exact": [a.uri for a in config.agents.values() if a.uri],
             "pike_density": config.front.pike_density,
             "pike_sampling_s": config.front.pike_sampling_s,
             "pike_exempt_loopback": config.front.pike_exempt_loopback,

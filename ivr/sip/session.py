@@ -464,6 +464,14 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         self.session.on_dtmf(str(prm.digit))
 
     @guard
+    def onCallTransferRequest(self, prm: Any) -> None:
+        """A caller's REFER is never followed: left at pjsua's default (202) the worker would call
+        whatever the caller names, a premium number included (toll fraud). The IVR's own
+        transfers are REFERs it sends, governed by transfers.allow."""
+        log.warning("refused a REFER from the caller to %s", prm.dstUri)
+        prm.statusCode = 403
+
+    @guard
     def onCallTransferStatus(self, prm: Any) -> None:
         self.session.on_xfer_status(int(prm.statusCode), bool(prm.finalNotify))
         prm.cont = not prm.finalNotify

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from server import free_udp_tcp_port
+from server import agent_secret, free_udp_tcp_port
 
 SOFTPHONE = Path(__file__).with_name("softphone.py")
 
@@ -21,6 +21,9 @@ class Softphone:
         self.port = port or free_udp_tcp_port()
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        if "--register" in args and "--secret" not in args:  # an agent: authenticate as one
+            name = args[args.index("--name") + 1] if "--name" in args else "phone"
+            args = (*args, "--secret", agent_secret(name))
         self.proc = subprocess.Popen(
             [sys.executable, str(SOFTPHONE), "--port", str(self.port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)

@@ -180,7 +180,7 @@ class Server:
 def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int | str = 4,
                  allow_from: list[str] | None = None, trunks: list[dict[str, Any]] | None = None,
                  extra: dict[str, Any] | None = None, extra_sip: dict[str, Any] | None = None,
-                 timeout: float = 30.0, env: dict[str, str] | None = None,
+                 tcp: bool = False, timeout: float = 30.0, env: dict[str, str] | None = None,
                  api_token: str | None = None) -> Server:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "flows", root / "flows", dirs_exist_ok=True)
@@ -191,7 +191,8 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int | str
     sip_port, http_port = free_udp_tcp_port(), free_port()
     config = {
         **defaults,
-        "sip": {"listen": [f"udp:127.0.0.1:{sip_port}"], "max_calls": max_calls,
+        "sip": {"listen": [f"udp:127.0.0.1:{sip_port}", *([f"tcp:127.0.0.1:{sip_port}"] if tcp else [])],
+                "max_calls": max_calls,
                 "calls_per_worker": calls_per_worker, "workers_host": "127.0.0.1",
                 **(extra_sip or {})},
         "flows": str(root / "flows"),
@@ -205,10 +206,31 @@ def start_server(root: Path, *, max_calls: int = 16, calls_per_worker: int | str
                       "care": {"tz": "UTC", "weekly": {"daily": "00:00-24:00"}}},
         **(extra or {}),
     }
+    if "agent_secrets" not in ((extra or {}).get("front") or {}):
+        _give_agents_secrets(root, config)
     cfg_path = root / "ivr.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
     return _launch(Server(root, sip_port, http_port, _spawn(root, env), root / "serve.log", config,
                           env, api_token), timeout)
+
+
+def agent_secret(name: str) -> str:
+    """The registrar secret start_server gives every configured agent (Softphone registers with it)."""
+    return f"{name}-test-secret"
+
+
+def _give_agents_secrets(root: Path, config: dict[str, Any]) -> None:
+    """Every configured agent gets the registrar secret `agent_secret(name)`, as HA1 in a
+    0600 secrets file the config names (unless the test passes its own front.agent_secrets)."""
+    from ivr.front.agent_secrets import SecretsFile
+
+    front = dict(config.get("front") or {})
+    front["agent_secrets"] = str(root / "agent-secrets")
+    secrets = SecretsFile.load(Path(front["agent_secrets"]))
+    for name in config.get("agents") or {}:
+        secrets.set(name, front.get("auth_realm", "ivr"), agent_secret(name))
+    secrets.save()
+    config["front"] = front
 
 
 def _spawn(root: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -9,7 +9,7 @@ answers a callback. What it sees goes to stdout as JSON lines, so a test asserts
     {"ev": "state", "leg": "in"|"out", "n": 1, "state": "CONFIRMED"|"DISCONNECTED", "code", "reason"}
     {"ev": "recorded", "n": 1, "path": "..."}          (what a call heard: <in|out>-<n>.wav)
 
-    python softphone.py --port P --name bob --register 127.0.0.1:5060 --incoming answer \
+    python softphone.py --port P --name bob --register 127.0.0.1:5060 --secret S --incoming answer \
         --record-dir DIR --duration 40
     python softphone.py --port P --call sip:4000@127.0.0.1:5060 --dtmf 9 --dtmf-after 2 \
         --incoming answer --duration 40
@@ -217,6 +217,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--name", default="phone")
     ap.add_argument("--register", help="host:port of the front's registrar")
+    ap.add_argument("--secret", help="the agent's registrar secret (digest password)")
     ap.add_argument("--incoming", choices=("answer", "ring", "reject"), default="answer")
     ap.add_argument("--answer-after", type=float, default=0.5)
     ap.add_argument("--record-dir")
@@ -244,6 +245,8 @@ def main() -> None:
         acfg.regConfig.registrarUri = f"sip:{args.register}"
         acfg.regConfig.registerOnAdd = True
         acfg.regConfig.timeoutSec = 300
+        if args.secret:  # answer the front's digest challenge as the agent named
+            acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.name, 0, args.secret))
     account = Account(phone)
     account.create(acfg)
     if args.call:

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digest import digest_register
 from scenarios import registrar_scenario
 from server import free_udp_tcp_port
 
 from ivr.config import EngineConfig
+from ivr.front.agent_secrets import ha1
 from ivr.front.process import Front
 from ivr.front.settings import FrontSettings
 
@@ -519,16 +521,14 @@ async def test_registered_user_is_reached_other_users_go_to_workers(procs: dict[
     wport, bob_port = free_udp_port(), free_udp_port()
     w = await procs["uas"](wport)
     bob = await procs["uas"](bob_port, name="bob")
-    front = await procs["front"]([worker(wport)])
+    front = await procs["front"]([worker(wport)], agent_ha1={"bob": ha1("bob", "ivr", "bob-pw")})
     fport = front.settings.sockets[0][2]
 
     peer = UdpPeer()
     try:
-        peer.send(sip_request("REGISTER", f"sip:{LOOP}:{fport}", peer.addr, to=f"sip:bob@{LOOP}:{fport}",
-                              extra=f"Contact: <sip:bob@{LOOP}:{bob_port}>\r\nExpires: 60"), fport)
-        replies = peer.replies(0.5)
-        assert status_codes(replies) == [200], replies
-        assert f"sip:bob@{LOOP}:{bob_port}" in replies[0]
+        register = digest_register(peer, fport, "bob", "bob-pw", contact=f"sip:bob@{LOOP}:{bob_port}")
+        assert register.startswith("SIP/2.0 200 "), register
+        assert f"sip:bob@{LOOP}:{bob_port}" in register
     finally:
         peer.close()
 

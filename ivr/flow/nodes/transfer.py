@@ -1,7 +1,8 @@
-"""`transfer`: send the call elsewhere (REFER, or a bridged second leg)."""
+"""`transfer`: send the call elsewhere (REFER, or a bridged second leg), if transfers.allow lets it."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +14,8 @@ from ivr.flow.model import Node
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext
     from ivr.flow.validate import Checker
+
+log = logging.getLogger(__name__)
 
 
 class TransferSpec(BaseModel):
@@ -38,6 +41,14 @@ class TransferNode(Node):
     async def run(self, ctx: CallContext) -> str | None:
         spec = self.transfer
         target = ctx.render(spec.to)
+        refusal = ctx.config.transfers.policy(ctx.config.agents).refusal(target)
+        if refusal is not None:
+            # toll fraud guard: nothing goes out; the log says why, and so does the CDR unless
+            # the flow goes on at on_fail
+            log.warning("%s", ctx.mask_text(refusal))
+            if self.on_fail is None:
+                ctx.end("error", target=ctx.mask_text(target), message=ctx.mask_text(refusal))
+            return self.on_fail
         headers = {k: ctx.mask_text(ctx.render(v)) for k, v in spec.headers.items()}
         ok = await ctx.channel.transfer(
             TransferRequest(to=target, mode=spec.mode, headers=headers,
