@@ -1,4 +1,5 @@
-"""`set`: assign variables from templates (native values: '{{ 1 + 1 }}' is 2)."""
+"""`set`: assign variables from templates (native values: '{{ 1 + 1 }}' is 2); a copy of a
+sensitive value stays sensitive."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ if TYPE_CHECKING:
     from ivr.flow.validate import Checker
 
 
-def assign_all(ctx: CallContext, values: dict[str, Any]) -> None:
-    """Render then assign, so `{a: '{{ b }}', b: 1}` reads the old b, as a person expects."""
+def assign_all(ctx: CallContext, values: dict[str, Any], *, sensitive: bool = False) -> None:
+    """Render then assign, so `{a: '{{ b }}', b: 1}` reads the old b, as a person expects.
+
+    A value whose template read a sensitive value is itself sensitive (`render_value` taints
+    it); `sensitive` taints them all (a sensitive menu's choice)."""
     rendered = {name: render_value(v, ctx.scope()) for name, v in values.items()}
     for name, value in rendered.items():
-        ctx.assign(name, value)
+        ctx.assign(name, value, sensitive=sensitive)
 
 
 class SetNode(Node):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ivr.flow.channel import TransferRequest
 from ivr.flow.loader import Path_
 from ivr.flow.model import Node
+from ivr.lang.secret import reveal
 
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext
@@ -37,10 +38,10 @@ class TransferNode(Node):
 
     async def run(self, ctx: CallContext) -> str | None:
         spec = self.transfer
-        target = ctx.render(spec.to)
+        target = ctx.render(spec.to)  # the real target (a far end routes on it); records mask it
         headers = {k: ctx.mask_text(ctx.render(v)) for k, v in spec.headers.items()}
         ok = await ctx.channel.transfer(
-            TransferRequest(to=target, mode=spec.mode, headers=headers,
+            TransferRequest(to=reveal(target), mode=spec.mode, headers=headers,
                             context=ctx.context_of(spec.context))
         )
         if ok:
