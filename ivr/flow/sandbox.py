@@ -76,7 +76,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         _reads(value)
         return value
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         for arg in (*args, *kwargs.values()):
             _holds(arg)
         result = super().call(__context, __obj, *args, **kwargs)

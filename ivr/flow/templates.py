@@ -31,6 +31,7 @@ from ivr.lang.masking import mask
 from ivr.lang.secret import (
     HIDDEN,
     MIN_SCRUB,
+    Secret,
     forms,
     is_secret,
     scrub,
@@ -117,7 +118,7 @@ def render(source: str, scope: Mapping[str, Any]) -> str:
         raise FlowRuntimeError(f"template {source!r} rendered {len(out)} characters")
     if not (note.touched or _echoes(out, scope)):
         return out
-    return taint(out, _record_form(lambda s: text_env().from_string(source).render(dict(s)), scope))
+    return Secret(out, _record_form(lambda s: text_env().from_string(source).render(dict(s)), scope))
 
 
 def _tainted(value: Any, touched: bool, scope: Mapping[str, Any],

@@ -297,7 +297,7 @@ def taint_echoes(value: Any, secrets: Iterable[Tainted]) -> Any:
     """value (a back-end's JSON answer) with every string or number that contains one of the
     secrets made a secret itself: a lookup that echoes the account it was asked for must not
     put the account back into plain variables."""
-    known = [s for s in secrets]
+    known = list(secrets)
     if not known:
         return value
     if isinstance(value, dict):
