@@ -28,7 +28,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ivr.lang.masking import mask
 from ivr.lang.numbers import say_currency, say_date, say_digits, say_number
-from ivr.lang.secret import Masked, contains_secret, is_secret, touch
+from ivr.lang.secret import HIDDEN, Masked, contains_secret, is_secret, touch
 
 
 def _reads(value: Any) -> None:
@@ -101,10 +101,22 @@ class _SandboxedNativeEnvironment(_Sandbox):
     concat = staticmethod(native_concat)  # type: ignore[assignment]
 
 
-def _watched(f: Callable[..., Any]) -> Callable[..., Any]:
+KEEPS_THE_VALUE = frozenset({"say_digits", "say_number", "say_currency", "say_date", "mask",
+                             "string", "trim", "upper", "lower", "default", "d", "e", "escape"})
+"""Filters that say the same value another way: in a record's render (`ivr.flow.templates`)
+they leave a secret's stand-in as it is (`You entered ****5678`, not `* * * * 5 6 7 8`); any
+other filter given a stand-in gives `****` (`{{ account | length }}` says nothing)."""
+
+
+def _watched(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
     """A filter that notes secrets going in or coming out (jinja's own filters included)."""
+    keeps = name in KEEPS_THE_VALUE
+
     @functools.wraps(f)  # keeps jinja's pass_context/pass_environment marks
     def filter_(*args: Any, **kwargs: Any) -> Any:
+        stand_in = next((a for a in args if isinstance(a, Masked)), None)
+        if stand_in is not None:
+            return stand_in if keeps else Masked(HIDDEN)
         for arg in (*args, *kwargs.values()):
             _holds(arg)
         result = f(*args, **kwargs)
@@ -113,23 +125,10 @@ def _watched(f: Callable[..., Any]) -> Callable[..., Any]:
     return filter_
 
 
-def _say_as(f: Callable[..., str]) -> Callable[..., str]:
-    """A say-as filter that leaves a secret's stand-in as it is in the record's render."""
-    @functools.wraps(f)
-    def filter_(value: Any, *args: Any, **kwargs: Any) -> str:
-        return value if isinstance(value, Masked) else f(value, *args, **kwargs)
-    return filter_
-
-
 def _configure(env: ImmutableSandboxedEnvironment) -> None:
-    env.filters.update(
-        say_digits=_say_as(say_digits),
-        say_number=_say_as(say_number),
-        say_currency=_say_as(say_currency),
-        say_date=_say_as(say_date),
-        mask=_say_as(mask),
-    )
-    env.filters = {name: _watched(f) for name, f in env.filters.items()}
+    env.filters.update(say_digits=say_digits, say_number=say_number, say_currency=say_currency,
+                       say_date=say_date, mask=mask)
+    env.filters = {name: _watched(name, f) for name, f in env.filters.items()}
 
 
 @lru_cache(maxsize=1)

@@ -10,10 +10,10 @@ Taint: a render that read a secret (the sandbox notes it) returns a secret
 `{{ account[0:4] }}`, `{{ account ~ '' }}`, `"Acct {{ account }}"`. As a last check a render
 whose output contains a secret of its scope verbatim is tainted too. What such a result shows in
 records is the same template rendered again with every secret replaced by its masked form
-(`You entered ****5678.`), so a record can never tell more than the masks do; when that render
-fails, or its text does not carry a mask (`{{ account | length }}`, `{{ account | int }}`), it
-shows `****`. Error messages of a render that
-read a secret say what failed, not the value that made it fail.
+(`You entered ****5678.`), so a record can never tell more than the masks do. In that render a
+filter that says the value another way keeps the mask (`say_digits`, `string`, `upper`...), any
+other filter gives `****` (`{{ account | length }}`, `| int`); a render that fails shows `****`.
+Error messages of a render that read a secret say what failed, not the value that made it fail.
 """
 
 from __future__ import annotations
@@ -97,10 +97,9 @@ def _record_form(again: Callable[[Mapping[str, Any]], Any], scope: Mapping[str, 
             out = again(stand_ins(scope))
     except Exception:
         return HIDDEN
-    text = "" if out is None or isinstance(out, ChainableUndefined) else str(out)
-    if HIDDEN not in text:
-        return HIDDEN  # `{{ account | length }}`, `{{ account == x }}`: not about the mask's text
-    return scrub(text, secrets_in(list(scope.values())))
+    if out is None or isinstance(out, ChainableUndefined):
+        return HIDDEN
+    return scrub(str(out), secrets_in(list(scope.values())))
 
 
 def render(source: str, scope: Mapping[str, Any]) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, SupportsIndex
@@ -283,14 +284,19 @@ def forms(secret: Tainted) -> list[str]:
 
 
 def scrub(text: str, secrets: Iterable[Tainted]) -> str:
-    """text with every appearance of the secrets replaced by their shown forms (longest first,
-    so a copy of a number inside a longer one cannot leave a tail)."""
-    pairs = {form: s.shown for s in secrets for form in forms(s) if len(form) >= MIN_SCRUB}
+    """text with every appearance of the secrets replaced by their shown forms, in one pass
+    (longest first, so a copy of a number inside a longer one cannot leave a tail, and a mask
+    once written is not masked again)."""
+    pairs: dict[str, str] = {}
+    for s in secrets:
+        for form in forms(s):
+            if len(form) >= MIN_SCRUB:
+                pairs.setdefault(form, s.shown)
     out = str.__str__(text) if isinstance(text, str) else str(text)
-    for form in sorted(pairs, key=len, reverse=True):
-        if form in out:
-            out = out.replace(form, pairs[form])
-    return out
+    if not pairs:
+        return out
+    pattern = "|".join(re.escape(f) for f in sorted(pairs, key=len, reverse=True))
+    return re.sub(pattern, lambda m: pairs[m.group(0)], out)
 
 
 def taint_echoes(value: Any, secrets: Iterable[Tainted]) -> Any:

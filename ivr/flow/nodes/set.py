@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ivr.flow.loader import Path_
 from ivr.flow.model import Node
 from ivr.flow.templates import render_value
+from ivr.lang.secret import HIDDEN, taint
 
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext
@@ -18,10 +19,11 @@ def assign_all(ctx: CallContext, values: dict[str, Any], *, sensitive: bool = Fa
     """Render then assign, so `{a: '{{ b }}', b: 1}` reads the old b, as a person expects.
 
     A value whose template read a sensitive value is itself sensitive (`render_value` taints
-    it); `sensitive` taints them all (a sensitive menu's choice)."""
+    it); `sensitive` taints them all, fully masked (a sensitive menu's choice: `****`, since
+    the last letters of a word give it away)."""
     rendered = {name: render_value(v, ctx.scope()) for name, v in values.items()}
     for name, value in rendered.items():
-        ctx.assign(name, value, sensitive=sensitive)
+        ctx.assign(name, taint(value, HIDDEN) if sensitive else value)
 
 
 class SetNode(Node):
