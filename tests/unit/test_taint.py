@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
-from helpers import Harness, channel_of, dedent
+from helpers import CliResult, Harness, channel_of, dedent
 
 from ivr import log as ivr_log
 from ivr.flow.interpreter import Result
@@ -317,3 +318,41 @@ def test_log_lines_of_a_call_are_scrubbed_of_its_secrets() -> None:
     assert f"bad account {MASKED}" in lines[1]["exc"]
     assert ACCOUNT not in stream.getvalue() and SPOKEN not in stream.getvalue()
     assert lines[2]["msg"] == "after the call: 1234"
+
+
+def test_simulate_and_test_commands_print_only_masked_forms(
+    run_cli: Callable[..., CliResult], config_file: Path, tmp_path: Path
+) -> None:
+    flow = tmp_path / "flows" / "bank.yaml"
+    flow.parent.mkdir()
+    flow.write_text(collect_then("""
+        next:
+          set: {copy: "{{ account ~ '' }}"}
+          next: say
+        say: {say: "You entered {{ copy | say_digits }}.", next: agent}
+        agent: {queue: {name: general, context: [copy]}}
+    """), encoding="utf-8")
+    (tmp_path / "flows" / "bank.test.yaml").write_text(dedent(f"""
+        flow: t
+        cases:
+          - name: hears the digits it typed, and a failing expectation lists what it heard
+            steps:
+              - dtmf: "{ACCOUNT}"
+              - expect_prompt: "you entered {SPOKEN}"
+              - expect_prompt: "something never said"
+            expect_end: {{queue: general, context: {{copy: "{MASKED}"}}}}
+    """), encoding="utf-8")
+    sim = run_cli("simulate", flow, "--config", config_file, "--input", f"dtmf:{ACCOUNT}", "--json")
+    doc = json.loads(sim.stdout)
+    assert doc["variables"] == {"account": MASKED, "copy": MASKED}
+    assert f"You entered {MASKED}." in doc["prompts"]
+    human = run_cli("simulate", flow, "--config", config_file, "--input", f"dtmf:{ACCOUNT}")
+    tested = run_cli("test", tmp_path / "flows", "--config", config_file, "--json")
+    report = json.loads(tested.stdout)["cases"][0]
+    # the real prompt matched `expect_prompt` (the caller hears the digits); the failure message
+    # lists the prompts as records show them
+    assert "something never said" in report["message"]
+    assert "you entered" not in report["message"].split("something never said")[0].lower()
+    assert f"You entered {MASKED}." in report["message"]
+    for out in (sim.output, human.output, tested.output):
+        assert ACCOUNT not in out and SPOKEN not in out
