@@ -8,7 +8,7 @@ text+voice+rate+sample rate; every worker reads it, writes are atomic renames.
 A file name is an HMAC of that key under a per-install secret (`<cache>.key`, 0600, beside the
 cache directory, made on first use): a sha256 of the text alone let anyone holding the cache
 directory hash the 10^8 eight-digit candidates of "You entered 4 0 7 1 ..." and read the
-number back. Names from before the key are removed when a cache opens. A prompt that carries a
+number back. `ivr serve` removes names from before the key when it starts. A prompt that carries a
 sensitive value never enters the cache at all: `render_private` synthesises it into a file of its
 own (0600 in a 0700 directory, the text passed on stdin so no process listing shows it) that the
 player deletes with `discard` once it has played.
@@ -113,9 +113,17 @@ class PromptCache:
         self.private_dir = private_dir
         root.mkdir(parents=True, exist_ok=True)
         self._secret = install_key(key_file or root.with_name(root.name + ".key"))
-        for old in root.iterdir():
+
+    def forget_unkeyed(self) -> int:
+        """Delete renderings named the old way (sha256 of the text, reversible); the owner of
+        the cache calls it once at start (`ivr serve`), since processes of an older version
+        may still be reading a shared one. Returns how many went."""
+        gone = 0
+        for old in self.root.iterdir():
             if _LEGACY_NAME.match(old.name):
                 old.unlink(missing_ok=True)
+                gone += 1
+        return gone
 
     def key(self, text: str, language: str = "en-US") -> str:
         v = self.voice

@@ -154,14 +154,16 @@ def test_cache_names_are_keyed_by_a_private_install_secret(tmp_path: Path) -> No
     assert PromptCache(root, Voice(), 8000).cached("Hello.") == cache.path_for("Hello.")
 
 
-def test_names_from_before_the_key_are_removed_and_a_damaged_key_is_refused(
+def test_serve_removes_names_from_before_the_key_and_a_damaged_key_is_refused(
     tmp_path: Path
 ) -> None:
     root = tmp_path / "prompts"
     root.mkdir()
     (root / ("0123456789abcdef" * 2 + ".wav")).write_bytes(b"RIFF")
     (root / "file-abc-8000.wav").write_bytes(b"RIFF")  # ops audio: kept
-    PromptCache(root, Voice(), 8000)
+    cache = PromptCache(root, Voice(), 8000)
+    assert len(list(root.iterdir())) == 2  # opening a cache removes nothing (others may read it)
+    assert cache.forget_unkeyed() == 1
     assert sorted(p.name for p in root.iterdir()) == ["file-abc-8000.wav"]
     (tmp_path / "prompts.key").write_bytes(b"short")
     with pytest.raises(TtsError, match="damaged"):
