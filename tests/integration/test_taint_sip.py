@@ -13,7 +13,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -71,7 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv.stop()
 
 
-def call(server: Server, *args: str) -> tuple[int, dict[str, object], str]:
+def call(server: Server, *args: str) -> tuple[int, dict[str, Any], str]:
     """`ivr call` to the flow, recognising prompts by this flow's catalogue only (the server's
     whole catalogue makes the caller's transcription take minutes on a busy machine)."""
     own = server.root / "caller-flows"
@@ -96,7 +96,7 @@ def test_a_pin_typed_over_sip_is_masked_in_log_cdr_and_state(server: Server) -> 
     before = len(server.calls())
     code, doc, err = call(server, "--dtmf", f"{PIN}#")
     assert code == 0, err[-2000:]
-    heard = [str(p["text"]).lower() for p in doc["prompts"]]  # type: ignore[union-attr]
+    heard = [str(p["text"]).lower() for p in doc["prompts"]]
     assert any("enter your pin" in t for t in heard), heard
     assert any("goodbye" in t for t in heard), heard
     (cdr,) = server.wait_cdrs(before + 1)[before:]

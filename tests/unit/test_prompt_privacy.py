@@ -122,7 +122,7 @@ async def test_private_rendering_passes_the_text_on_stdin_not_the_command_line(
         seen.append((list(cmd), kwargs.get("input")))
         return real_run(cmd, **kwargs)
 
-    monkeypatch.setattr(tts.subprocess, "run", spy)
+    monkeypatch.setattr(subprocess, "run", spy)  # the module tts renders through
     path = await cache.render_private("Your PIN is 4 0 7 1.", "en-US")
     assert path.is_file() and path.stat().st_size > 1000
     cmd, given = seen[0]
