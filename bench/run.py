@@ -290,7 +290,8 @@ def tts_times(n: int) -> dict[str, Any]:
              for i in range(n)]
     times = []
     with tempfile.TemporaryDirectory() as tmp:
-        cache = PromptCache(Path(tmp), Voice("espeak-ng", "en-us", 165), 8000)
+        cache = PromptCache(Path(tmp), Voice("espeak-ng", "en-us", 165), 8000,
+                            key_file=Path(tmp) / "cache.key")
         cache.render_sync("warm up the disk cache")
         for t in texts:
             t0 = time.perf_counter()

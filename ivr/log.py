@@ -9,12 +9,29 @@ import sys
 import time
 from typing import Any
 
+from ivr.lang import secret
+
 call_id: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="-")
 
 
 class _CallIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.call_id = call_id.get()
+        return True
+
+
+class _ScrubFilter(logging.Filter):
+    """A line logged while a call runs is scrubbed of that call's sensitive values (a message or
+    an exception that echoes one shows it masked): the last guard behind the taint."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if secret.call_secrets.get():
+            record.msg = secret.scrub_current(record.getMessage())
+            record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = secret.scrub_current(record.exc_text)
         return True
 
 
@@ -28,7 +45,9 @@ class JsonFormatter(logging.Formatter):
             "call_id": getattr(record, "call_id", "-"),
             "msg": record.getMessage(),
         }
-        if record.exc_info:
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        elif record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
 
@@ -43,6 +62,7 @@ def setup(level: str = "INFO", *, json_lines: bool | None = None) -> None:
         else logging.Formatter("%(asctime)s %(levelname)s [%(call_id)s] %(name)s: %(message)s")
     )
     handler.addFilter(_CallIdFilter())
+    handler.addFilter(_ScrubFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

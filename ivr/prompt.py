@@ -8,11 +8,23 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Prompt:
-    """One thing to play: synthesised text or an audio file (absolute path)."""
+    """One thing to play: synthesised text or an audio file (absolute path).
+
+    `shown` is set when the text carries a sensitive value ("You entered 4 0 7 1 ..."): records
+    show it instead of the text, and the text is synthesised privately, never into the shared
+    prompt cache (whose files outlive the call)."""
 
     text: str | None = None
     audio: str | None = None
     language: str = "en-US"
+    shown: str | None = None
+
+    @property
+    def sensitive(self) -> bool:
+        return self.shown is not None
 
     def describe(self) -> str:
+        """The prompt as records show it (masked when sensitive)."""
+        if self.shown is not None:
+            return self.shown
         return self.text if self.text is not None else f"[audio {self.audio}]"

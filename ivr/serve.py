@@ -78,6 +78,8 @@ class Supervisor:
                            else Path.cwd() / config.store.path)
         tts = config.speech.tts
         self.cache = PromptCache(self.state / "prompts", Voice(tts.engine, tts.voice, tts.rate), 8000)
+        if self.cache.forget_unkeyed():
+            log.info("prompt cache: removed renderings named before the cache key")
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()

@@ -15,6 +15,7 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -73,6 +74,28 @@ def flow_for(config: EngineConfig, flows: dict[str, Flow], dialed: str) -> Flow 
     return next(iter(flows.values())) if len(flows) == 1 else None
 
 
+def private_dir(state_dir: Path) -> Path:
+    """Where this worker renders prompts that carry a sensitive value (each deleted after it
+    plays); what a killed worker left there is removed now."""
+    root = state_dir / "private"
+    if root.is_dir():
+        for d in root.iterdir():
+            pid = d.name.removeprefix("pid-")
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(d, ignore_errors=True)
+    return root / f"pid-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def make_beep(path: Path, rate: int) -> Path:
     if not path.is_file():
         t = np.arange(int(rate * 0.25)) / rate
@@ -123,7 +146,7 @@ class Worker:
     def __post_init__(self) -> None:
         tts = self.config.speech.tts
         self.cache = PromptCache(self.state_dir / "prompts", Voice(tts.engine, tts.voice, tts.rate),
-                                 sample_rate=8000)
+                                 sample_rate=8000, private_dir=private_dir(self.state_dir))
         self.outbox = Outbox(self.state_dir / "outbox" / f"worker-{self.worker_id}.sqlite")
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
         self.asr = load_engine(self.config.speech.asr, self.asr_service)
@@ -435,6 +458,8 @@ class Worker:
         gc.collect()
         endpoint.destroy()
         self.outbox.close()
+        if self.cache.private_dir is not None:
+            shutil.rmtree(self.cache.private_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

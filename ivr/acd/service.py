@@ -48,11 +48,20 @@ def _eta(value: float) -> float | None:
 
 
 def _masked(values: dict[str, Any], sensitive: list[str]) -> dict[str, Any]:
+    """Mask again what the worker marked sensitive (a dict or list value leaf by leaf)."""
     out = {}
     for k, v in values.items():
         hidden = k in sensitive or k.split(".")[0] in sensitive
-        out[k] = mask(v) if hidden and v is not None and not str(v).startswith("****") else v
+        out[k] = _hide(v) if hidden else v
     return out
+
+
+def _hide(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _hide(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide(v) for v in value]
+    return value if value is None or str(value).startswith("****") else mask(value)
 
 
 class AcdService:

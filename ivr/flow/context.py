@@ -1,8 +1,12 @@
 """Per-call state a flow reads and writes, and the record of what happened.
 
 One `CallContext` per call, owned by the task that runs the call's flow; nothing here is shared
-between calls. Sensitive values are stored as given (the flow needs them, e.g. to look an account
-up) and masked on every way out: `masked_variables`, inputs, transcript, context for agents.
+between calls. Sensitive values are stored tainted (`ivr.lang.secret.Secret`: the real value,
+which the flow needs to look an account up, carrying its masked form) and shown masked on every
+way out: `masked_variables`, inputs, transcript, prompts, context for agents. A value is tainted
+where it enters (a `sensitive` input, a name in the flow's `sensitive:` list) and stays so through
+templates, copies, `last` and subflows (`ivr.flow.templates`); `secrets` keeps every secret the
+call has seen, so free text (an error body, a log line) is scrubbed of them too.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from ivr.errors import FlowRuntimeError
 from ivr.flow.channel import Channel, Input, ListenSpec, Prompt
 from ivr.flow.templates import render
 from ivr.lang.masking import mask
-from ivr.lang.numbers import say_digits
+from ivr.lang.secret import Tainted, contains_secret, scrub, secrets_in, shown, taint
 
 if TYPE_CHECKING:
     from ivr.flow.model import Flow
@@ -83,6 +87,13 @@ class CallContext:
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     run_subflow: Callable[[str], Awaitable[bool]] | None = None
     top_flow_id: str = ""
+    secrets: list[Tainted] = field(default_factory=list)
+    """Every secret this call has held, for scrubbing free text (`mask_text`, logs)."""
+
+    def __post_init__(self) -> None:
+        for name in list(self.variables):  # given before the flow ran (a test case, a callback)
+            if name in self.flow.sensitive:
+                self.assign(name, self.variables[name])
 
     # -- variables -----------------------------------------------------------------------
     def scope(self) -> dict[str, Any]:
@@ -92,13 +103,24 @@ class CallContext:
         return {**self.variables, "caller": caller, "call": call, "last": dict(self.last)}
 
     def assign(self, name: str, value: Any, *, sensitive: bool = False) -> None:
+        """Store a variable; a sensitive input or a name the flow lists as sensitive taints it."""
+        if sensitive or name in self.flow.sensitive:
+            value = taint(value)
+        self.remember(value)
         self.variables[name] = value
-        if sensitive:
+        if contains_secret(value):
             self.sensitive.add(name)
+        else:
+            self.sensitive.discard(name)
+
+    def remember(self, value: Any) -> None:
+        """Keep the secrets in value for scrubbing free text, even after a variable changes."""
+        known = {id(s) for s in self.secrets}
+        self.secrets.extend(s for s in secrets_in(value) if id(s) not in known)
 
     def is_sensitive(self, name: str) -> bool:
         root = name.split(".", 1)[0]
-        return root in self.sensitive or root in self.flow.sensitive
+        return root in self.flow.sensitive or contains_secret(self.variables.get(root))
 
     def lookup(self, dotted: str) -> Any:
         """`customer.name` from the variables, None when any part is missing."""
@@ -111,7 +133,13 @@ class CallContext:
         return value
 
     def masked(self, name: str, value: Any) -> Any:
-        return mask(value) if self.is_sensitive(name) and value is not None else value
+        """value as records show it: secrets masked, and a value given untainted under a name
+        the flow lists as sensitive masked whole."""
+        if value is None:
+            return None
+        if contains_secret(value):
+            return shown(value)
+        return mask(value) if name.split(".", 1)[0] in self.flow.sensitive else value
 
     def masked_variables(self) -> dict[str, Any]:
         return {k: self.masked(k, v) for k, v in self.variables.items()}
@@ -121,16 +149,16 @@ class CallContext:
         return {n: self.masked(n, self.lookup(n)) for n in names}
 
     def render(self, source: str) -> str:
-        return render(source, self.scope())
+        """The template rendered; a `Secret` when it read one (show it with `shown`)."""
+        out = render(source, self.scope())
+        self.remember(out)
+        return out
 
     def mask_text(self, text: str) -> str:
-        """Mask any sensitive value that appears verbatim in text (prompts, transcripts)."""
-        for name in self.sensitive | set(self.flow.sensitive):
-            value = self.variables.get(name)
-            if value not in (None, ""):
-                for form in {str(value), say_digits(value)}:
-                    text = text.replace(form, mask(value))
-        return text
+        """Free text (an error message, a body a back-end echoed) with every secret this call
+        has held masked, as written or spoken digit by digit."""
+        self.remember([self.variables, self.last])
+        return scrub(shown(text), self.secrets)
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -152,16 +180,22 @@ class CallContext:
         return await self.channel.listen(spec)
 
     def note_input(self, got: Input, *, sensitive: bool = False, value: str | None = None) -> None:
-        """Record an accepted input (and make it `last`)."""
-        # mask what was understood ("one two ... eight" shows as ****5678), not the raw utterance
-        shown = mask(value if value is not None else got.value) if sensitive else got.value
-        self.last = {"value": value if value is not None else got.value, "mode": got.mode,
-                     "confidence": got.confidence}
-        self.inputs.append({"node": self.node_id, "mode": got.mode, "value": shown,
+        """Record an accepted input (and make it `last`); a sensitive one is tainted."""
+        understood: Any = value if value is not None else got.value
+        heard: Any = got.value
+        if sensitive:
+            # mask what was understood ("one two ... eight" shows as ****5678), not the utterance
+            understood = heard = taint(understood)
+            self.remember(understood)
+        self.last = {"value": understood, "mode": got.mode, "confidence": got.confidence}
+        self.inputs.append({"node": self.node_id, "mode": got.mode, "value": shown(heard),
                             "confidence": got.confidence})
-        self.transcript.append({"who": "caller", "text": shown})
+        self.transcript.append({"who": "caller", "text": shown(heard)})
 
     def end(self, kind: EndKind, **details: Any) -> None:
+        for key in ("message", "target"):  # free text for the CDR: no secret in it
+            if isinstance(details.get(key), str):
+                details[key] = self.mask_text(details[key])
         if self.ending is None:
             self.ending = End(kind=kind, node=self.node_id, **details)
 

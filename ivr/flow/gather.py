@@ -16,6 +16,7 @@ from typing import Any, Literal
 from ivr.flow.channel import Input, ListenSpec, Prompt
 from ivr.flow.context import CallContext
 from ivr.flow.model import GlobalLink
+from ivr.flow.prompts import text_prompt
 from ivr.lang.normalize import best_phrase
 
 DEFAULT_NOINPUT = "Sorry, I did not hear anything."
@@ -104,7 +105,6 @@ async def gather(
     """Run the input loop until a match, a global's goto, or too many failures."""
     events = noinputs = nomatches = 0
     before: list[Prompt] = []
-    language = ctx.flow.header.language
     while True:
         await ctx.play([*before, *prompts()], barge_in=settings.barge_in)
         before = []
@@ -136,9 +136,7 @@ async def gather(
             return Gathered("failed")
         if kind == "noinput":
             noinputs += 1
-            before = [Prompt(text=ctx.render(_escalation(noinput, noinputs, DEFAULT_NOINPUT)),
-                             language=language)]
+            before = [text_prompt(ctx, _escalation(noinput, noinputs, DEFAULT_NOINPUT))]
         elif kind == "nomatch":
             nomatches += 1
-            before = [Prompt(text=ctx.render(_escalation(nomatch, nomatches, DEFAULT_NOMATCH)),
-                             language=language)]
+            before = [text_prompt(ctx, _escalation(nomatch, nomatches, DEFAULT_NOMATCH))]

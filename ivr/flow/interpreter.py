@@ -16,6 +16,7 @@ from ivr import log as log_context
 from ivr.errors import CallerHangup, FlowRuntimeError, InputsExhausted
 from ivr.flow.context import CallContext, End
 from ivr.flow.model import Flow
+from ivr.lang.secret import call_secrets
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Interpreter:
     async def run(self) -> Result:
         ctx = self.ctx
         log_context.call_id.set(ctx.call_id)
+        call_secrets.set(ctx.secrets)  # every log line of this call's task is scrubbed of them
         try:
             await self._walk(ctx.flow)
             ctx.end("hangup", by="ivr")

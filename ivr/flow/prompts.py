@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ivr.flow.channel import Prompt
 from ivr.flow.loader import Path_
+from ivr.lang.secret import is_secret, reveal, shown
 
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext
@@ -43,8 +44,17 @@ def build(ctx: CallContext, spec: PromptSpec | None) -> list[Prompt]:
         if isinstance(item, AudioRef):
             out.append(Prompt(audio=str(ctx.audio_path(item.audio)), language=language))
         else:
-            out.append(Prompt(text=ctx.render(item), language=language))
+            out.append(text_prompt(ctx, item))
     return out
+
+
+def text_prompt(ctx: CallContext, source: str) -> Prompt:
+    """A text prompt rendered now; one that read a sensitive value shows masked and is
+    synthesised privately (`Prompt.shown`)."""
+    text = ctx.render(source)
+    if is_secret(text):
+        return Prompt(text=reveal(text), language=ctx.flow.header.language, shown=shown(text))
+    return Prompt(text=text, language=ctx.flow.header.language)
 
 
 def build_for_input(ctx: CallContext, prompt: PromptSpec, dtmf_prompt: PromptSpec | None

@@ -84,6 +84,9 @@ class ScriptedChannel(Channel):
 
     played: list[str] = field(default_factory=list)
     window: list[str] = field(default_factory=list)
+    """Prompts since the last step as records show them (sensitive ones masked)."""
+    _window_text: list[str] = field(default_factory=list)
+    """The same prompts as the caller hears them, for `expect_prompt` to match."""
     failures: list[str] = field(default_factory=list)
     queued: list[QueueRequest] = field(default_factory=list)
     transfers: list[TransferRequest] = field(default_factory=list)
@@ -100,13 +103,14 @@ class ScriptedChannel(Channel):
         for p in prompts:
             self.played.append(p.describe())
             self.window.append(p.describe())
+            self._window_text.append(p.text if p.text is not None else p.describe())
             if self.on_prompt:
                 self.on_prompt(p)
 
     def _expect(self, text: str) -> None:
         needle = text.lower()
-        for i in range(self._window_pos, len(self.window)):
-            if needle in self.window[i].lower():
+        for i in range(self._window_pos, len(self._window_text)):
+            if needle in self._window_text[i].lower():
                 self._window_pos = i
                 return
         heard = " | ".join(self.window) or "(nothing)"
@@ -124,6 +128,7 @@ class ScriptedChannel(Channel):
 
     def _new_window(self) -> None:
         self.window = []
+        self._window_text = []
         self._window_pos = 0
 
     @property

@@ -1,68 +1,50 @@
-"""Sandboxed templates and conditions for flows.
+"""Templates and conditions for flows: rendered in the sandbox (`ivr.flow.sandbox`), tainted
+when they read a secret.
 
-Flows are written by ops staff, not programmers we trust with the process: templates run in
-jinja2's immutable sandbox, and we also refuse, at load time, any attribute or item lookup of a
-name starting with an underscore, so `{{ ''.__class__ }}` is a validation error with a line number
-rather than a runtime surprise on a live call.
+We refuse, at load time, any attribute or item lookup of a name starting with an underscore, so
+`{{ ''.__class__ }}` is a validation error with a line number rather than a runtime surprise on a
+live call.
+
+Taint: a render that read a secret (the sandbox notes it) returns a secret
+(`ivr.lang.secret.Secret`), whatever the template did to the value: `{{ account | string }}`,
+`{{ account[0:4] }}`, `{{ account ~ '' }}`, `"Acct {{ account }}"`. As a last check a render
+whose output contains a secret of its scope verbatim is tainted too. What such a result shows in
+records is the same template rendered again with every secret replaced by its masked form
+(`You entered ****5678.`), so a record can never tell more than the masks do. In that render a
+filter that says the value another way keeps the mask (`say_digits`, `string`, `upper`...), any
+other filter gives `****` (`{{ account | length }}`, `| int`); a render that fails shows `****`.
+Error messages of a render that read a secret say what failed, not the value that made it fail.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.nativetypes import NativeCodeGenerator, native_concat
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ivr.errors import FlowRuntimeError
+from ivr.flow.sandbox import native_env, text_env
 from ivr.lang.masking import mask
-from ivr.lang.numbers import say_currency, say_date, say_digits, say_number
+from ivr.lang.secret import (
+    HIDDEN,
+    MIN_SCRUB,
+    Secret,
+    forms,
+    is_secret,
+    scrub,
+    secrets_in,
+    stand_ins,
+    taint,
+    tracking,
+)
+
+__all__ = ["check_source", "evaluate", "is_template", "mask", "render", "render_value"]
 
 MAX_RENDER_CHARS = 10_000
 """A prompt longer than this is a bug in the flow, not something to synthesise."""
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, made strict: reaching for an unsafe attribute is an error, not a blank."""
-
-    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
-        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} "
-                            "object is unsafe")
-
-
-class _SandboxedNativeEnvironment(_Sandbox):
-    """Sandbox that returns native Python values, for `set` and numeric fields."""
-
-    code_generator_class = NativeCodeGenerator
-    concat = staticmethod(native_concat)  # type: ignore[assignment]
-
-
-def _configure(env: ImmutableSandboxedEnvironment) -> None:
-    env.filters.update(
-        say_digits=say_digits,
-        say_number=say_number,
-        say_currency=say_currency,
-        say_date=say_date,
-        mask=mask,
-    )
-
-
-@lru_cache(maxsize=1)
-def text_env() -> ImmutableSandboxedEnvironment:
-    env = _Sandbox(undefined=ChainableUndefined, autoescape=False)
-    _configure(env)
-    return env
-
-
-@lru_cache(maxsize=1)
-def native_env() -> ImmutableSandboxedEnvironment:
-    env = _SandboxedNativeEnvironment(undefined=ChainableUndefined, autoescape=False)
-    _configure(env)
-    return env
 
 
 def check_source(source: str, *, expression: bool = False) -> str | None:
@@ -88,19 +70,68 @@ def is_template(source: str) -> bool:
     return not _PLAIN.match(source)
 
 
+def _failure(what: str, exc: Exception, touched: bool, scope: Mapping[str, Any]) -> FlowRuntimeError:
+    """The flow error for a failed render; its message never carries a secret."""
+    if touched:
+        detail = f"{type(exc).__name__} (details withheld: the template read a sensitive value)"
+    elif isinstance(exc, (SecurityError, UndefinedError, TemplateSyntaxError)):
+        detail = str(exc)
+    else:  # filters run user data; a bad value must not kill the call
+        detail = f"{type(exc).__name__}: {exc}"
+    return FlowRuntimeError(scrub(f"{what} failed: {detail}", secrets_in(list(scope.values()))))
+
+
+def _echoes(out: Any, scope: Mapping[str, Any]) -> bool:
+    """Whether a rendered text contains a secret of the scope as written or spoken."""
+    if not isinstance(out, str) or not out:
+        return False
+    text = str.__str__(out)
+    return any(form in text for s in secrets_in(list(scope.values())) for form in forms(s)
+               if len(form) >= MIN_SCRUB)
+
+
+def _record_form(again: Callable[[Mapping[str, Any]], Any], scope: Mapping[str, Any]) -> str:
+    """What a tainted result shows: the same template over the masked stand-ins of the scope."""
+    try:
+        with tracking():
+            out = again(stand_ins(scope))
+    except Exception:
+        return HIDDEN
+    if out is None or isinstance(out, ChainableUndefined):
+        return HIDDEN
+    return scrub(str(out), secrets_in(list(scope.values())))
+
+
 def render(source: str, scope: Mapping[str, Any]) -> str:
-    """Render a text template; sandbox violations become a flow error, not a crash."""
+    """Render a text template; sandbox violations become a flow error, not a crash.
+
+    The result is a `Secret` when the template read one (see the module docstring)."""
     if not is_template(source):
         return source
-    try:
-        out = text_env().from_string(source).render(dict(scope))
-    except (SecurityError, UndefinedError, TemplateSyntaxError) as exc:
-        raise FlowRuntimeError(f"template {source!r} failed: {exc}") from None
-    except Exception as exc:  # filters run user data; a bad value must not kill the call
-        raise FlowRuntimeError(f"template {source!r} failed: {type(exc).__name__}: {exc}") from None
+    with tracking() as note:
+        try:
+            out = text_env().from_string(source).render(dict(scope))
+        except Exception as exc:
+            raise _failure(f"template {source!r}", exc, note.touched, scope) from None
     if len(out) > MAX_RENDER_CHARS:
         raise FlowRuntimeError(f"template {source!r} rendered {len(out)} characters")
-    return out
+    if not (note.touched or _echoes(out, scope)):
+        return out
+    return Secret(out, _record_form(lambda s: text_env().from_string(source).render(dict(s)), scope))
+
+
+def _tainted(value: Any, touched: bool, scope: Mapping[str, Any],
+             again: Callable[[Mapping[str, Any]], Any]) -> Any:
+    """A `set` value as stored: a secret when its render read one (containers: each leaf)."""
+    if isinstance(value, ChainableUndefined):
+        return None
+    if not (touched or _echoes(value, scope)) or value is None or isinstance(value, bool):
+        return value  # (a dict or list may still hold secrets; they stay secrets)
+    if is_secret(value):
+        return value  # `{{ account }}`: the secret itself, shown as it always was
+    if isinstance(value, (str, int, float)):
+        return taint(value, _record_form(again, scope))
+    return taint(value, HIDDEN)
 
 
 def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
@@ -120,32 +151,28 @@ def render_value(value: Any, scope: Mapping[str, Any]) -> Any:
         except TemplateSyntaxError:
             pass  # e.g. "{{ a }} and {{ b }}": not one expression; render it below
         else:
-            try:
-                return expr(**dict(scope))
-            except (SecurityError, UndefinedError) as exc:
-                raise FlowRuntimeError(f"template {value!r} failed: {exc}") from None
-            except Exception as exc:
-                raise FlowRuntimeError(f"template {value!r} failed: {type(exc).__name__}: {exc}") \
-                    from None
-    try:
-        out = native_env().from_string(value).render(dict(scope))
-    except (SecurityError, UndefinedError, TemplateSyntaxError) as exc:
-        raise FlowRuntimeError(f"template {value!r} failed: {exc}") from None
-    except Exception as exc:
-        raise FlowRuntimeError(f"template {value!r} failed: {type(exc).__name__}: {exc}") from None
-    if isinstance(out, ChainableUndefined):
-        return None
-    return out
+            with tracking() as note:
+                try:
+                    out = expr(**dict(scope))
+                except Exception as exc:
+                    raise _failure(f"template {value!r}", exc, note.touched, scope) from None
+            return _tainted(out, note.touched, scope, lambda s: expr(**dict(s)))
+    template = native_env().from_string(value)
+    with tracking() as note:
+        try:
+            out = template.render(dict(scope))
+        except Exception as exc:
+            raise _failure(f"template {value!r}", exc, note.touched, scope) from None
+    return _tainted(out, note.touched, scope, lambda s: template.render(dict(s)))
 
 
 def evaluate(condition: str, scope: Mapping[str, Any]) -> bool:
     """Evaluate a `switch` condition; undefined names are falsy, never an exception."""
-    try:
-        expr = text_env().compile_expression(condition, undefined_to_none=True)
-        return bool(expr(**dict(scope)))
-    except UndefinedError:
-        return False  # e.g. `customer.balance > 1000` when the lookup failed: not true
-    except (SecurityError, TemplateSyntaxError) as exc:
-        raise FlowRuntimeError(f"condition {condition!r} failed: {exc}") from None
-    except Exception as exc:
-        raise FlowRuntimeError(f"condition {condition!r} failed: {type(exc).__name__}: {exc}") from None
+    with tracking() as note:
+        try:
+            expr = text_env().compile_expression(condition, undefined_to_none=True)
+            return bool(expr(**dict(scope)))
+        except UndefinedError:
+            return False  # e.g. `customer.balance > 1000` when the lookup failed: not true
+        except Exception as exc:
+            raise _failure(f"condition {condition!r}", exc, note.touched, scope) from None

@@ -152,8 +152,11 @@ class TestCaller:
         self.local_port = local_port
         self.timeout = timeout
         self._tmp = tempfile.TemporaryDirectory(prefix="ivr-call-")
-        self.cache = PromptCache(cache_dir or Path(self._tmp.name), tts or Voice(), RATE)
-        self.voice_cache = self.cache if voice is None else PromptCache(self.cache.root, voice, RATE)
+        key = None if cache_dir else Path(self._tmp.name) / "cache.key"  # gone with the temp dir
+        self.cache = PromptCache(cache_dir or Path(self._tmp.name), tts or Voice(), RATE,
+                                 key_file=key)
+        self.voice_cache = self.cache if voice is None else PromptCache(self.cache.root, voice, RATE,
+                                                                        key_file=key)
 
     def speech_pcm(self, text: str) -> bytes:
         """What the caller says, in the caller's voice."""

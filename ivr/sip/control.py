@@ -4,8 +4,10 @@
 `ivr.sip.channel.SipChannel` too, so a prompt plays the same way in a menu and in a queue.
 Prompts are files from the shared prompt cache: static text (the wait's words included) was
 rendered when the flow loaded, dynamic text is rendered in a subprocess now; the hold file is
-hashed and resampled in a thread. DTMF typed while a barge-in prompt plays cuts it and stays
-buffered (type-ahead); over a no-barge-in prompt it is dropped.
+hashed and resampled in a thread. A prompt that carries a sensitive value is rendered privately
+(`PromptCache.render_private`) and its file deleted as soon as it has played or been cut.
+DTMF typed while a barge-in prompt plays cuts it and stays buffered (type-ahead); over a
+no-barge-in prompt it is dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from ivr.sip.session import CallSession
 from ivr.speech.tts import PromptCache, TtsError
 
 log = logging.getLogger("ivr.sip")
+
+
+def discard(files: Sequence[str]) -> None:
+    """Delete the private renderings among played files (cached ones stay)."""
+    for f in files:
+        PromptCache.discard(Path(f))
 
 
 @dataclass
@@ -53,6 +61,8 @@ class SipCallControl:
             try:
                 if p.audio is not None:
                     path = await asyncio.to_thread(self.cache.prepare_audio, Path(p.audio))
+                elif p.sensitive:
+                    path = await self.cache.render_private(p.text or "", p.language)
                 else:
                     path = await self.cache.render(p.text or "", p.language)
             except (TtsError, OSError, ValueError) as exc:
@@ -75,13 +85,16 @@ class SipCallControl:
         if barge_in and s.speech is not None:
             s.speech.begin()  # speech may cut this prompt
         files = await self.files(prompts)
-        self.check()
-        before = len(s.digits)
-        if self._holding:
-            s.stop_hold()
-        await s.play_files(files, barge_in=barge_in)
-        if not barge_in:
-            del s.digits[before:]  # input over a no-barge-in prompt is ignored
+        try:
+            self.check()
+            before = len(s.digits)
+            if self._holding:
+                s.stop_hold()
+            await s.play_files(files, barge_in=barge_in)
+            if not barge_in:
+                del s.digits[before:]  # input over a no-barge-in prompt is ignored
+        finally:
+            discard(files)
         if self._holding and self.hold_file is not None:
             s.start_hold(self.hold_file)
         self.check()
@@ -130,8 +143,12 @@ class SipCallControl:
         await self.session.drop_leg(leg)
 
     async def whisper(self, leg: OutboundLeg, prompt: Prompt) -> None:
-        for path in await self.files([prompt]):
-            await self.session.whisper(leg, path)
+        files = await self.files([prompt])
+        try:
+            for path in files:
+                await self.session.whisper(leg, path)
+        finally:
+            discard(files)
 
     async def connect(self, leg: OutboundLeg) -> None:
         await self.session.connect(leg)

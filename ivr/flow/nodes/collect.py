@@ -171,7 +171,7 @@ class CollectNode(Node):
             interpret=self.interpret,
             noinput=spec.noinput,
             nomatch=spec.nomatch,
-            sensitive=spec.sensitive,
+            sensitive=spec.sensitive or spec.into in ctx.flow.sensitive,
             confirm=(lambda v: self._confirm(ctx, v)) if spec.confirm is not None else None,
         )
         if result.kind == "matched":

@@ -50,6 +50,8 @@ class MenuSpec(BaseModel):
     barge_in: bool | None = None
     confidence: float | None = Field(None, ge=0.0, le=1.0)
     on_fail: str | None = Field(None, description="same as the node-level on_fail (either place)")
+    sensitive: bool = Field(False, description="the caller's choice is sensitive: `last.value` "
+                            "and the chosen option's `set` values are masked wherever they go")
 
 
 class MenuNode(Node):
@@ -140,10 +142,11 @@ class MenuNode(Node):
             interpret=lambda got: (o.goto and o) if (o := self._pick(got)) else None,
             noinput=spec.noinput,
             nomatch=spec.nomatch,
+            sensitive=spec.sensitive,
         )
         if result.kind == "matched":
             option: Option = result.value
-            assign_all(ctx, option.set)
+            assign_all(ctx, option.set, sensitive=spec.sensitive)
             return option.goto
         if result.kind == "goto":
             assign_all(ctx, result.set)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ivr.flow.channel import TransferRequest
 from ivr.flow.loader import Path_
 from ivr.flow.model import Node
+from ivr.lang.secret import reveal
 
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext
@@ -40,8 +41,8 @@ class TransferNode(Node):
 
     async def run(self, ctx: CallContext) -> str | None:
         spec = self.transfer
-        target = ctx.render(spec.to)
-        refusal = ctx.config.transfers.policy(ctx.config.agents).refusal(target)
+        target = ctx.render(spec.to)  # the real target (a far end routes on it); records mask it
+        refusal = ctx.config.transfers.policy(ctx.config.agents).refusal(reveal(target))
         if refusal is not None:
             # toll fraud guard: nothing goes out; the log says why, and so does the CDR unless
             # the flow goes on at on_fail
@@ -51,7 +52,7 @@ class TransferNode(Node):
             return self.on_fail
         headers = {k: ctx.mask_text(ctx.render(v)) for k, v in spec.headers.items()}
         ok = await ctx.channel.transfer(
-            TransferRequest(to=target, mode=spec.mode, headers=headers,
+            TransferRequest(to=reveal(target), mode=spec.mode, headers=headers,
                             context=ctx.context_of(spec.context))
         )
         if ok:
