@@ -48,7 +48,8 @@ queues:
   general: {strategy: longest_idle, wrap_up: 10s}
   cards: {strategy: skills}
 transfers:
-  allow: ["sip:*@example.net", "sip:*@pbx.example.net", "sip:a@b", "sip:*@127.0.0.1:*"]
+  allow: ["sip:*@example.net", "sip:*@pbx.example.net", "sip:a@b", "sip:*@127.0.0.1:*",
+          "sip:*@bank.example"]
 """
 
 

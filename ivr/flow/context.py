@@ -168,7 +168,7 @@ class CallContext:
         carries = False
         for p in prompts:
             text = self.mask_text(p.describe())
-            carries = carries or text != p.describe()
+            carries = carries or p.sensitive or text != p.describe()
             self.prompts.append(text)
             self.transcript.append({"who": "ivr", "text": text})
         # a prompt that reads a sensitive value out is a private span: a recording holds silence
