@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def test_each_sentence_is_its_own_utterance(tmp_path: Path) -> None:
     audio, _ = _line(tmp_path, ["Welcome to the garden center.", "Press 1.", "Goodbye."])
     segs = utterances(audio, RATE)
     assert len(segs) == 3, [(s.start, s.end) for s in segs]
-    assert all(a.end <= b.start for a, b in zip(segs, segs[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(segs))
 
 
 def test_catalogue_prompts_by_sound_and_the_rest_by_whisper(tmp_path: Path) -> None:
