@@ -106,6 +106,7 @@ def _heard_line(prompt: dict[str, Any]) -> str:
               show_default=True,
               help="how to transcribe prompts the catalogue does not cover (auto: whisper when "
                    "installed, else pocketsphinx)")
+@click.option("--codec", metavar="NAME", help="offer this codec first: G722, PCMU or PCMA")
 @click.option("--timeout", default=90.0, show_default=True, help="seconds before hanging up")
 @click.option("--local-port", default=0, help="local SIP port (default: any)")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -113,13 +114,14 @@ def _heard_line(prompt: dict[str, Any]) -> str:
 @click.pass_context
 def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ...],
          play: tuple[str, ...], script: Path | None, case_name: str | None, record: Path | None,
-         flows_dir: Path | None, caller_voice: str | None, asr: str, timeout: float, local_port: int,
+         flows_dir: Path | None, caller_voice: str | None, asr: str, codec: str | None,
+         timeout: float, local_port: int,
          config_path: Path | None, as_json: bool) -> None:
     """Place a real SIP test call: send DTMF and speech, hear and check the IVR's prompts."""
     from ivr.config import load_config
     from ivr.flow.scripted import Step
     from ivr.flow.testing import load_test_file, parse_step
-    from ivr.sip.caller import Action, TestCaller, save_audio
+    from ivr.sip.caller import Action, TestCaller, codec_priorities, save_audio
     from ivr.speech.hear import Hearing, describe
     from ivr.speech.prompt_asr import expect_matches
     from ivr.speech.transcribe import TranscriberError, open_transcriber
@@ -149,12 +151,16 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
             raise click.BadParameter("ENGINE is espeak-ng or flite", param_hint="--voice")
         voice = Voice(engine, name or ("awb" if engine == "flite" else "en-us"), tts.rate)
     try:
+        codec_priorities(codec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--codec") from None
+    try:
         transcriber = open_transcriber(asr)
     except TranscriberError as exc:
         raise click.BadParameter(str(exc), param_hint="--asr") from None
     caller = TestCaller(uri, local_port=local_port, timeout=timeout,
                         tts=Voice(tts.engine, tts.voice, tts.rate), cache_dir=_cache_dir(),
-                        voice=voice)
+                        voice=voice, codec=codec)
     report = asyncio.run(caller.run(actions))
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
@@ -178,7 +184,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     if record is not None:
         save_audio(record, report.audio)
     doc: dict[str, Any] = {
-        "call_id": report.call_id, "answered_ms": report.answered_ms,
+        "call_id": report.call_id, "answered_ms": report.answered_ms, "codec": report.codec,
         **describe(hearing, offset),
         "sent": report.sent, "transfer": report.transfer, "end": report.end,
         "passed": passed, "failures": failures,
@@ -188,7 +194,8 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
-        click.echo(f"call {report.call_id}: answered after {report.answered_ms} ms")
+        click.echo(f"call {report.call_id}: answered after {report.answered_ms} ms"
+                   + (f" ({report.codec})" if report.codec else ""))
         events: list[tuple[int, str]] = [(p["at_ms"], _heard_line(p)) for p in doc["prompts"]]
         events += [(u["at_ms"], "ivr: (speech, not recognised)") for u in doc["unrecognised"]]
         events += [(s["at_ms"], "you: " + ", ".join(f"{k}={v}" for k, v in s.items() if k != "at_ms"))

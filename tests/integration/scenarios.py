@@ -218,3 +218,19 @@ def uas_answer_then_bye(payloads: str = "0 8 101", hold_ms: int = 3000) -> str:
         recv(200),
         '  <Reference variables="from,to"/>\n',
     )
+
+
+def info_dtmf_bare(digit: str, cseq: int) -> str:
+    """DTMF by SIP INFO with `application/dtmf`: the key alone as the body."""
+    return _send(
+        f"INFO [next_url] SIP/2.0\n[routes]\n"
+        f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        f"From: {FROM}\nTo: {TO}[peer_tag_param]\nCall-ID: [call_id]\nCSeq: {cseq} INFO\n"
+        f"Contact: sip:sipp@[local_ip]:[local_port]\nMax-Forwards: 70\n"
+        f"Content-Type: application/dtmf\nContent-Length: [len]\n\n{digit}"
+    ) + recv(200)
+
+
+def play_pcap(path: str) -> str:
+    """Send the RTP in a pcap file (SIPp rewrites addresses and ports to the negotiated ones)."""
+    return f'  <nop><action><exec play_pcap_audio="{path}"/></action></nop>\n'
