@@ -80,6 +80,12 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
     return out
 
 
+def _recogniser(prompts: int, transcriber: Any) -> str:
+    """How the prompts were heard, for the report."""
+    asr = transcriber.name if transcriber is not None else "no transcription"
+    return f"prompt catalogue ({prompts} prompts) + {asr}" if prompts else f"{asr} (no flows found)"
+
+
 def _heard_line(prompt: dict[str, Any]) -> str:
     if prompt["heard_by"] == "catalogue":
         return f"ivr: {prompt['text']}"
@@ -102,10 +108,10 @@ def _heard_line(prompt: dict[str, Any]) -> str:
 @click.option("--voice", "caller_voice", metavar="ENGINE[:VOICE]",
               help="the caller's voice for --say, e.g. flite:awb or espeak-ng:en+m3 "
                    "(default: the engine config's TTS voice)")
-@click.option("--asr", "asr", type=click.Choice(["auto", "whisper", "pocketsphinx"]), default="auto",
+@click.option("--asr", "asr", type=click.Choice(["auto", "whisper", "pocketsphinx", "none"]), default="auto",
               show_default=True,
               help="how to transcribe prompts the catalogue does not cover (auto: whisper when "
-                   "installed, else pocketsphinx)")
+                   "installed, else pocketsphinx; none: the catalogue alone)")
 @click.option("--codec", metavar="NAME", help="offer this codec first: G722, PCMU or PCMA")
 @click.option("--timeout", default=90.0, show_default=True, help="seconds before hanging up")
 @click.option("--local-port", default=0, help="local SIP port (default: any)")
@@ -188,8 +194,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         **describe(hearing, offset),
         "sent": report.sent, "transfer": report.transfer, "end": report.end,
         "passed": passed, "failures": failures,
-        "recogniser": (f"prompt catalogue ({len(catalogue)} prompts) + {transcriber.name}"
-                       if catalogue else f"{transcriber.name} (no flows found)"),
+        "recogniser": _recogniser(len(catalogue), transcriber),
     }
     if as_json:
         click.echo(json.dumps(doc, indent=2))

@@ -10,7 +10,7 @@ the report stays honest about how sure it is:
 - `pocketsphinx`: its default English language model (always installed); weak on synthetic
   speech (measured: "Goodbye." -> "hi"), so its confidence, the decoder's posterior, is low.
 
-`auto` takes whisper when it is installed, else pocketsphinx.
+`auto` takes whisper when it is installed, else pocketsphinx; `none` transcribes nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from ivr.speech.audio import resample
 
 ASR_RATE = 16000
-KINDS = ("auto", "whisper", "pocketsphinx")
+KINDS = ("auto", "whisper", "pocketsphinx", "none")
 
 
 class TranscriberError(Exception):
@@ -132,8 +132,11 @@ class WhisperTranscriber(Transcriber):
         return Transcript(" ".join(t for t, _, _ in parts), round(math.exp(logprob), 2))
 
 
-def open_transcriber(kind: str = "auto") -> Transcriber:
-    """`auto`: whisper when installed, else pocketsphinx; a named engine must be installed."""
+def open_transcriber(kind: str = "auto") -> Transcriber | None:
+    """`auto`: whisper when installed, else pocketsphinx; a named engine must be installed;
+    `none`: no open transcription (the catalogue alone)."""
+    if kind == "none":
+        return None
     if kind not in KINDS:
         raise TranscriberError(f"unknown transcriber {kind!r} (one of {', '.join(KINDS)})")
     if kind == "whisper" or (kind == "auto" and whisper_available()):

@@ -87,4 +87,5 @@ def test_an_unknown_transcriber_is_a_clear_error() -> None:
     with pytest.raises(TranscriberError, match="unknown transcriber 'kaldi'"):
         open_transcriber("kaldi")
     assert isinstance(open_transcriber("pocketsphinx"), SphinxTranscriber)
+    assert open_transcriber("none") is None
     assert isinstance(open_transcriber("auto"), WhisperTranscriber)  # installed by the dev extra
