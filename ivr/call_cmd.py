@@ -49,32 +49,22 @@ def _cache_dir() -> Path:
     return base / "ivr" / "call-prompts"
 
 
-def _hear(samples: np.ndarray, catalogue: list[str], cache: Any) -> list[Any]:
-    """Static prompts by sound (rendered here with the same TTS), the rest by the recogniser."""
+def _hear(samples: np.ndarray, catalogue: list[str], cache: Any, transcriber: Any) -> Any:
+    """Static prompts by sound (rendered here with the same TTS), templates by grammar, the rest
+    by open transcription (ivr.speech.hear)."""
     from ivr.flow.templates import is_template
     from ivr.speech.audio import read_wav
-    from ivr.speech.prompt_asr import Heard, PromptRecognizer, segment
-    from ivr.speech.prompt_match import find_prompts
+    from ivr.speech.hear import hear
     from ivr.speech.tts import TtsError
 
-    static = [t for t in catalogue if not is_template(t)]
-    candidates = []
-    for text in static:
+    static = []
+    for text in (t for t in catalogue if not is_template(t)):
         try:
-            candidates.append((text, read_wav(cache.render_sync(text))[0]))
+            static.append((text, read_wav(cache.render_sync(text))[0]))
         except (TtsError, OSError):
             continue
-    found = find_prompts(samples, candidates)
-    heard: list[Any] = [Heard(f.at_ms, f.text, f.text, end_ms=f.end_ms) for f in found]
-    dynamic = [t for t in catalogue if is_template(t)]
-    rate = 8000
-    recognizer = PromptRecognizer(dynamic or None) if dynamic or not catalogue else None
-    for seg in segment(samples, rate):
-        lo, hi = seg.start * 1000 // rate, seg.end * 1000 // rate
-        covered = sum(max(0, min(hi, f.end_ms) - max(lo, f.at_ms)) for f in found)
-        if recognizer is not None and covered < 0.5 * (hi - lo):
-            heard += recognizer.recognize(samples[seg.start:seg.end], rate, offset_ms=lo)
-    return sorted(heard, key=lambda h: h.at_ms)
+    templates = [t for t in catalogue if is_template(t)]
+    return hear(samples, 8000, static, templates, transcriber)
 
 
 def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
@@ -88,6 +78,18 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
         else:
             n_input += 1
     return out
+
+
+def _recogniser(prompts: int, transcriber: Any) -> str:
+    """How the prompts were heard, for the report."""
+    asr = transcriber.name if transcriber is not None else "no transcription"
+    return f"prompt catalogue ({prompts} prompts) + {asr}" if prompts else f"{asr} (no flows found)"
+
+
+def _heard_line(prompt: dict[str, Any]) -> str:
+    if prompt["heard_by"] == "catalogue":
+        return f"ivr: {prompt['text']}"
+    return f"ivr: {prompt['text']}  (asr, confidence {prompt['confidence']})"
 
 
 @click.command("call", cls=_InOrder)
@@ -106,6 +108,11 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
 @click.option("--voice", "caller_voice", metavar="ENGINE[:VOICE]",
               help="the caller's voice for --say, e.g. flite:awb or espeak-ng:en+m3 "
                    "(default: the engine config's TTS voice)")
+@click.option("--asr", "asr", type=click.Choice(["auto", "whisper", "pocketsphinx", "none"]), default="auto",
+              show_default=True,
+              help="how to transcribe prompts the catalogue does not cover (auto: whisper when "
+                   "installed, else pocketsphinx; none: the catalogue alone)")
+@click.option("--codec", metavar="NAME", help="offer this codec first: G722, PCMU or PCMA")
 @click.option("--timeout", default=90.0, show_default=True, help="seconds before hanging up")
 @click.option("--local-port", default=0, help="local SIP port (default: any)")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -113,14 +120,17 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
 @click.pass_context
 def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ...],
          play: tuple[str, ...], script: Path | None, case_name: str | None, record: Path | None,
-         flows_dir: Path | None, caller_voice: str | None, timeout: float, local_port: int,
+         flows_dir: Path | None, caller_voice: str | None, asr: str, codec: str | None,
+         timeout: float, local_port: int,
          config_path: Path | None, as_json: bool) -> None:
     """Place a real SIP test call: send DTMF and speech, hear and check the IVR's prompts."""
     from ivr.config import load_config
     from ivr.flow.scripted import Step
     from ivr.flow.testing import load_test_file, parse_step
-    from ivr.sip.caller import Action, TestCaller, save_audio
+    from ivr.sip.caller import Action, TestCaller, codec_priorities, save_audio
+    from ivr.speech.hear import Hearing, describe
     from ivr.speech.prompt_asr import expect_matches
+    from ivr.speech.transcribe import TranscriberError, open_transcriber
     from ivr.speech.tts import Voice
 
     if not uri.startswith("sip:"):
@@ -146,17 +156,30 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         if engine not in ("espeak-ng", "flite"):
             raise click.BadParameter("ENGINE is espeak-ng or flite", param_hint="--voice")
         voice = Voice(engine, name or ("awb" if engine == "flite" else "en-us"), tts.rate)
+    try:
+        codec_priorities(codec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--codec") from None
+    try:
+        transcriber = open_transcriber(asr)
+    except TranscriberError as exc:
+        raise click.BadParameter(str(exc), param_hint="--asr") from None
     caller = TestCaller(uri, local_port=local_port, timeout=timeout,
                         tts=Voice(tts.engine, tts.voice, tts.rate), cache_dir=_cache_dir(),
-                        voice=voice)
+                        voice=voice, codec=codec)
     report = asyncio.run(caller.run(actions))
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
-    heard = _hear(samples, catalogue, caller.cache) if samples.size else []
+    hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber) if samples.size
+                        else Hearing())
+    heard = hearing.prompts
     offset = report.answered_ms or 0
     failures: list[str] = []
     passed: bool | None = None
     if script is not None:
+        if hearing.nothing_recognised:
+            failures.append(f"audio played ({hearing.speech_ms} ms of speech) but nothing in it "
+                            "was recognised")
         expects = [s for s in steps if s.kind == "expect_prompt"]
         for step, (lo, hi) in zip(expects, _windows(report.marks, steps), strict=True):
             window = [h for h in heard if lo - 500 <= h.at_ms < hi]
@@ -167,17 +190,19 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     if record is not None:
         save_audio(record, report.audio)
     doc: dict[str, Any] = {
-        "call_id": report.call_id, "answered_ms": report.answered_ms,
-        "prompts": [{"at_ms": h.at_ms + offset, "text": h.text} for h in heard],
+        "call_id": report.call_id, "answered_ms": report.answered_ms, "codec": report.codec,
+        **describe(hearing, offset),
         "sent": report.sent, "transfer": report.transfer, "end": report.end,
         "passed": passed, "failures": failures,
-        "recogniser": "prompt catalogue" if catalogue else "default model (no flows found)",
+        "recogniser": _recogniser(len(catalogue), transcriber),
     }
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
-        click.echo(f"call {report.call_id}: answered after {report.answered_ms} ms")
-        events: list[tuple[int, str]] = [(p["at_ms"], f"ivr: {p['text']}") for p in doc["prompts"]]
+        click.echo(f"call {report.call_id}: answered after {report.answered_ms} ms"
+                   + (f" ({report.codec})" if report.codec else ""))
+        events: list[tuple[int, str]] = [(p["at_ms"], _heard_line(p)) for p in doc["prompts"]]
+        events += [(u["at_ms"], "ivr: (speech, not recognised)") for u in doc["unrecognised"]]
         events += [(s["at_ms"], "you: " + ", ".join(f"{k}={v}" for k, v in s.items() if k != "at_ms"))
                    for s in report.sent]
         for at, text in sorted(events):

@@ -23,7 +23,15 @@ import numpy as np
 import pjsua2 as pj
 
 from ivr.sip.media import first_of
-from ivr.sip.pj import Endpoint, EndpointConfig, active_audio, audio_format, guard, vec_bytes
+from ivr.sip.pj import (
+    CODEC_PRIORITIES,
+    Endpoint,
+    EndpointConfig,
+    active_audio,
+    audio_format,
+    guard,
+    vec_bytes,
+)
 from ivr.speech.audio import read_wav, resample, write_wav
 from ivr.speech.tts import PromptCache, Voice
 
@@ -97,6 +105,7 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.reason = ""
         self.local_hangup = False
         self.transfer: dict[str, Any] | None = None
+        self.codec: str | None = None
         self.keep: _Call | None = self
 
     @guard
@@ -115,6 +124,7 @@ class _Call(pj.Call):  # type: ignore[misc]
         aud = active_audio(self)
         if aud is not None:
             self.aud = aud
+            self.codec = _codec_of(self)
             self.media.set()
 
     @guard
@@ -128,10 +138,33 @@ class _Call(pj.Call):  # type: ignore[misc]
         prm.statusCode = 202  # accept, then end our side: the test caller does not follow it
 
 
+def _codec_of(call: Any) -> str | None:
+    """The negotiated audio codec, as `NAME/CLOCK` (G722/16000, PCMU/8000)."""
+    ci = call.getInfo()
+    for mi in ci.media:
+        if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+            si = call.getStreamInfo(mi.index)
+            return f"{si.codecName}/{si.codecClockRate}"
+    return None
+
+
+def codec_priorities(preferred: str | None) -> dict[str, int] | None:
+    """The endpoint's codec order with `preferred` (e.g. G722, PCMA) offered first."""
+    if not preferred:
+        return None
+    order = [c for c in CODEC_PRIORITIES if not c.upper().startswith(preferred.upper() + "/")]
+    first = [c for c in CODEC_PRIORITIES if c not in order]
+    if not first:
+        raise ValueError(f"unknown codec {preferred!r} (one of "
+                         f"{', '.join(c.split('/')[0] for c in CODEC_PRIORITIES)})")
+    return {c: 255 - i for i, c in enumerate(first + order)}
+
+
 @dataclass
 class CallReport:
     call_id: str = ""
     answered_ms: int | None = None
+    codec: str | None = None
     sent: list[dict[str, Any]] = field(default_factory=list)
     transfer: dict[str, Any] | None = None
     end: dict[str, Any] = field(default_factory=dict)
@@ -145,10 +178,11 @@ class TestCaller:
 
     def __init__(self, uri: str, *, local_port: int = 0, timeout: float = 60.0,
                  tts: Voice | None = None, cache_dir: Path | None = None,
-                 voice: Voice | None = None) -> None:
+                 voice: Voice | None = None, codec: str | None = None) -> None:
         """`tts`: the IVR's voice (to recognise its prompts); `voice`: the caller's (default:
-        the same)."""
+        the same); `codec`: offered first (G722, PCMU, PCMA)."""
         self.uri = uri
+        self.codecs = codec_priorities(codec)
         self.local_port = local_port
         self.timeout = timeout
         self._tmp = tempfile.TemporaryDirectory(prefix="ivr-call-")
@@ -171,7 +205,8 @@ class TestCaller:
                   on_turn: Callable[[int], None] | None = None) -> CallReport:
         """Call, perform the actions in turn, then listen until the far end hangs up."""
         loop = asyncio.get_running_loop()
-        ep = Endpoint(EndpointConfig(port=self.local_port, clock_rate=RATE, user_agent="ivr-call"))
+        ep = Endpoint(EndpointConfig(port=self.local_port, clock_rate=RATE, user_agent="ivr-call",
+                                     codecs=self.codecs))
         ep.start()
         ep.start_pump()
         account = pj.Account()
@@ -191,6 +226,7 @@ class TestCaller:
                 return report
             await self._wait_any([call.confirmed, call.gone], 5.0)
             report.answered_ms = _ms(t0)
+            report.codec = call.codec
             port.createPort("ivr-call", audio_format(RATE))
             call.aud.startTransmit(port)
             port.startTransmit(call.aud)

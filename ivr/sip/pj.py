@@ -201,6 +201,9 @@ class Endpoint:
         acfg.natConfig.sdpNatRewriteUse = 0
         acfg.natConfig.viaRewriteUse = 0
         acfg.natConfig.contactRewriteUse = 0
+        # an answer naming several codecs (an agent phone's PCMU+PCMA) is used as it is: pjsua's
+        # default re-INVITE to lock one codec breaks minimal phones that expect none
+        acfg.mediaConfig.lockCodecEnabled = False
         acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_OPTIONAL if srtp else pj.PJMEDIA_SRTP_DISABLED
         acfg.mediaConfig.srtpSecureSignaling = 0
         return acfg

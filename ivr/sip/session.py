@@ -22,6 +22,7 @@ from typing import Any
 
 import pjsua2 as pj
 
+from ivr.sip import info_dtmf
 from ivr.sip.legs import OutboundLeg, forget_leg, header_vector, start_leg
 from ivr.sip.media import MediaRegistry, PromptPlayer, first_of, play_once
 from ivr.sip.pj import active_audio, guard
@@ -462,6 +463,10 @@ class IvrCall(pj.Call):  # type: ignore[misc]
     @guard
     def onDtmfDigit(self, prm: Any) -> None:
         self.session.on_dtmf(str(prm.digit))
+
+    @guard
+    def onCallTsxState(self, prm: Any) -> None:
+        info_dtmf.on_tsx_state(prm, self.session.on_dtmf)  # application/dtmf INFO
 
     @guard
     def onCallTransferRequest(self, prm: Any) -> None:

@@ -11,7 +11,7 @@ sentences the flows can say decodes it exactly and quickly. So:
 3. `PromptRecognizer.recognize()` decodes a stretch with PocketSphinx and splits the words back
    into prompts, each with its start time.
 
-Without a catalogue the decoder's default language model is used (the text is then poor).
+Without a catalogue `ivr call` transcribes openly instead (ivr.speech.transcribe, ivr.speech.hear).
 """
 
 from __future__ import annotations
@@ -94,9 +94,14 @@ class Heard:
     match: str | None = None
     """the catalogue prompt it matched (template as written), if any"""
     end_ms: int = 0
+    heard_by: str = "catalogue"
+    """catalogue (matched against the caller's flows) or asr (transcribed openly)"""
+    confidence: float | None = None
 
-    def as_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"at_ms": self.at_ms, "text": self.text}
+    def as_json(self, offset_ms: int = 0) -> dict[str, Any]:
+        doc: dict[str, Any] = {"at_ms": self.at_ms + offset_ms, "end_ms": self.end_ms + offset_ms,
+                               "text": self.text, "heard_by": self.heard_by,
+                               "confidence": self.confidence}
         if self.match is not None:
             doc["match"] = self.match
         return doc

@@ -57,3 +57,32 @@ def garbage(path: Path, seconds: float = 3.0, seed: int = 7) -> Path:
     ]
     n = int(seconds / 0.005)
     return write_pcap(path, [(i * 0.005, makers[i % len(makers)](i)) for i in range(n)])
+
+
+EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
+
+
+def rfc4733(path: Path, keys: str, *, marker: bool = True, hold_ms: int | dict[str, int] = 100,
+            end_repeats: int = 3, gap_ms: int = 300, packet_ms: int = 20, pt: int = 101) -> Path:
+    """Key presses as RFC 4733 telephone-events, as phones send them: per key one timestamp,
+    a packet every `packet_ms` with the duration so far (the first with the marker bit unless
+    `marker` is False), then the end packet (E bit) sent `end_repeats` times. `hold_ms` per key
+    (a dict) makes long-held keys."""
+    packets: list[tuple[float, bytes]] = []
+    seq, at = 0, 0.2
+    ts = 16000
+    for key in keys:
+        hold = hold_ms.get(key, 100) if isinstance(hold_ms, dict) else hold_ms
+        steps = max(1, hold // packet_ms)
+        for i in range(steps + end_repeats):
+            end = i >= steps
+            duration = min(steps, i + 1) * packet_ms * 8
+            first = i == 0 and marker
+            header = struct.pack("!BBHII", 0x80, (0x80 if first else 0) | pt, seq & 0xFFFF, ts, 0x4733)
+            body = struct.pack("!BBH", EVENT_CODES[key], (0x80 if end else 0) | 10, duration)
+            packets.append((at, header + body))
+            seq += 1
+            at += packet_ms / 1000
+        ts += (steps + 1) * packet_ms * 8 + gap_ms * 8
+        at += gap_ms / 1000
+    return write_pcap(path, packets)

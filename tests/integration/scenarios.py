@@ -186,3 +186,51 @@ SIP/2.0 {status}
     parts.append(f'  <Reference variables="{checks}"/>\n')
     return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
             '<scenario name="registrar with digest auth">\n' + "".join(parts) + "</scenario>\n")
+
+
+def uas_answer_then_bye(payloads: str = "0 8 101", hold_ms: int = 3000) -> str:
+    """A minimal agent phone (SIPp UAS): answers the IVR's INVITE with `payloads` in its SDP,
+    stays `hold_ms`, then hangs up. Anything else the IVR sends meanwhile (a re-INVITE to lock
+    a codec) is an unexpected message: SIPp fails the call."""
+    answer = "\n".join(line.replace("[auto_media_port]", "[media_port]")
+                       for line in sdp(payloads).splitlines())
+    return scenario(
+        "answer then bye",
+        '  <recv request="INVITE" rrs="true">\n    <action>\n'
+        '      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="from"/>\n'
+        '      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="to"/>\n'
+        "    </action>\n  </recv>\n",
+        "  <send>\n    <![CDATA[\n\nSIP/2.0 180 Ringing\n[last_Via:]\n[last_From:]\n"
+        "[last_To:];tag=[pid]SIPpTag01[call_number]\n[last_Call-ID:]\n[last_CSeq:]\n"
+        "Contact: <sip:[local_ip]:[local_port];transport=[transport]>\nContent-Length: 0\n\n"
+        "    ]]>\n  </send>\n",
+        '  <send retrans="500">\n    <![CDATA[\n\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n'
+        "[last_To:];tag=[pid]SIPpTag01[call_number]\n[last_Call-ID:]\n[last_CSeq:]\n"
+        "Contact: <sip:[local_ip]:[local_port];transport=[transport]>\n"
+        f"Content-Type: application/sdp\nContent-Length: [len]\n\n{answer}\n\n    ]]>\n  </send>\n",
+        recv("ACK"),
+        pause(hold_ms),
+        _send("BYE [next_url] SIP/2.0\n[routes]\n"
+              "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+              "From: [$to];tag=[pid]SIPpTag01[call_number]\nTo: [$from]\nCall-ID: [call_id]\n"
+              "CSeq: 1 BYE\nContact: <sip:[local_ip]:[local_port]>\nMax-Forwards: 70\n"
+              "Content-Length: 0"),
+        recv(200),
+        '  <Reference variables="from,to"/>\n',
+    )
+
+
+def info_dtmf_bare(digit: str, cseq: int) -> str:
+    """DTMF by SIP INFO with `application/dtmf`: the key alone as the body."""
+    return _send(
+        f"INFO [next_url] SIP/2.0\n[routes]\n"
+        f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        f"From: {FROM}\nTo: {TO}[peer_tag_param]\nCall-ID: [call_id]\nCSeq: {cseq} INFO\n"
+        f"Contact: sip:sipp@[local_ip]:[local_port]\nMax-Forwards: 70\n"
+        f"Content-Type: application/dtmf\nContent-Length: [len]\n\n{digit}"
+    ) + recv(200)
+
+
+def play_pcap(path: str) -> str:
+    """Send the RTP in a pcap file (SIPp rewrites addresses and ports to the negotiated ones)."""
+    return f'  <nop><action><exec play_pcap_audio="{path}"/></action></nop>\n'
