@@ -294,10 +294,31 @@ class ScriptedAcd:
         self.callback_asked = True
 
 
+class ScriptedAgents:
+    """The agents of a scripted queue: every one answers at once and takes the call (the leg
+    is the agent's address), so the flow ends at the queue. The offline caller (`ScriptedCall`)
+    and a SIP test call with stubbed queues (`ivr.sip.stubbed`) wait against these."""
+
+    async def dial(self, target: str, context: Mapping[str, Any]) -> tuple[str | None, str]:
+        return target, ""
+
+    async def drop(self, leg: str) -> None:
+        """Nothing to hang up."""
+
+    async def whisper(self, leg: str, prompt: Prompt) -> None:
+        """The agent's ear is not scripted."""
+
+    async def connect(self, leg: str) -> None:
+        """The flow ends here: the call is the agent's."""
+
+    async def refer(self, target: str, context: Mapping[str, Any], timeout: float) -> bool:
+        return True
+
+
 @dataclass
-class ScriptedCall:
+class ScriptedCall(ScriptedAgents):
     """The scripted caller as a queue wait drives it: prompts go to the channel's window, keys
-    come from the steps, and every agent answers (the leg is the agent's address).
+    come from the steps, and every agent answers (`ScriptedAgents`).
 
     Nothing here suspends, so the wait's turn (offer, key, callback request) is over before the
     scripted ACD makes its next event: the order of a case never depends on timing."""
@@ -320,18 +341,3 @@ class ScriptedCall:
 
     def hold(self, on: bool) -> None:
         """No music in a script."""
-
-    async def dial(self, target: str, context: Mapping[str, Any]) -> tuple[str | None, str]:
-        return target, ""
-
-    async def drop(self, leg: str) -> None:
-        """Nothing to hang up."""
-
-    async def whisper(self, leg: str, prompt: Prompt) -> None:
-        """The agent's ear is not scripted."""
-
-    async def connect(self, leg: str) -> None:
-        """The flow ends here: the call is the agent's."""
-
-    async def refer(self, target: str, context: Mapping[str, Any], timeout: float) -> bool:
-        return True
