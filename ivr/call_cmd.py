@@ -90,6 +90,17 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
     return out
 
 
+def _headers(given: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in given:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip() or not all(c.isalnum() or c == "-" for c in name.strip()) \
+                or "\r" in value or "\n" in value:
+            raise click.BadParameter(f"{item!r} is not NAME: VALUE", param_hint="--header")
+        out[name.strip()] = value.strip()
+    return out
+
+
 @click.command("call", cls=_InOrder)
 @click.argument("uri")
 @click.option("--dtmf", multiple=True, help="send digits by RFC 4733 (in order with the other actions)")
@@ -106,6 +117,8 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
 @click.option("--voice", "caller_voice", metavar="ENGINE[:VOICE]",
               help="the caller's voice for --say, e.g. flite:awb or espeak-ng:en+m3 "
                    "(default: the engine config's TTS voice)")
+@click.option("--header", "headers", multiple=True, metavar="NAME: VALUE",
+              help="an extra INVITE header (repeatable), e.g. the X-IVR-Test of `ivr test --sip`")
 @click.option("--timeout", default=90.0, show_default=True, help="seconds before hanging up")
 @click.option("--local-port", default=0, help="local SIP port (default: any)")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -113,8 +126,8 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
 @click.pass_context
 def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ...],
          play: tuple[str, ...], script: Path | None, case_name: str | None, record: Path | None,
-         flows_dir: Path | None, caller_voice: str | None, timeout: float, local_port: int,
-         config_path: Path | None, as_json: bool) -> None:
+         flows_dir: Path | None, caller_voice: str | None, headers: tuple[str, ...],
+         timeout: float, local_port: int, config_path: Path | None, as_json: bool) -> None:
     """Place a real SIP test call: send DTMF and speech, hear and check the IVR's prompts."""
     from ivr.config import load_config
     from ivr.flow.scripted import Step
@@ -148,7 +161,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         voice = Voice(engine, name or ("awb" if engine == "flite" else "en-us"), tts.rate)
     caller = TestCaller(uri, local_port=local_port, timeout=timeout,
                         tts=Voice(tts.engine, tts.voice, tts.rate), cache_dir=_cache_dir(),
-                        voice=voice)
+                        voice=voice, headers=_headers(headers))
     report = asyncio.run(caller.run(actions))
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)

@@ -7,7 +7,7 @@ maps URLs to JSON answers, `http_errors` makes URLs fail, `queues`/`transfers` p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,7 +180,7 @@ async def run_case(
                       visited=list(ctx.visited))
 
 
-def coverage(flows: dict[str, Flow], tested: set[str],
+def coverage(flows: Mapping[str, Flow], tested: set[str],
              reached: dict[str, set[str]]) -> dict[str, dict[str, Any]]:
     """Per flow that has tests or was reached: its nodes, how many were reached, which not."""
     out: dict[str, dict[str, Any]] = {}
@@ -197,10 +197,11 @@ def coverage(flows: dict[str, Flow], tested: set[str],
     return out
 
 
-def load_cases(test_files: Iterable[Path], flows: dict[str, Flow],
-               report: Report) -> list[tuple[Flow, Case]]:
-    """Every case of the files, with its flow; files that do not load go to report.problems."""
-    out: list[tuple[Flow, Case]] = []
+def load_cases(test_files: Iterable[Path], flows: Mapping[str, Flow],
+               report: Report) -> list[tuple[Flow, Case, Path]]:
+    """Every case of the files, with its flow and file; files that do not load go to
+    report.problems."""
+    out: list[tuple[Flow, Case, Path]] = []
     for path in test_files:
         try:
             tf = load_test_file(path)
@@ -211,17 +212,18 @@ def load_cases(test_files: Iterable[Path], flows: dict[str, Flow],
         if flow is None:
             report.problems.append(Problem(str(path), 1, 1, f"unknown flow {tf.flow!r}"))
             continue
-        out += [(flow, case) for case in tf.cases]
+        out += [(flow, case, path) for case in tf.cases]
     return out
 
 
-def finish_report(report: Report, flows: dict[str, Flow], cases: list[tuple[Flow, Case]]) -> Report:
+def finish_report(report: Report, flows: Mapping[str, Flow],
+                  cases: list[tuple[Flow, Case, Path]]) -> Report:
     """Coverage from what the report's cases visited."""
     reached: dict[str, set[str]] = {fid: set() for fid in flows}
     for outcome in report.cases:
         for fid, nid in outcome.visited:
             reached.setdefault(fid, set()).add(nid)
-    report.coverage = coverage(flows, {flow.id for flow, _ in cases}, reached)
+    report.coverage = coverage(flows, {flow.id for flow, _, _ in cases}, reached)
     return report
 
 
@@ -231,6 +233,6 @@ async def run_tests(
 ) -> Report:
     report = Report()
     cases = load_cases(test_files, flows, report)
-    for flow, case in cases:
+    for flow, case, _ in cases:
         report.cases.append(await run_case(flows, flow, config, case, recognizer))
     return finish_report(report, flows, cases)

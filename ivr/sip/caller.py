@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pjsua2 as pj
 
+from ivr.sip.legs import header_vector
 from ivr.sip.media import first_of
 from ivr.sip.pj import Endpoint, EndpointConfig, active_audio, audio_format, guard, vec_bytes
 from ivr.speech.audio import read_wav, resample, write_wav
@@ -145,10 +146,11 @@ class TestCaller:
 
     def __init__(self, uri: str, *, local_port: int = 0, timeout: float = 60.0,
                  tts: Voice | None = None, cache_dir: Path | None = None,
-                 voice: Voice | None = None) -> None:
+                 voice: Voice | None = None, headers: dict[str, str] | None = None) -> None:
         """`tts`: the IVR's voice (to recognise its prompts); `voice`: the caller's (default:
-        the same)."""
+        the same); `headers`: extra INVITE headers (e.g. X-IVR-Test)."""
         self.uri = uri
+        self.headers = dict(headers or {})
         self.local_port = local_port
         self.timeout = timeout
         self._tmp = tempfile.TemporaryDirectory(prefix="ivr-call-")
@@ -182,7 +184,10 @@ class TestCaller:
         t0 = time.monotonic()
         try:
             assert call is not None and port is not None
-            call.makeCall(self.uri, pj.CallOpParam(True))
+            invite = pj.CallOpParam(True)
+            if self.headers:
+                invite.txOption.headers = header_vector(self.headers)
+            call.makeCall(self.uri, invite)
             report.call_id = str(call.getInfo().callIdString)
             await self._wait_any([call.media, call.gone], 15.0)
             if call.gone.is_set() or not call.media.is_set():
