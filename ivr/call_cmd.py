@@ -81,7 +81,7 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
     """For each expect_prompt step: the audio window since the previous input step (ms)."""
     out = []
     n_input = 0
-    bounds = [0, *marks, 10**9]
+    bounds = [0, *marks] + [10**9] * (len(steps) + 1)  # inputs never sent: nothing heard
     for step in steps:
         if step.kind == "expect_prompt":
             out.append((bounds[n_input], bounds[n_input + 1]))
@@ -114,6 +114,9 @@ def _headers(given: tuple[str, ...]) -> dict[str, str]:
               help="write what the IVR played to a WAV file")
 @click.option("--flows", "flows_dir", type=click.Path(path_type=Path),
               help="flows whose prompts the recogniser expects (default: the config's flows)")
+@click.option("--prompts", "prompts_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="more prompt texts to hear by sound, one a line (e.g. a case's rendered "
+                   "templates, as `ivr test --sip` passes them)")
 @click.option("--voice", "caller_voice", metavar="ENGINE[:VOICE]",
               help="the caller's voice for --say, e.g. flite:awb or espeak-ng:en+m3 "
                    "(default: the engine config's TTS voice)")
@@ -126,7 +129,8 @@ def _headers(given: tuple[str, ...]) -> dict[str, str]:
 @click.pass_context
 def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ...],
          play: tuple[str, ...], script: Path | None, case_name: str | None, record: Path | None,
-         flows_dir: Path | None, caller_voice: str | None, headers: tuple[str, ...],
+         flows_dir: Path | None, prompts_file: Path | None, caller_voice: str | None,
+         headers: tuple[str, ...],
          timeout: float, local_port: int, config_path: Path | None, as_json: bool) -> None:
     """Place a real SIP test call: send DTMF and speech, hear and check the IVR's prompts."""
     from ivr.config import load_config
@@ -161,10 +165,14 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         voice = Voice(engine, name or ("awb" if engine == "flite" else "en-us"), tts.rate)
     caller = TestCaller(uri, local_port=local_port, timeout=timeout,
                         tts=Voice(tts.engine, tts.voice, tts.rate), cache_dir=_cache_dir(),
-                        voice=voice, headers=_headers(headers))
+                        voice=voice, headers=_headers(headers),
+                        # a script's call ends with the IVR (a queue's announcements included)
+                        listen_after=timeout if script is not None else 15.0)
     report = asyncio.run(caller.run(actions))
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
+    if prompts_file is not None:
+        catalogue += [t for t in prompts_file.read_text().splitlines() if t.strip()]
     heard = _hear(samples, catalogue, caller.cache) if samples.size else []
     offset = report.answered_ms or 0
     failures: list[str] = []

@@ -83,6 +83,8 @@ class ScriptedChannel(Channel):
     """False: a call without speech recognition (`say`/`audio` steps are heard as silence)."""
 
     played: list[str] = field(default_factory=list)
+    spoken: list[str] = field(default_factory=list)
+    """Every prompt's text as the caller hears it (unmasked: what a SIP run listens for)."""
     window: list[str] = field(default_factory=list)
     """Prompts since the last step as records show them (sensitive ones masked)."""
     _window_text: list[str] = field(default_factory=list)
@@ -102,6 +104,7 @@ class ScriptedChannel(Channel):
     async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = True) -> None:
         for p in prompts:
             self.played.append(p.describe())
+            self.spoken.append(p.text if p.text is not None else p.describe())
             self.window.append(p.describe())
             self._window_text.append(p.text if p.text is not None else p.describe())
             if self.on_prompt:
@@ -211,10 +214,15 @@ class ScriptedChannel(Channel):
         return self.transfer_results.get(request.to, True)
 
     async def record(self, request: RecordRequest) -> str | None:
-        return f"simulated://{request.name}.wav"
+        return simulated_recording(request)
 
     async def hangup(self) -> None:
         self.hung_up = True
+
+
+def simulated_recording(request: RecordRequest) -> str:
+    """What a scripted `record` keeps: no audio, a name a case can expect."""
+    return f"simulated://{request.name}.wav"
 
 
 SCRIPTED_POSITION = 1

@@ -85,6 +85,8 @@ class CaseResult:
     result: Result | None = None
     visited: list[tuple[str, str]] = field(default_factory=list)
     """(flow id, node id) of every node the call entered, for coverage."""
+    spoken: list[str] = field(default_factory=list)
+    """The prompts' texts as played (unmasked; kept in memory only)."""
 
     def as_json(self) -> dict[str, Any]:
         return {"flow": self.flow, "name": self.name, "passed": self.passed,
@@ -177,7 +179,7 @@ async def run_case(
     channel.finish()
     problems = judge(case, result.end, result.as_json()["variables"], channel.failures)
     return CaseResult(flow.id, case.name, not problems, "; ".join(problems) or "ok", result,
-                      visited=list(ctx.visited))
+                      visited=list(ctx.visited), spoken=list(channel.spoken))
 
 
 def coverage(flows: Mapping[str, Flow], tested: set[str],

@@ -146,10 +146,13 @@ class TestCaller:
 
     def __init__(self, uri: str, *, local_port: int = 0, timeout: float = 60.0,
                  tts: Voice | None = None, cache_dir: Path | None = None,
-                 voice: Voice | None = None, headers: dict[str, str] | None = None) -> None:
+                 voice: Voice | None = None, headers: dict[str, str] | None = None,
+                 listen_after: float = 15.0) -> None:
         """`tts`: the IVR's voice (to recognise its prompts); `voice`: the caller's (default:
-        the same); `headers`: extra INVITE headers (e.g. X-IVR-Test)."""
+        the same); `headers`: extra INVITE headers (e.g. X-IVR-Test); `listen_after`: how long
+        the caller listens after its last action (4 s of quiet or the IVR's hangup end it)."""
         self.uri = uri
+        self.listen_after = listen_after
         self.headers = dict(headers or {})
         self.local_port = local_port
         self.timeout = timeout
@@ -272,7 +275,7 @@ class TestCaller:
     async def _ivr_turn(self, call: _Call, port: DuplexPort, deadline: float,
                         final: bool = False) -> None:
         """Wait until the IVR spoke and then went quiet (or hung up, or time ran out)."""
-        limit = min(deadline, time.monotonic() + (15.0 if final else 20.0))
+        limit = min(deadline, time.monotonic() + (self.listen_after if final else 20.0))
         quiet = 4.0 if final else QUIET_AFTER  # at the end, let the IVR finish and hang up
         while not call.gone.is_set() and time.monotonic() < limit:
             with port.lock:

@@ -5,7 +5,7 @@
 music and the queue wait's announcements are the real SIP ones; what the case stubs is decided
 as offline: the wait runs against the scripted ACD (`ivr.flow.scripted.ScriptedAcd`, in
 virtual time) and its agents answer at once (`ScriptedAgents`); a transfer succeeds or fails as
-the case says, and nothing leaves the worker.
+the case says, and nothing leaves the worker; a `record` beeps and keeps nothing (as offline).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.acd.wait import QueueRequest, QueueResult, QueueWait
-from ivr.flow.channel import Prompt, TransferRequest
-from ivr.flow.scripted import ScriptedAcd, ScriptedAgents
+from ivr.flow.channel import Prompt, RecordRequest, TransferRequest
+from ivr.flow.scripted import ScriptedAcd, ScriptedAgents, simulated_recording
 from ivr.flow.stubs import Stubs
 from ivr.sip.channel import SipChannel
 from ivr.sip.control import SipCallControl
@@ -67,3 +67,11 @@ class StubbedSipChannel(SipChannel):
     async def transfer(self, request: TransferRequest) -> bool:
         self._check()
         return self.stubs.transfer_outcome(request.to)
+
+    async def record(self, request: RecordRequest) -> str | None:
+        """The beep, then what a scripted record keeps (a case may expect its name)."""
+        self._check()
+        if request.beep and self.beep is not None:
+            await self.session.play_files([str(self.beep)], barge_in=False)
+        self._check()
+        return simulated_recording(request)

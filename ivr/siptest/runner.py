@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,9 +24,19 @@ from typing import Any
 from ivr.acd.remote import call as api_call
 from ivr.config import EngineConfig
 from ivr.errors import IvrError
+from ivr.flow.audio_input import file_recognizer
 from ivr.flow.context import End
 from ivr.flow.model import Flow
-from ivr.flow.testing import Case, CaseResult, Report, finish_report, judge, load_cases, parse_step
+from ivr.flow.testing import (
+    Case,
+    CaseResult,
+    Report,
+    finish_report,
+    judge,
+    load_cases,
+    parse_step,
+    run_case,
+)
 from ivr.sip.test_hooks import HEADER, TestHook, encode
 
 CDR_WAIT = 20.0
@@ -104,12 +115,18 @@ class SipRunner:
         return finish_report(report, self.flows, cases)
 
     async def case(self, flow: Flow, case: Case, path: Path) -> CaseResult:
+        offline = await run_case(dict(self.flows), flow, self.config, case,
+                                 file_recognizer(self.config))
         async with self._slots:
             hook = TestHook(flow=flow.id, stubs=case.stubs())
-            try:
-                seen = await self._call(flow, case, path, hook)
-            except IvrError as exc:
-                return CaseResult(flow.id, case.name, False, f"the call failed: {exc}")
+            with tempfile.NamedTemporaryFile("w", prefix="ivr-prompts-", suffix=".txt") as texts:
+                # the prompts as offline played them, templates rendered: heard by sound too
+                texts.write("\n".join(t.replace("\n", " ") for t in offline.spoken))
+                texts.flush()
+                try:
+                    seen = await self._call(flow, case, path, hook, Path(texts.name))
+                except IvrError as exc:
+                    return CaseResult(flow.id, case.name, False, f"the call failed: {exc}")
             try:
                 cdr = await asyncio.to_thread(self._cdr, hook.call_id)
             except IvrError as exc:
@@ -126,12 +143,13 @@ class SipRunner:
         return CaseResult(flow.id, case.name, not problems, "; ".join(problems) or "ok",
                           visited=visited)
 
-    async def _call(self, flow: Flow, case: Case, path: Path, hook: TestHook) -> dict[str, Any]:
+    async def _call(self, flow: Flow, case: Case, path: Path, hook: TestHook,
+                    prompts: Path) -> dict[str, Any]:
         """`ivr call --script` for one case; its JSON report."""
         t = self.target
         cmd = [sys.executable, "-m", "ivr.cli", "call", request_uri(t, self.config, flow.id),
                "--script", str(path), "--case", case.name, "--header", f"{HEADER}: {encode(hook)}",
-               "--json", "--timeout", str(t.call_timeout)]
+               "--prompts", str(prompts), "--json", "--timeout", str(t.call_timeout)]
         if t.flows_dir is not None:
             cmd += ["--flows", str(t.flows_dir)]
         if t.voice:
