@@ -241,11 +241,14 @@ def _api(server: str | None, config_path: Path | None, token: str | None,
               help="--sip: calls at a time")
 @click.option("--voice", "caller_voice", default="flite:awb", show_default=True,
               metavar="ENGINE[:VOICE]", help="--sip: the caller's voice for `say` steps")
+@click.option("--server-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="--sip without URI: keep the test server's config, state and log here "
+              "(default: a temporary directory, removed after)")
 @_server_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
 def test_cmd(paths: tuple[Path, ...], config_path: Path | None, sip: str | None, parallel: int,
-             caller_voice: str, server: str | None, token: str | None, state_dir: Path,
-             as_json: bool) -> None:
+             caller_voice: str, server_dir: Path | None, server: str | None, token: str | None,
+             state_dir: Path, as_json: bool) -> None:
     """Run every *.test.yaml case (offline, or over SIP) and report node coverage per flow."""
     from ivr.flow.testing import run_tests
 
@@ -271,7 +274,8 @@ def test_cmd(paths: tuple[Path, ...], config_path: Path | None, sip: str | None,
         target = Target(host="", parallel=parallel, voice=caller_voice, config=config_path,
                         flows_dir=_flows_dir(roots))
         report = _sip_tests(sip, target, config, config_path, flowset, test_files,
-                            _api(server, config_path, token, state_dir) if sip != "local" else None)
+                            _api(server, config_path, token, state_dir) if sip != "local" else None,
+                            server_dir)
     report.problems = flowset.errors + report.problems
     if not test_files:
         report.problems.append(Problem(str(roots[0]), 1, 1, "no *.test.yaml files found"))
@@ -290,7 +294,7 @@ def _flows_dir(roots: list[Path]) -> Path:
 
 def _sip_tests(sip: str, target: Any, config: EngineConfig, config_path: Path | None,
                flowset: FlowSet, test_files: list[Path], api: tuple[str, str | None] | None,
-               ) -> Any:
+               server_dir: Path | None) -> Any:
     """The cases over SIP: against URI, or a test server started for the run."""
     import dataclasses
 
@@ -306,7 +310,8 @@ def _sip_tests(sip: str, target: Any, config: EngineConfig, config_path: Path | 
         assert api is not None
         target = dataclasses.replace(target, host=host, uri=sip, api=api[0], token=api[1])
         return asyncio.run(SipRunner(target, config, flowset.flows).run(test_files))
-    with local_server(config_path, target.flows_dir, max_calls=max(8, 2 * target.parallel)) as srv:
+    with local_server(config_path, target.flows_dir, max_calls=max(8, 2 * target.parallel),
+                      keep=server_dir) as srv:
         target = dataclasses.replace(target, host=srv.sip, api=srv.api, token=srv.token())
         return asyncio.run(SipRunner(target, config, flowset.flows).run(test_files))
 

@@ -92,10 +92,16 @@ def _healthy(api: str) -> bool:
 
 
 @contextlib.contextmanager
-def local_server(config: Path | None, flows: Path, max_calls: int = 8) -> Iterator[LocalServer]:
-    """A running test server for the duration of the block."""
-    with tempfile.TemporaryDirectory(prefix="ivr-test-sip-") as tmp:
-        root = Path(tmp)
+def local_server(config: Path | None, flows: Path, max_calls: int = 8,
+                 keep: Path | None = None) -> Iterator[LocalServer]:
+    """A running test server for the duration of the block; its config, state and log go to
+    `keep` when given (kept for a look afterwards), else to a temporary directory."""
+    with contextlib.ExitStack() as stack:
+        if keep is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ivr-test-sip-")))
+        else:
+            root = keep.resolve()
+            root.mkdir(parents=True, exist_ok=True)
         cfg = server_config(config, flows, root, max_calls)
         (root / "ivr.yaml").write_text(yaml.safe_dump(cfg))
         log = root / "serve.log"
