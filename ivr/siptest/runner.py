@@ -39,6 +39,8 @@ from ivr.flow.testing import (
 )
 from ivr.sip.test_hooks import HEADER, TestHook, encode
 
+REPORT_SLACK = 180.0
+"""Beyond the call: matching a long call's audio against the catalogue, on a loaded machine."""
 CDR_WAIT = 20.0
 """How long after the call the CDR may take to reach the store (outbox, broker, supervisor)."""
 
@@ -160,12 +162,12 @@ class SipRunner:
             *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), t.call_timeout + 60)
+            out, err = await asyncio.wait_for(proc.communicate(), t.call_timeout + REPORT_SLACK)
         except asyncio.TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise IvrError(f"no report within {t.call_timeout + 60:.0f} s") from None
+            raise IvrError(f"no report within {t.call_timeout + REPORT_SLACK:.0f} s") from None
         try:
             doc = json.loads(out)
         except ValueError:
