@@ -71,7 +71,7 @@ def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
     """For each expect_prompt step: the audio window since the previous input step (ms)."""
     out = []
     n_input = 0
-    bounds = [0, *marks, 10**9]
+    bounds = [0, *marks] + [10**9] * (len(steps) + 1)  # inputs never sent: nothing heard
     for step in steps:
         if step.kind == "expect_prompt":
             out.append((bounds[n_input], bounds[n_input + 1]))
@@ -92,6 +92,17 @@ def _heard_line(prompt: dict[str, Any]) -> str:
     return f"ivr: {prompt['text']}  (asr, confidence {prompt['confidence']})"
 
 
+def _headers(given: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in given:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip() or not all(c.isalnum() or c == "-" for c in name.strip()) \
+                or "\r" in value or "\n" in value:
+            raise click.BadParameter(f"{item!r} is not NAME: VALUE", param_hint="--header")
+        out[name.strip()] = value.strip()
+    return out
+
+
 @click.command("call", cls=_InOrder)
 @click.argument("uri")
 @click.option("--dtmf", multiple=True, help="send digits by RFC 4733 (in order with the other actions)")
@@ -105,6 +116,9 @@ def _heard_line(prompt: dict[str, Any]) -> str:
               help="write what the IVR played to a WAV file")
 @click.option("--flows", "flows_dir", type=click.Path(path_type=Path),
               help="flows whose prompts the recogniser expects (default: the config's flows)")
+@click.option("--prompts", "prompts_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="more prompt texts to hear by sound, one a line (e.g. a case's rendered "
+                   "templates, as `ivr test --sip` passes them)")
 @click.option("--voice", "caller_voice", metavar="ENGINE[:VOICE]",
               help="the caller's voice for --say, e.g. flite:awb or espeak-ng:en+m3 "
                    "(default: the engine config's TTS voice)")
@@ -113,6 +127,8 @@ def _heard_line(prompt: dict[str, Any]) -> str:
               help="how to transcribe prompts the catalogue does not cover (auto: whisper when "
                    "installed, else pocketsphinx; none: the catalogue alone)")
 @click.option("--codec", metavar="NAME", help="offer this codec first: G722, PCMU or PCMA")
+@click.option("--header", "headers", multiple=True, metavar="NAME: VALUE",
+              help="an extra INVITE header (repeatable), e.g. the X-IVR-Test of `ivr test --sip`")
 @click.option("--timeout", default=90.0, show_default=True, help="seconds before hanging up")
 @click.option("--local-port", default=0, help="local SIP port (default: any)")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -120,9 +136,9 @@ def _heard_line(prompt: dict[str, Any]) -> str:
 @click.pass_context
 def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ...],
          play: tuple[str, ...], script: Path | None, case_name: str | None, record: Path | None,
-         flows_dir: Path | None, caller_voice: str | None, asr: str, codec: str | None,
-         timeout: float, local_port: int,
-         config_path: Path | None, as_json: bool) -> None:
+         flows_dir: Path | None, prompts_file: Path | None, caller_voice: str | None, asr: str,
+         codec: str | None, headers: tuple[str, ...],
+         timeout: float, local_port: int, config_path: Path | None, as_json: bool) -> None:
     """Place a real SIP test call: send DTMF and speech, hear and check the IVR's prompts."""
     from ivr.config import load_config
     from ivr.flow.scripted import Step
@@ -166,10 +182,14 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         raise click.BadParameter(str(exc), param_hint="--asr") from None
     caller = TestCaller(uri, local_port=local_port, timeout=timeout,
                         tts=Voice(tts.engine, tts.voice, tts.rate), cache_dir=_cache_dir(),
-                        voice=voice, codec=codec)
+                        voice=voice, codec=codec, headers=_headers(headers),
+                        # a script's call ends with the IVR (a queue's announcements included)
+                        listen_after=timeout if script is not None else 15.0)
     report = asyncio.run(caller.run(actions))
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
+    if prompts_file is not None:
+        catalogue += [t for t in prompts_file.read_text().splitlines() if t.strip()]
     hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber) if samples.size
                         else Hearing())
     heard = hearing.prompts

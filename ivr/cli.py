@@ -210,14 +210,50 @@ def simulate(flow: Path, inputs: tuple[str, ...], caller_number: str, clock: str
     sys.exit(1 if result.end.kind == "error" else 0)
 
 
+# -- a running server's HTTP API (ivr test --sip URI, ivr queues, ivr agents) ------------------
+def _server_option(fn: F) -> F:
+    fn = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+                      default=Path("var"), show_default=True,
+                      help="the server's state dir: its generated api-token is used when no "
+                      "token is given")(fn)
+    fn = click.option("--token", envvar="IVR_TOKEN", default=None,
+                      help="API bearer token (env IVR_TOKEN)")(fn)
+    return click.option("--server", default=None,
+                        help="the running server's HTTP API (default: http.listen of the config)")(fn)
+
+
+def _api(server: str | None, config_path: Path | None, token: str | None,
+         state_dir: Path) -> tuple[str, str | None]:
+    """The server's URL and the token to send (README: Privacy and access)."""
+    from ivr.access.bootstrap import client_token
+    from ivr.acd.remote import default_server
+
+    return server or default_server(_config(config_path)), client_token(token, state_dir)
+
+
 @cli.command("test")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @config_option
+@click.option("--sip", "sip", is_flag=False, flag_value="local", default=None, metavar="[URI]",
+              help="run every case as a real SIP call: against a test server started on free "
+              "ports (no URI), or the server at URI (it needs test_hooks: true)")
+@click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32),
+              help="--sip: calls at a time")
+@click.option("--voice", "caller_voice", default="flite:awb", show_default=True,
+              metavar="ENGINE[:VOICE]", help="--sip: the caller's voice for `say` steps")
+@click.option("--server-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="--sip without URI: keep the test server's config, state and log here "
+              "(default: a temporary directory, removed after)")
+@_server_option
 @click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
-def test_cmd(paths: tuple[Path, ...], config_path: Path | None, as_json: bool) -> None:
-    """Run every *.test.yaml case offline and report node coverage per flow."""
+def test_cmd(paths: tuple[Path, ...], config_path: Path | None, sip: str | None, parallel: int,
+             caller_voice: str, server_dir: Path | None, server: str | None, token: str | None,
+             state_dir: Path, as_json: bool) -> None:
+    """Run every *.test.yaml case (offline, or over SIP) and report node coverage per flow."""
     from ivr.flow.testing import run_tests
 
+    if sip is not None and not sip.startswith("sip:") and sip != "local":
+        paths, sip = (Path(sip), *paths), "local"  # `--sip flows/`: the value is a PATH
     # back-end failures are expected in test cases; only real trouble should reach stderr
     logging.getLogger("ivr.flow").setLevel(logging.ERROR)
     config = _config(config_path)
@@ -227,28 +263,75 @@ def test_cmd(paths: tuple[Path, ...], config_path: Path | None, as_json: bool) -
     flowset = load_flows(sorted(set(files) | set(beside)), config)
     roots = list(paths) or [Path(config.flows)]
     test_files = list(iter_yaml_files(roots, tests=True))
-    from ivr.flow.audio_input import file_recognizer
+    if sip is None:
+        from ivr.flow.audio_input import file_recognizer
 
-    report = asyncio.run(run_tests(test_files, flowset.flows, config,
-                                   recognizer=file_recognizer(config)))
+        report = asyncio.run(run_tests(test_files, flowset.flows, config,
+                                       recognizer=file_recognizer(config)))
+    else:
+        from ivr.siptest.runner import Target
+
+        target = Target(host="", parallel=parallel, voice=caller_voice, config=config_path,
+                        flows_dir=_flows_dir(roots))
+        report = _sip_tests(sip, target, config, config_path, flowset, test_files,
+                            _api(server, config_path, token, state_dir) if sip != "local" else None,
+                            server_dir)
     report.problems = flowset.errors + report.problems
     if not test_files:
         report.problems.append(Problem(str(roots[0]), 1, 1, "no *.test.yaml files found"))
+    _print_report(report, as_json)
+    sys.exit(0 if report.passed else 1)
+
+
+def _flows_dir(roots: list[Path]) -> Path:
+    """The one directory of flows a --sip run serves (and whose prompts the caller expects)."""
+    dirs = {(p if p.is_dir() else p.parent).resolve() for p in roots}
+    if len(dirs) != 1:
+        raise click.BadParameter("--sip serves one flows directory; give PATHs in one directory",
+                                 param_hint="PATH")
+    return dirs.pop()
+
+
+def _sip_tests(sip: str, target: Any, config: EngineConfig, config_path: Path | None,
+               flowset: FlowSet, test_files: list[Path], api: tuple[str, str | None] | None,
+               server_dir: Path | None) -> Any:
+    """The cases over SIP: against URI, or a test server started for the run."""
+    import dataclasses
+
+    from ivr.siptest.local import local_server
+    from ivr.siptest.runner import SipRunner
+
+    if flowset.errors:
+        from ivr.flow.testing import Report
+
+        return Report()  # the flows do not load: nothing to serve
+    if sip != "local":
+        host = sip.removeprefix("sip:").rpartition("@")[2].split(";")[0]
+        assert api is not None
+        target = dataclasses.replace(target, host=host, uri=sip, api=api[0], token=api[1])
+        return asyncio.run(SipRunner(target, config, flowset.flows).run(test_files))
+    with local_server(config_path, target.flows_dir, max_calls=max(8, 2 * target.parallel),
+                      keep=server_dir) as srv:
+        target = dataclasses.replace(target, host=srv.sip, api=srv.api, token=srv.token())
+        return asyncio.run(SipRunner(target, config, flowset.flows).run(test_files))
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    """`ivr test`'s output, offline and over SIP alike."""
     if as_json:
         _emit_json(report.as_json())
-    else:
-        _print_problems(report.problems)
-        for c in report.cases:
-            mark = "PASS" if c.passed else "FAIL"
-            click.echo(f"{mark} {c.flow}: {c.name}" + ("" if c.passed else f"\n     {c.message}"))
-        for fid, cov in report.coverage.items():
-            pct = 100 * cov["reached"] / max(cov["nodes"], 1)
-            click.echo(f"coverage {fid}: {cov['reached']}/{cov['nodes']} nodes ({pct:.0f}%)"
-                       + (f"; never reached: {', '.join(cov['unreached'])}" if cov["unreached"]
-                          else ""))
-        failed = sum(not c.passed for c in report.cases)
-        click.echo(f"{len(report.cases) - failed} passed, {failed} failed")
-    sys.exit(0 if report.passed else 1)
+        return
+    _print_problems(report.problems)
+    for c in report.cases:
+        mark = "PASS" if c.passed else "FAIL"
+        click.echo(f"{mark} {c.flow}: {c.name}" + ("" if c.passed else f"\n     {c.message}"))
+    for fid, cov in report.coverage.items():
+        pct = 100 * cov["reached"] / max(cov["nodes"], 1)
+        click.echo(f"coverage {fid}: {cov['reached']}/{cov['nodes']} nodes ({pct:.0f}%)"
+                   + (f"; never reached: {', '.join(cov['unreached'])}" if cov["unreached"]
+                      else ""))
+    failed = sum(not c.passed for c in report.cases)
+    click.echo(f"{len(report.cases) - failed} passed, {failed} failed")
 
 
 @cli.command()
@@ -289,26 +372,6 @@ def schema() -> None:
 
 
 # -- agent queues (ivr/acd): live state from a running server, reports from the store ----------
-def _server_option(fn: F) -> F:
-    fn = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-                      default=Path("var"), show_default=True,
-                      help="the server's state dir: its generated api-token is used when no "
-                      "token is given")(fn)
-    fn = click.option("--token", envvar="IVR_TOKEN", default=None,
-                      help="API bearer token (env IVR_TOKEN)")(fn)
-    return click.option("--server", default=None,
-                        help="the running server's HTTP API (default: http.listen of the config)")(fn)
-
-
-def _api(server: str | None, config_path: Path | None, token: str | None,
-         state_dir: Path) -> tuple[str, str | None]:
-    """The server's URL and the token to send (README: Privacy and access)."""
-    from ivr.access.bootstrap import client_token
-    from ivr.acd.remote import default_server
-
-    return server or default_server(_config(config_path)), client_token(token, state_dir)
-
-
 @cli.command()
 @config_option
 @_server_option

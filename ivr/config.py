@@ -499,6 +499,11 @@ class EngineConfig(_Strict):
     http: HttpSettings = Field(default_factory=HttpSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    test_hooks: bool = Field(
+        False, description="take a flow test case's stubs (clock, http, caller, queues, "
+        "transfers) from an INVITE's X-IVR-Test header, for that call only (`ivr test --sip`); "
+        "off: such an INVITE is answered 403. Only for test servers: the header picks the flow "
+        "and the back-ends' answers")
 
     source: str | None = Field(None, exclude=True, description="file the config came from")
 

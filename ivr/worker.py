@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from ivr.flow.interpreter import Interpreter
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.model import Flow
 from ivr.flow.validate import load_flows
-from ivr.sip import srtp
+from ivr.sip import srtp, test_hooks
 from ivr.sip.build import probe
 from ivr.sip.callback import CallbackJob
 from ivr.sip.channel import SipChannel
@@ -48,6 +49,8 @@ from ivr.sip.pj import Endpoint, EndpointConfig, guard, raise_fd_limit
 from ivr.sip.recording import recording_path
 from ivr.sip.session import CallSession, IvrCall, parse_invite
 from ivr.sip.speech import CallSpeech, RxPortPool, SpeechHub
+from ivr.sip.stubbed import StubbedSipChannel
+from ivr.sip.test_hooks import TestHook
 from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
 from ivr.speech.tts import PromptCache, Voice
@@ -217,19 +220,23 @@ class Worker:
     # -- calls ----------------------------------------------------------------------------
     def incoming(self, account: Any, prm: Any) -> None:
         info = parse_invite(str(prm.rdata.wholeMsg))
-        call_id = uuid.uuid4().hex
+        hook, refused_hook = self._test_hook(info)
+        call_id = hook.call_id if hook is not None else uuid.uuid4().hex
         session = CallSession(loop=asyncio.get_running_loop(), registry=self.registry,
                               call_id=call_id, info=info)
         call = IvrCall(account, prm.callId, session)
         session.call = call
-        if self.asr.engine is not None:
+        if self.asr.engine is not None and (hook is None or hook.stubs.speech):
             session.speech = CallSpeech(self.asr.engine, session.loop, session.on_speech,
                                         self.rx_ports, self.speech_hub)
         op = pj.CallOpParam()
-        flow = flow_for(self.config, self.flows, info["dialed"])
+        flow = flow_for(self.config, self.flows, info["dialed"]) if hook is None \
+            else self.flows[hook.flow]
         refused = srtp.refusal(self.config.sip.srtp_for(info["dialed"]), str(prm.rdata.wholeMsg),
                                available=probe().srtp)
-        if self.draining or flow is None or self._busy() >= self.limit:
+        if refused_hook is not None or (hook is not None and call_id in self.sessions):
+            op.statusCode = refused_hook or 400  # a bad or refused X-IVR-Test; a reused call id
+        elif self.draining or flow is None or self._busy() >= self.limit:
             op.statusCode = 503 if self.draining or flow is None else 486
         elif refused is not None:
             op.statusCode = refused  # 488: the route's SRTP policy does not take this offer
@@ -247,9 +254,19 @@ class Worker:
         if self.config.sip.answer_delay > 0:
             op.statusCode = 180  # ring first; the call task answers after the delay
         call.answer(op)
-        task = asyncio.get_running_loop().create_task(self._run_call(session, flow, account))
+        task = asyncio.get_running_loop().create_task(self._run_call(session, flow, account, hook))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def _test_hook(self, info: dict[str, Any]) -> tuple[TestHook | None, int | None]:
+        """The INVITE's test hook (README: Testing over SIP), or the status refusing it."""
+        try:
+            return test_hooks.from_invite(info["sip_headers"], enabled=self.config.test_hooks,
+                                          flows=self.flows), None
+        except test_hooks.HookRefused as exc:
+            log.warning("refused an INVITE from %s with %s: %s", info.get("number") or "?",
+                        exc.status, exc.reason)
+            return None, exc.status
 
     def _busy(self) -> int:
         """pjsua2 call slots in use or promised: inbound calls and callback jobs (two legs)."""
@@ -291,9 +308,10 @@ class Worker:
         if self.sessions.pop(session.call_id, None) is not None:
             self.registry.remove("call")
 
-    async def _run_call(self, session: CallSession, flow: Flow, account: Any) -> None:
+    async def _run_call(self, session: CallSession, flow: Flow, account: Any,
+                        hook: TestHook | None = None) -> None:
         logs.call_id.set(session.call_id)
-        info = session.info
+        info = session.info if hook is None else hook.caller(session.info)
         self.emit(session.call_id, "call.start", flow=flow.id, flow_version=flow.version,
                   caller=info["number"], dialed=info["dialed"])
         result = None
@@ -313,18 +331,21 @@ class Worker:
                 return
             self._record(session, flow)
             self.emit(session.call_id, "call.answer")
-            channel = SipChannel(session=session, cache=self.cache, account=account,
-                                 recordings=self.state_dir / "recordings", beep=self.beep,
-                                 acd=self.acd, front=self._front_hostport(),
-                                 audio_dir=self.config.audio)
-            ctx = CallContext(channel=channel, config=self.config, flows=dict(self.flows),
-                              flow=flow, caller=info, call_id=session.call_id,
-                              audio_dir=Path(self.config.audio))
-            channel.handoff = lambda: {
-                "flow": ctx.top_flow_id or flow.id, "path": list(ctx.path),
-                "variables": ctx.masked_variables(), "transcript": list(ctx.transcript),
-                "sensitive": sorted(ctx.sensitive | set(ctx.flow.sensitive))}
-            result = await Interpreter(ctx).run()
+            channel = self._channel(session, account, hook)
+            stubbed: dict[str, Any] = {} if hook is None else {
+                "clock": hook.stubs.clock_fn(), "variables": dict(hook.stubs.variables)}
+            async with contextlib.AsyncExitStack() as owned:
+                if hook is not None:  # the case's http answers; nothing reaches the network
+                    stubbed["http_client"] = await owned.enter_async_context(
+                        hook.stubs.http_client())
+                ctx = CallContext(channel=channel, config=self.config, flows=dict(self.flows),
+                                  flow=flow, caller=info, call_id=session.call_id,
+                                  audio_dir=Path(self.config.audio), **stubbed)
+                channel.handoff = lambda: {
+                    "flow": ctx.top_flow_id or flow.id, "path": list(ctx.path),
+                    "variables": ctx.masked_variables(), "transcript": list(ctx.transcript),
+                    "sensitive": sorted(ctx.sensitive | set(ctx.flow.sensitive))}
+                result = await Interpreter(ctx).run()
             end = result.end
             reason = session.ended_for or \
                 {"caller": "caller hangup", "ivr": "ivr hangup"}.get(end.by or "", end.kind)
@@ -357,6 +378,13 @@ class Worker:
                 payload.update(session.recording.cdr())
             self.emit(session.call_id, "call.end", **payload)
             self._seq.pop(session.call_id, None)
+
+    def _channel(self, session: CallSession, account: Any, hook: TestHook | None) -> SipChannel:
+        """The call's channel; under a test hook its queues and transfers are the case's."""
+        kind = SipChannel if hook is None else partial(StubbedSipChannel, stubs=hook.stubs)
+        return kind(session=session, cache=self.cache, account=account,
+                    recordings=self.state_dir / "recordings", beep=self.beep, acd=self.acd,
+                    front=self._front_hostport(), audio_dir=self.config.audio)
 
     def _record(self, session: CallSession, flow: Flow) -> None:
         """Start the whole-call recording when the route or the flow asks for one."""

@@ -83,6 +83,8 @@ class ScriptedChannel(Channel):
     """False: a call without speech recognition (`say`/`audio` steps are heard as silence)."""
 
     played: list[str] = field(default_factory=list)
+    spoken: list[str] = field(default_factory=list)
+    """Every prompt's text as the caller hears it (unmasked: what a SIP run listens for)."""
     window: list[str] = field(default_factory=list)
     """Prompts since the last step as records show them (sensitive ones masked)."""
     _window_text: list[str] = field(default_factory=list)
@@ -102,6 +104,7 @@ class ScriptedChannel(Channel):
     async def play(self, prompts: Sequence[Prompt], *, barge_in: bool = True) -> None:
         for p in prompts:
             self.played.append(p.describe())
+            self.spoken.append(p.text if p.text is not None else p.describe())
             self.window.append(p.describe())
             self._window_text.append(p.text if p.text is not None else p.describe())
             if self.on_prompt:
@@ -211,10 +214,15 @@ class ScriptedChannel(Channel):
         return self.transfer_results.get(request.to, True)
 
     async def record(self, request: RecordRequest) -> str | None:
-        return f"simulated://{request.name}.wav"
+        return simulated_recording(request)
 
     async def hangup(self) -> None:
         self.hung_up = True
+
+
+def simulated_recording(request: RecordRequest) -> str:
+    """What a scripted `record` keeps: no audio, a name a case can expect."""
+    return f"simulated://{request.name}.wav"
 
 
 SCRIPTED_POSITION = 1
@@ -294,10 +302,31 @@ class ScriptedAcd:
         self.callback_asked = True
 
 
+class ScriptedAgents:
+    """The agents of a scripted queue: every one answers at once and takes the call (the leg
+    is the agent's address), so the flow ends at the queue. The offline caller (`ScriptedCall`)
+    and a SIP test call with stubbed queues (`ivr.sip.stubbed`) wait against these."""
+
+    async def dial(self, target: str, context: Mapping[str, Any]) -> tuple[str | None, str]:
+        return target, ""
+
+    async def drop(self, leg: str) -> None:
+        """Nothing to hang up."""
+
+    async def whisper(self, leg: str, prompt: Prompt) -> None:
+        """The agent's ear is not scripted."""
+
+    async def connect(self, leg: str) -> None:
+        """The flow ends here: the call is the agent's."""
+
+    async def refer(self, target: str, context: Mapping[str, Any], timeout: float) -> bool:
+        return True
+
+
 @dataclass
-class ScriptedCall:
+class ScriptedCall(ScriptedAgents):
     """The scripted caller as a queue wait drives it: prompts go to the channel's window, keys
-    come from the steps, and every agent answers (the leg is the agent's address).
+    come from the steps, and every agent answers (`ScriptedAgents`).
 
     Nothing here suspends, so the wait's turn (offer, key, callback request) is over before the
     scripted ACD makes its next event: the order of a case never depends on timing."""
@@ -320,18 +349,3 @@ class ScriptedCall:
 
     def hold(self, on: bool) -> None:
         """No music in a script."""
-
-    async def dial(self, target: str, context: Mapping[str, Any]) -> tuple[str | None, str]:
-        return target, ""
-
-    async def drop(self, leg: str) -> None:
-        """Nothing to hang up."""
-
-    async def whisper(self, leg: str, prompt: Prompt) -> None:
-        """The agent's ear is not scripted."""
-
-    async def connect(self, leg: str) -> None:
-        """The flow ends here: the call is the agent's."""
-
-    async def refer(self, target: str, context: Mapping[str, Any], timeout: float) -> bool:
-        return True

@@ -7,14 +7,11 @@ maps URLs to JSON answers, `http_errors` makes URLs fail, `queues`/`transfers` p
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ivr.config import EngineConfig
@@ -24,16 +21,8 @@ from ivr.flow.interpreter import Interpreter, Result
 from ivr.flow.loader import load_file
 from ivr.flow.model import Flow
 from ivr.flow.scripted import INPUT_KINDS, Recognizer, ScriptedChannel, Step
+from ivr.flow.stubs import Stubs
 from ivr.yamldoc import validation_problems
-
-
-class Caller(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    number: str = "+15550000000"
-    name: str = ""
-    dialed: str = ""
-    sip_headers: dict[str, str] = Field(default_factory=dict)
 
 
 def parse_step(raw: Any) -> Step:
@@ -54,20 +43,10 @@ def parse_step(raw: Any) -> Step:
     )
 
 
-class Case(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Case(Stubs):
+    """A caller's script and what must come of it; the stubs it inherits set the scene."""
 
     name: str
-    caller: Caller = Field(default_factory=Caller)
-    clock: dt.datetime | None = None
-    variables: dict[str, Any] = Field(default_factory=dict)
-    http: dict[str, Any] = Field(default_factory=dict)
-    http_errors: dict[str, Literal["timeout", "refused"] | int] = Field(default_factory=dict)
-    queues: dict[str, Literal["connected", "timeout", "error", "callback"]] = Field(
-        default_factory=dict
-    )
-    transfers: dict[str, bool] = Field(default_factory=dict)
-    speech: bool = Field(True, description="false: the call has no speech recognition")
     steps: list[Any] = Field(default_factory=list)
     expect_end: str | dict[str, Any] | None = None
     expect_variables: dict[str, Any] = Field(default_factory=dict)
@@ -77,13 +56,6 @@ class Case(BaseModel):
     def _steps(cls, value: list[Any]) -> list[Any]:
         for raw in value:
             parse_step(raw)
-        return value
-
-    @field_validator("clock")
-    @classmethod
-    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("clock needs a UTC offset, e.g. 2026-03-02T10:00:00-05:00")
         return value
 
     @field_validator("expect_end")
@@ -111,6 +83,10 @@ class CaseResult:
     passed: bool
     message: str
     result: Result | None = None
+    visited: list[tuple[str, str]] = field(default_factory=list)
+    """(flow id, node id) of every node the call entered, for coverage."""
+    spoken: list[str] = field(default_factory=list)
+    """The prompts' texts as played (unmasked; kept in memory only)."""
 
     def as_json(self) -> dict[str, Any]:
         return {"flow": self.flow, "name": self.name, "passed": self.passed,
@@ -142,24 +118,6 @@ def load_test_file(path: Path) -> TestFile:
         raise ProblemsError(validation_problems(doc, exc)) from None
 
 
-def _mock_http(case: Case) -> httpx.AsyncClient:
-    def handler(request: httpx.Request) -> httpx.Response:
-        url = str(request.url)
-        if url in case.http_errors:
-            err = case.http_errors[url]
-            if err == "timeout":
-                raise httpx.ReadTimeout("timed out (stubbed by the test case)", request=request)
-            if err == "refused":
-                raise httpx.ConnectError("connection refused (stubbed)", request=request)
-            return httpx.Response(int(err), json={"error": "stubbed"})
-        if url in case.http:
-            return httpx.Response(200, content=json.dumps(case.http[url]).encode(),
-                                  headers={"content-type": "application/json"})
-        raise httpx.ConnectError(f"no stubbed answer for {url} in this test case", request=request)
-
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
-
-
 def _matches(expected: Any, actual: Any) -> bool:
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(
@@ -189,6 +147,21 @@ def check_end(expected: str | dict[str, Any] | None, end: End) -> str | None:
     return None
 
 
+def judge(case: Case, end: End, variables: dict[str, Any], failures: list[str]) -> list[str]:
+    """Everything wrong with a finished case: the call's own failures (prompts, unused steps),
+    then the end and the variables against the case's expectations. Offline and over SIP."""
+    problems = list(failures)
+    why = check_end(case.expect_end, end)
+    if why:
+        problems.append(why)
+    if case.expect_end is None and end.kind in ("error", "inputs_exhausted"):
+        problems.append(f"flow ended with {end.kind}: {end.message}")
+    for name, want in case.expect_variables.items():
+        if not _matches(want, variables.get(name)):
+            problems.append(f"variable {name} is {variables.get(name)!r}, expected {want!r}")
+    return problems
+
+
 async def run_case(
     flows: dict[str, Flow], flow: Flow, config: EngineConfig, case: Case,
     recognizer: Recognizer | None = None,
@@ -197,38 +170,40 @@ async def run_case(
         steps=[parse_step(s) for s in case.steps], recognizer=recognizer,
         queue_results=case.queues, transfer_results=case.transfers, speech=case.speech,
     )
-    clock_value = case.clock
-
-    def clock() -> dt.datetime:
-        return clock_value or dt.datetime.now(dt.timezone.utc)
-
-    async with _mock_http(case) as client:
+    async with case.http_client() as client:
         ctx = CallContext(
-            channel=channel, config=config, flows=flows, flow=flow, clock=clock,
+            channel=channel, config=config, flows=flows, flow=flow, clock=case.clock_fn(),
             http_client=client, caller=case.caller.model_dump(), variables=dict(case.variables),
         )
         result = await Interpreter(ctx).run()
     channel.finish()
-    problems = list(channel.failures)
-    why = check_end(case.expect_end, result.end)
-    if why:
-        problems.append(why)
-    if case.expect_end is None and result.end.kind in ("error", "inputs_exhausted"):
-        problems.append(f"flow ended with {result.end.kind}: {result.end.message}")
-    variables = result.as_json()["variables"]
-    for name, want in case.expect_variables.items():
-        if not _matches(want, variables.get(name)):
-            problems.append(f"variable {name} is {variables.get(name)!r}, expected {want!r}")
-    return CaseResult(flow.id, case.name, not problems, "; ".join(problems) or "ok", result)
+    problems = judge(case, result.end, result.as_json()["variables"], channel.failures)
+    return CaseResult(flow.id, case.name, not problems, "; ".join(problems) or "ok", result,
+                      visited=list(ctx.visited), spoken=list(channel.spoken))
 
 
-async def run_tests(
-    test_files: Iterable[Path], flows: dict[str, Flow], config: EngineConfig,
-    recognizer: Recognizer | None = None,
-) -> Report:
-    report = Report()
-    reached: dict[str, set[str]] = {fid: set() for fid in flows}
-    tested: set[str] = set()
+def coverage(flows: Mapping[str, Flow], tested: set[str],
+             reached: dict[str, set[str]]) -> dict[str, dict[str, Any]]:
+    """Per flow that has tests or was reached: its nodes, how many were reached, which not."""
+    out: dict[str, dict[str, Any]] = {}
+    for fid in sorted(flows):
+        if fid not in tested and not reached.get(fid):
+            continue
+        nodes = list(flows[fid].nodes)
+        got = [n for n in nodes if n in reached.get(fid, set())]
+        out[fid] = {
+            "nodes": len(nodes),
+            "reached": len(got),
+            "unreached": [n for n in nodes if n not in reached.get(fid, set())],
+        }
+    return out
+
+
+def load_cases(test_files: Iterable[Path], flows: Mapping[str, Flow],
+               report: Report) -> list[tuple[Flow, Case, Path]]:
+    """Every case of the files, with its flow and file; files that do not load go to
+    report.problems."""
+    out: list[tuple[Flow, Case, Path]] = []
     for path in test_files:
         try:
             tf = load_test_file(path)
@@ -239,21 +214,27 @@ async def run_tests(
         if flow is None:
             report.problems.append(Problem(str(path), 1, 1, f"unknown flow {tf.flow!r}"))
             continue
-        tested.add(tf.flow)
-        for case in tf.cases:
-            outcome = await run_case(flows, flow, config, case, recognizer)
-            report.cases.append(outcome)
-            if outcome.result is not None:
-                for fid, nid in outcome.result.ctx.visited:
-                    reached.setdefault(fid, set()).add(nid)
-    for fid in sorted(flows):
-        if fid not in tested and not reached.get(fid):
-            continue
-        nodes = list(flows[fid].nodes)
-        got = [n for n in nodes if n in reached.get(fid, set())]
-        report.coverage[fid] = {
-            "nodes": len(nodes),
-            "reached": len(got),
-            "unreached": [n for n in nodes if n not in reached.get(fid, set())],
-        }
+        out += [(flow, case, path) for case in tf.cases]
+    return out
+
+
+def finish_report(report: Report, flows: Mapping[str, Flow],
+                  cases: list[tuple[Flow, Case, Path]]) -> Report:
+    """Coverage from what the report's cases visited."""
+    reached: dict[str, set[str]] = {fid: set() for fid in flows}
+    for outcome in report.cases:
+        for fid, nid in outcome.visited:
+            reached.setdefault(fid, set()).add(nid)
+    report.coverage = coverage(flows, {flow.id for flow, _, _ in cases}, reached)
     return report
+
+
+async def run_tests(
+    test_files: Iterable[Path], flows: dict[str, Flow], config: EngineConfig,
+    recognizer: Recognizer | None = None,
+) -> Report:
+    report = Report()
+    cases = load_cases(test_files, flows, report)
+    for flow, case, _ in cases:
+        report.cases.append(await run_case(flows, flow, config, case, recognizer))
+    return finish_report(report, flows, cases)

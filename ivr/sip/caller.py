@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pjsua2 as pj
 
+from ivr.sip.legs import header_vector
 from ivr.sip.media import first_of
 from ivr.sip.pj import (
     CODEC_PRIORITIES,
@@ -178,11 +179,16 @@ class TestCaller:
 
     def __init__(self, uri: str, *, local_port: int = 0, timeout: float = 60.0,
                  tts: Voice | None = None, cache_dir: Path | None = None,
-                 voice: Voice | None = None, codec: str | None = None) -> None:
+                 voice: Voice | None = None, codec: str | None = None,
+                 headers: dict[str, str] | None = None, listen_after: float = 15.0) -> None:
         """`tts`: the IVR's voice (to recognise its prompts); `voice`: the caller's (default:
-        the same); `codec`: offered first (G722, PCMU, PCMA)."""
+        the same); `codec`: offered first (G722, PCMU, PCMA); `headers`: extra INVITE headers
+        (e.g. X-IVR-Test); `listen_after`: how long the caller listens after its last action (4 s
+        of quiet or the IVR's hangup end it)."""
         self.uri = uri
         self.codecs = codec_priorities(codec)
+        self.listen_after = listen_after
+        self.headers = dict(headers or {})
         self.local_port = local_port
         self.timeout = timeout
         self._tmp = tempfile.TemporaryDirectory(prefix="ivr-call-")
@@ -217,7 +223,10 @@ class TestCaller:
         t0 = time.monotonic()
         try:
             assert call is not None and port is not None
-            call.makeCall(self.uri, pj.CallOpParam(True))
+            invite = pj.CallOpParam(True)
+            if self.headers:
+                invite.txOption.headers = header_vector(self.headers)
+            call.makeCall(self.uri, invite)
             report.call_id = str(call.getInfo().callIdString)
             await self._wait_any([call.media, call.gone], 15.0)
             if call.gone.is_set() or not call.media.is_set():
@@ -303,7 +312,7 @@ class TestCaller:
     async def _ivr_turn(self, call: _Call, port: DuplexPort, deadline: float,
                         final: bool = False) -> None:
         """Wait until the IVR spoke and then went quiet (or hung up, or time ran out)."""
-        limit = min(deadline, time.monotonic() + (15.0 if final else 20.0))
+        limit = min(deadline, time.monotonic() + (self.listen_after if final else 20.0))
         quiet = 4.0 if final else QUIET_AFTER  # at the end, let the IVR finish and hang up
         while not call.gone.is_set() and time.monotonic() < limit:
             with port.lock:

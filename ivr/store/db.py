@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS calls (
   flow TEXT, flow_version TEXT, caller TEXT, dialed TEXT, worker TEXT,
   started_at REAL, answered_at REAL, ended_at REAL,
   end_kind TEXT, end_reason TEXT, end_node TEXT, queue TEXT, target TEXT,
-  path TEXT, variables TEXT, transcript TEXT, recording TEXT, recording_pauses TEXT
+  path TEXT, variables TEXT, transcript TEXT, recording TEXT, recording_pauses TEXT,
+  end_context TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
   call_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL,
@@ -31,11 +32,11 @@ CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
 _CALL_FIELDS = (
     "flow", "flow_version", "caller", "dialed", "worker", "started_at", "answered_at", "ended_at",
     "end_kind", "end_reason", "end_node", "queue", "target", "path", "variables", "transcript",
-    "recording", "recording_pauses",
+    "recording", "recording_pauses", "end_context",
 )
-_ADDED_COLUMNS = ("recording", "recording_pauses")
+_ADDED_COLUMNS = ("recording", "recording_pauses", "end_context")
 """Columns newer than the first schema: added to a store an older version created."""
-_JSON_FIELDS = ("path", "variables", "transcript", "recording_pauses")
+_JSON_FIELDS = ("path", "variables", "transcript", "recording_pauses", "end_context")
 
 
 class Store(Database):
@@ -83,6 +84,8 @@ class Store(Database):
                 "recording": event.get("recording"),
                 "recording_pauses": (json.dumps(event["recording_pauses"])
                                      if event.get("recording") else None),
+                # what a queue or transfer handed on (masked), e.g. for `ivr test --sip`
+                "end_context": json.dumps(end["context"]) if end.get("context") else None,
             }
         fields = {k: v for k, v in fields.items() if k in _CALL_FIELDS and v is not None}
         if fields:
@@ -145,4 +148,11 @@ class Store(Database):
                 f"WHERE kind = 'call.end' AND json_type(data, '$.{column}') IS NOT NULL "
                 f"AND json_extract(data, '$.{column}') != ? AND call_id IN "
                 "(SELECT call_id FROM calls WHERE started_at < ?)", (empty, empty, before))
+            if column == "variables":  # the queue/transfer context holds the same values
+                self._db.execute("UPDATE calls SET end_context = NULL WHERE started_at < ?",
+                                 (before,))
+                self._db.execute(
+                    "UPDATE events SET data = json_remove(data, '$.end.context') WHERE "
+                    "kind = 'call.end' AND json_type(data, '$.end.context') IS NOT NULL AND "
+                    "call_id IN (SELECT call_id FROM calls WHERE started_at < ?)", (before,))
             return int(cur.rowcount)
