@@ -311,8 +311,9 @@ class TurnSettings(_Strict):
         0.15, gt=0, description="quiet after speech at which the utterance so far is decoded; a "
         "whole, confident match nothing in the grammar extends ends the turn here")
     complete_silence: Duration = Field(
-        0.5, gt=0, description="quiet that ends a turn whose confident match could go on (digits "
-        "between a collect's min and max, a phrase that begins a longer one)")
+        0.3, gt=0, description="quiet that ends a turn on a whole match that is not final: a "
+        "phrase that begins a longer one, a number, all of a collect's digits, or a match the "
+        "decoder is not sure of")
     incomplete_silence: Duration = Field(
         0.7, gt=0, description="quiet that ends a turn without a confident whole match")
     digit_gap: Duration = Field(

@@ -29,7 +29,13 @@ from ivr.flow.channel import Input, ListenSpec
 from ivr.flow.grammar import speech_grammar
 from ivr.sip.pj import audio_format, guard, vec_bytes
 from ivr.speech.asr.base import Engine, Grammar
-from ivr.speech.asr.expect import Expectation, expectation, needs_more_digits, partial_grammar
+from ivr.speech.asr.expect import (
+    Expectation,
+    digits_heard,
+    expectation,
+    needs_more_digits,
+    partial_grammar,
+)
 from ivr.speech.asr.vad import COMPLETE_CONFIDENCE, Endpointer, level_envelope
 from ivr.speech.audio import read_wav
 
@@ -270,16 +276,25 @@ class Turn:
 
     # -- decisions ------------------------------------------------------------------------
     def _verdict(self, value: Input | None) -> Expectation:
-        if self.grammar is None or value is None or not value.value \
-                or value.confidence < COMPLETE_CONFIDENCE:
+        """Where the words so far stand in the node's grammar; a match the decoder is not sure
+        of is never `final` (it waits `complete_silence` instead of ending the turn at once)."""
+        if self.grammar is None or value is None or not value.value:
             return "incomplete"
-        return expectation(self.grammar, value.value)
+        verdict = expectation(self.grammar, value.value)
+        if verdict == "final" and value.confidence < COMPLETE_CONFIDENCE:
+            return "complete"
+        return verdict
 
     def _hold(self, value: Input | None, verdict: Expectation) -> float:
         """How long the pause after `value` must last to end the turn."""
         assert self.grammar is not None
+        digits = self.grammar.builtin == "digits"
         if verdict == "complete":
-            return self.timing.complete_silence
+            full = digits and value is not None and self.grammar.max_words > 0 and \
+                (digits_heard(self.grammar, value.value) or 0) >= self.grammar.max_words
+            # digits short of the max may go on (a caller reading a number in groups)
+            return self.timing.complete_silence if full or not digits \
+                else self.timing.incomplete_silence
         if needs_more_digits(self.grammar, value.value if value else None):
             return max(self.timing.digit_gap, self.timing.incomplete_silence)
         return self.timing.incomplete_silence
