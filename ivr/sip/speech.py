@@ -225,6 +225,7 @@ class Turn:
         self._pause = 0
         self._spec: Future[Input | None] | None = None
         self._spec_pause = 0
+        self._spec_started = 0.0
         self._heard: tuple[int, Input | None] | None = None
         self._decoding: Future[Input | None] | None = None
         self._decode_started = 0.0
@@ -343,6 +344,7 @@ class Turn:
                 and (self._heard is None or self._heard[0] != self._pause):
             self._spec, self._spec_pause = self._submit(self._ep.peek_audio(), partial=True), \
                 self._pause
+            self._spec_started = time.monotonic()
         return False, None
 
     def _answers(self, value: Input | None) -> bool:
@@ -391,6 +393,8 @@ class Turn:
             if self._spec_pause != self._pause:
                 self._spec = None  # from before the caller went on
             elif not self._spec.done():
+                if time.monotonic() - self._spec_started > self.timing.decode_timeout:
+                    return self._stalled(self._spec)
                 return False, None  # the last pause's decode may answer for the utterance
             else:
                 value = self._take_spec()
@@ -409,11 +413,14 @@ class Turn:
         if self._decoding.done():
             return True, self._decoding.result()
         if time.monotonic() - self._decode_started > self.timing.decode_timeout:
-            log.warning("speech decode took over %.1fs; treated as a nomatch",
-                        self.timing.decode_timeout)
-            self._decoding.cancel()
-            return True, Input("speech", "", 0.0)
+            return self._stalled(self._decoding)
         return False, None
+
+    def _stalled(self, decode: Future[Input | None]) -> tuple[bool, Input | None]:
+        log.warning("speech decode took over %.1fs; treated as a nomatch",
+                    self.timing.decode_timeout)
+        decode.cancel()
+        return True, Input("speech", "", 0.0)
 
     def _submit(self, audio: bytes, partial: bool = False) -> Future[Input | None]:
         fut = self.hub.decode_pool.submit(self._ctx.copy().run, self._decode, audio, partial)

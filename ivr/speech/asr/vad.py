@@ -35,10 +35,14 @@ TAIL_DB = 30.0
 """A voiced frame this far below the utterance's loudest frame is a word's tail, not speech."""
 QUIET_RMS = 100.0
 """About -50 dBFS: never speech, whatever webrtcvad says."""
+NOISE_MS = 1000
+"""The line's noise level is a low percentile of the frames before speech over this long."""
 ENVELOPE_MS = 20
 """Resolution of a prompt's level envelope (`set_reference`)."""
 ECHO_WINDOW_MS = 300
 """How late a prompt's echo may come back (network both ways + jitter buffers)."""
+ECHO_PREROLL_MS = 60
+"""Audio kept before a barge-in onset (the usual pre-roll would be mostly the prompt's echo)."""
 EventKind = Literal["start", "pause", "resume", "end", "noinput", "max_speech"]
 
 
@@ -104,7 +108,7 @@ class Endpointer:
         self._window = deque[tuple[bool, bool]](
             maxlen=max(self._onset_frames * 2, self._barge_frames * 3 // 2, 2))
         self._preroll = deque[bytes](maxlen=max(1, preroll_ms // frame_ms))
-        self._quiet = deque[float](maxlen=max(1, preroll_ms // frame_ms))
+        self._quiet = deque[float](maxlen=max(1, NOISE_MS // frame_ms))
         self._reference: np.ndarray | None = None
         self._reference_at = 0
         self.reset()
@@ -214,12 +218,13 @@ class Endpointer:
         now = self.pos_ms
         if not self.in_speech:
             self._preroll.append(frame)
-            barge = False
-            if voiced and rms >= QUIET_RMS and self._reference is not None:
-                echo = self._echo_level(now)
-                barge = rms >= 2.0 * self._noise_floor() and \
-                    (echo is None or rms >= echo * self.echo_gain)
-            self._window.append((voiced and rms >= QUIET_RMS, barge))
+            loud = barge = False
+            if voiced and rms >= QUIET_RMS:
+                loud = rms >= 2.0 * self._noise_floor()  # over steady line noise
+                if loud and self._reference is not None:
+                    echo = self._echo_level(now)
+                    barge = echo is None or rms >= echo * self.echo_gain
+            self._window.append((loud, barge))
             onset = self._onset(now)
             if onset is not None:
                 self.in_speech = True
@@ -228,11 +233,13 @@ class Endpointer:
                 self._speech_frames = (now - onset) // self.frame_ms
                 self._noise = self._noise_floor()
                 self._peak = rms
-                self._out.extend(self._preroll)
+                pre = list(self._preroll)
+                if self._reference is not None:  # over a prompt: not its echo before the onset
+                    pre = pre[-((now - onset) // self.frame_ms + ECHO_PREROLL_MS // self.frame_ms):]
+                self._out.extend(pre)
                 self._preroll.clear()
                 return VadEvent("start", onset, now)
-            if not voiced:
-                self._quiet.append(rms)
+            self._quiet.append(rms)
             if self.timeout is not None and now - self._armed_at >= self.timeout * 1000:
                 self.done = True
                 return VadEvent("noinput", now, now)
@@ -264,8 +271,9 @@ class Endpointer:
         return event
 
     def _noise_floor(self) -> float:
-        """The line's level without speech: the median of recent unvoiced frames."""
-        return float(np.median(np.asarray(self._quiet))) if self._quiet else 0.0
+        """The line's level without speech: a low percentile of the frames before it (the
+        onset's own frames are among them, hence not the median)."""
+        return float(np.percentile(np.asarray(self._quiet), 20)) if self._quiet else 0.0
 
     def check_end(self) -> VadEvent | None:
         """After `trailing_silence` was shortened: the `end` it implies now, if any."""
