@@ -322,7 +322,7 @@ class TurnSettings(_Strict):
     decode_timeout: Duration = Field(
         5.0, gt=0, description="a decode slower than this is a nomatch and the call goes on")
     barge_in_speech: Duration = Field(
-        0.2, gt=0, description="voiced speech needed to cut a prompt (a cough or a click is "
+        0.14, gt=0, description="voiced speech needed to cut a prompt (a cough or a click is "
         "shorter)")
     echo_margin_db: float = Field(
         14.0, ge=0, le=60, description="while a prompt plays, speech cuts it only within this "

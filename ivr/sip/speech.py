@@ -290,13 +290,17 @@ class Turn:
         """How long the pause after `value` must last to end the turn."""
         assert self.grammar is not None
         digits = self.grammar.builtin == "digits"
-        if verdict == "complete":
+        if verdict == "complete" and (not digits or value is None
+                                      or value.confidence >= COMPLETE_CONFIDENCE):
             full = digits and value is not None and self.grammar.max_words > 0 and \
                 (digits_heard(self.grammar, value.value) or 0) >= self.grammar.max_words
             # digits short of the max may go on (a caller reading a number in groups)
             return self.timing.complete_silence if full or not digits \
                 else self.timing.incomplete_silence
-        if needs_more_digits(self.grammar, value.value if value else None):
+        if needs_more_digits(self.grammar, value.value if value else None) or (
+                digits and self.grammar.min_words > 1
+                and (value is None or value.confidence < COMPLETE_CONFIDENCE)):
+            # short of the min, or a count from an unsure decode (a loop grammar inserts digits)
             return max(self.timing.digit_gap, self.timing.incomplete_silence)
         return self.timing.incomplete_silence
 
@@ -351,7 +355,12 @@ class Turn:
         """A pause's decode stands for the whole utterance: a confident whole match, or a decode
         under the node's own grammar (the final decode would repeat it)."""
         assert self.grammar is not None
-        return self._verdict(value) != "incomplete" or partial_grammar(self.grammar) == self.grammar
+        if partial_grammar(self.grammar) == self.grammar:
+            return True
+        # a digits collect decoded with its partial grammar: only a sure, whole answer stands
+        # (the node's min..max grammar scores the same words higher)
+        return value is not None and value.confidence >= COMPLETE_CONFIDENCE \
+            and self._verdict(value) != "incomplete"
 
     def _take_spec(self) -> Input | None:
         assert self._spec is not None

@@ -25,11 +25,13 @@ Expectation = Literal["incomplete", "complete", "final"]
 
 
 def partial_grammar(grammar: Grammar) -> Grammar:
-    """The grammar a pause decode uses: a digit string of any length up to the collect's max,
-    so an utterance cut short decodes as the digits said so far (a min..max grammar would force
-    `min` digits out of two words and end the turn on a guess)."""
+    """The grammar a pause decode uses: a digit string of any length, so an utterance cut short
+    decodes as the digits said so far (a min..max grammar would force `min` digits out of two
+    words and end the turn on a guess). Unbounded, not 1..max: PocketSphinx decodes a loop
+    about as fast as a fixed length, and 1..max optional digits ten times slower (measured
+    2.5 s against 0.25 s for eight digits)."""
     if grammar.builtin == "digits" and grammar.min_words > 1:
-        return dataclasses.replace(grammar, min_words=1)
+        return dataclasses.replace(grammar, min_words=1, max_words=0)
     return grammar
 
 

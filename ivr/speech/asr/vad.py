@@ -9,10 +9,10 @@ Two things beyond webrtcvad's voiced/unvoiced:
 - The end of speech is the last *loud* voiced frame (within TAIL_DB of the utterance's peak and
   over the line's noise): webrtcvad keeps calling 100-280 ms of a word's decaying tail voice,
   which every pause and end would otherwise wait out.
-- While a prompt plays (`set_reference`), an onset needs `barge_ms` of voiced frames whose level
-  is within `echo_margin_db` of what the prompt plays at that moment (the loudest of the last
-  ECHO_WINDOW_MS, the echo path's delay): the prompt's own echo (-20 dB) and a cough or a click
-  (shorter) do not cut it.
+- While a prompt plays (`set_reference`), an onset needs `barge_ms` of voiced frames, over half of
+  them tonal (voiced speech, not a cough's or a click's noise) and within `echo_margin_db` of
+  what the prompt plays at that moment (the loudest of the last ECHO_WINDOW_MS, the echo path's
+  delay): the prompt's own echo (-20 dB) never is.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ QUIET_RMS = 100.0
 """About -50 dBFS: never speech, whatever webrtcvad says."""
 NOISE_MS = 1000
 """The line's noise level is a low percentile of the frames before speech over this long."""
+TONAL_FLATNESS = 0.3
+"""Voiced speech measures 0.01-0.2 (harmonics), a cough or line noise 0.4-0.7."""
 ENVELOPE_MS = 20
 """Resolution of a prompt's level envelope (`set_reference`)."""
 ECHO_WINDOW_MS = 300
@@ -49,6 +51,14 @@ EventKind = Literal["start", "pause", "resume", "end", "noinput", "max_speech"]
 def frame_rms(frame: bytes) -> float:
     x = np.frombuffer(frame, dtype="<i2").astype(np.float32)
     return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+
+
+def flatness(frame: bytes) -> float:
+    """Spectral flatness (geometric over arithmetic mean power), 0 for a pure tone, ~0.6 for
+    white noise: voiced speech is tonal, a cough or a click is not."""
+    x = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2 + 1e-3
+    return float(np.exp(np.mean(np.log(power))) / np.mean(power))
 
 
 def level_envelope(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -87,7 +97,7 @@ class Endpointer:
     def __init__(self, sample_rate: int = 8000, *, frame_ms: int = 20, aggressiveness: int = 2,
                  timeout: float | None = 5.0, trailing_silence: float = 0.7,
                  max_speech: float = 15.0, onset_ms: int = 60, preroll_ms: int = 300,
-                 complete_silence: float | None = None, barge_ms: int = 200,
+                 complete_silence: float | None = None, barge_ms: int = 140,
                  echo_margin_db: float = 14.0) -> None:
         if sample_rate not in VAD_RATES:
             raise ValueError(f"webrtcvad needs 8/16/32/48 kHz audio, not {sample_rate}")
@@ -201,9 +211,10 @@ class Endpointer:
         window = list(self._window)
         if self._reference is not None and self._echo_level(now) is not None:
             recent = window[-(self._barge_frames * 3 // 2):]
-            if sum(q for _, q in recent) < self._barge_frames:
+            if sum(v for v, _ in recent) < self._barge_frames \
+                    or sum(q for _, q in recent) < self._barge_frames // 2 + 1:
                 return None
-            first = next(i for i, (_, q) in enumerate(recent) if q)
+            first = next(i for i, (v, _) in enumerate(recent) if v)
             return now - (len(recent) - first) * self.frame_ms
         recent = window[-self._onset_frames * 2:]
         if sum(v for v, _ in recent) < self._onset_frames:
@@ -223,7 +234,8 @@ class Endpointer:
                 loud = rms >= 2.0 * self._noise_floor()  # over steady line noise
                 if loud and self._reference is not None:
                     echo = self._echo_level(now)
-                    barge = echo is None or rms >= echo * self.echo_gain
+                    barge = (echo is None or rms >= echo * self.echo_gain) \
+                        and flatness(frame) <= TONAL_FLATNESS
             self._window.append((loud, barge))
             onset = self._onset(now)
             if onset is not None:
