@@ -62,7 +62,7 @@ def test_a_corrupt_model_directory_is_speech_not_ready(tmp_path: Path) -> None:
     (model / "mdef").write_text("this is not a model definition\n")
     (model / "means").write_bytes(b"\x00" * 64)
     # PocketSphinx itself would exit the process on this model: the worker probes it apart
-    with pytest.raises(EngineError, match="broken.*Version error"):
+    with pytest.raises(EngineError, match=r"broken.*Version error"):
         probe_pocketsphinx(str(model))
     status = load_engine(AsrSettings(engine="pocketsphinx", model=str(model)))
     assert status.ready is False and status.engine is None
