@@ -304,8 +304,34 @@ class TtsSettings(_Strict):
     rate: int = Field(165, ge=50, le=500)
 
 
+class TurnSettings(_Strict):
+    """When a caller's turn is over, and when speech may cut a prompt (ivr.sip.speech)."""
+
+    pause: Duration = Field(
+        0.15, gt=0, description="quiet after speech at which the utterance so far is decoded; a "
+        "whole, confident match nothing in the grammar extends ends the turn here")
+    complete_silence: Duration = Field(
+        0.3, gt=0, description="quiet that ends a turn on a whole match that is not final: a "
+        "phrase that begins a longer one, a number, all of a collect's digits, or a match the "
+        "decoder is not sure of")
+    incomplete_silence: Duration = Field(
+        0.7, gt=0, description="quiet that ends a turn without a confident whole match")
+    digit_gap: Duration = Field(
+        1.5, gt=0, description="quiet that ends a digits collect's turn while fewer than its min "
+        "digits were heard (a caller between digits)")
+    decode_timeout: Duration = Field(
+        5.0, gt=0, description="a decode slower than this is a nomatch and the call goes on")
+    barge_in_speech: Duration = Field(
+        0.14, gt=0, description="voiced speech needed to cut a prompt (a cough or a click is "
+        "shorter)")
+    echo_margin_db: float = Field(
+        14.0, ge=0, le=60, description="while a prompt plays, speech cuts it only within this "
+        "many dB of the prompt's own level (its echo, at -20 dB, does not)")
+
+
 class SpeechSettings(_Strict):
     asr: AsrSettings = Field(default_factory=AsrSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
 
 

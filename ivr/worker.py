@@ -154,7 +154,7 @@ class Worker:
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
         self.asr = load_engine(self.config.speech.asr, self.asr_service)
         self.rx_ports = RxPortPool()
-        self.speech_hub = SpeechHub()
+        self.speech_hub = SpeechHub(timing=self.config.speech.turn)
         if not self.asr.ready:
             log.warning("speech not ready: %s", self.asr.message)
 

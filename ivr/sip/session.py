@@ -196,9 +196,13 @@ class CallSession:
         if self.aud is not None and not await self._connect(player):
             self._release_media_player_only()
             return not self.gone.is_set()
+        if barge_in and self.speech is not None:
+            self.speech.playing(paths)  # echo-aware barge-in: what plays, how loud
         try:
             await first_of(done, self.gone)
         finally:
+            if barge_in and self.speech is not None:
+                self.speech.played()
             self._barge = False
             self._player_done = None
             if self._player is player:

@@ -16,17 +16,28 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pjsua2 as pj
 
+from ivr.config import TurnSettings
 from ivr.flow.channel import Input, ListenSpec
 from ivr.flow.grammar import speech_grammar
 from ivr.sip.pj import audio_format, guard, vec_bytes
 from ivr.speech.asr.base import Engine, Grammar
-from ivr.speech.asr.vad import COMPLETE_CONFIDENCE, COMPLETE_SILENCE, Endpointer
+from ivr.speech.asr.expect import (
+    Expectation,
+    digits_heard,
+    expectation,
+    needs_more_digits,
+    partial_grammar,
+)
+from ivr.speech.asr.vad import COMPLETE_CONFIDENCE, Endpointer, level_envelope
+from ivr.speech.audio import read_wav
 
 log = logging.getLogger("ivr.sip")
 
@@ -91,20 +102,26 @@ class SpeechHub:
 
     A thread per turn, woken per 20 ms frame, cost a worker about 6 millicores per listening
     call at 100 calls (thousands of GIL hand-offs a second) and let every call decode at once,
-    each on a decoder of its own (~30 MB). The hub wakes every TICK, runs each turn's endpointer
-    over the frames that came in meanwhile (the clock thread only appends them), and decodes on
-    `decoders` threads, so a burst of callers queues for the cores instead of fighting for them.
+    each on a decoder of its own (~30 MB). The hub wakes every TICK (and when a decode is done),
+    runs each turn's endpointer over the frames that came in meanwhile (the clock thread only
+    appends them), and decodes on `decoders` threads, so a burst of callers queues for the cores
+    instead of fighting for them. It also keeps the level envelopes of the prompts it has seen
+    (echo-aware barge-in), a few hundred numbers per file.
     """
 
-    TICK = 0.04
+    TICK = 0.02
+    ENVELOPES = 512
 
-    def __init__(self, decoders: int = 2) -> None:
+    def __init__(self, decoders: int = 2, timing: TurnSettings | None = None) -> None:
+        self.timing = timing or TurnSettings()
         self._turns: list[Turn] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._work = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.decode_pool = ThreadPoolExecutor(max_workers=decoders, thread_name_prefix="asr-decode")
+        self._envelopes: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
 
     def add(self, turn: Turn) -> None:
         with self._lock:
@@ -118,10 +135,37 @@ class SpeechHub:
         with self._lock:
             return len(self._turns)
 
+    def wake(self) -> None:
+        """Run the turns now (a decode finished): its answer need not wait for the next tick."""
+        self._wake.set()
+
+    def envelope(self, paths: Sequence[str]) -> np.ndarray:
+        """The level envelope of prompt files played back to back (unreadable ones count as
+        silence of unknown length: no echo reference from them)."""
+        parts = []
+        for path in paths:
+            env = self._envelopes.get(path)
+            if env is None:
+                try:
+                    samples, rate = read_wav(Path(path))
+                    env = level_envelope(samples, rate)
+                except Exception:  # a prompt we cannot read still plays; no echo reference
+                    log.debug("no level envelope for %s", path, exc_info=True)
+                    env = np.zeros(0, dtype=np.float32)
+                self._envelopes[path] = env
+                if len(self._envelopes) > self.ENVELOPES:
+                    self._envelopes.popitem(last=False)
+            else:
+                self._envelopes.move_to_end(path)
+            parts.append(env)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._work.wait()  # no turn anywhere: no ticks (an idle worker stays idle)
-            if self._stop.wait(self.TICK):
+            self._wake.wait(self.TICK)
+            self._wake.clear()
+            if self._stop.is_set():
                 break
             with self._lock:
                 turns = list(self._turns)
@@ -135,6 +179,7 @@ class SpeechHub:
     def stop(self) -> None:
         self._stop.set()
         self._work.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
@@ -142,7 +187,15 @@ class SpeechHub:
 
 class Turn:
     """One utterance (or none) from the caller: endpointed by the worker's hub, decoded on its
-    pool; the result reaches the loop with `call_soon_threadsafe`."""
+    pool; the result reaches the loop with `call_soon_threadsafe`.
+
+    Turn-taking (README: Turn-taking): at every short pause (`timing.pause`) the words so far
+    are decoded (a digits collect with a partial grammar, ivr.speech.asr.expect), and what the
+    grammar expects next decides the wait: a confident match nothing extends ends the turn at
+    once; one that could go on waits `complete_silence`; digits short of the collect's min wait
+    `digit_gap`; anything else `incomplete_silence`, then the whole utterance is decoded under
+    the node's grammar. A decode that takes over `decode_timeout` is a nomatch.
+    """
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop,
                  on_speech: Callable[[], None], hub: SpeechHub, max_speech: float = 15.0) -> None:
@@ -150,6 +203,7 @@ class Turn:
         self.loop = loop
         self.on_speech = on_speech
         self.hub = hub
+        self.timing = hub.timing
         self.frames: collections.deque[bytes] = collections.deque(maxlen=int(max_speech * 50) + 100)
         self.cancelled = threading.Event()
         self.grammar_ready = threading.Event()
@@ -161,8 +215,20 @@ class Turn:
         self.result: asyncio.Future[Input | None] = loop.create_future()
         self.max_speech = max_speech
         self._ep = Endpointer(RATE, timeout=None, max_speech=max_speech,
-                              complete_silence=COMPLETE_SILENCE)
+                              trailing_silence=self.timing.incomplete_silence,
+                              complete_silence=self.timing.pause,
+                              barge_ms=int(self.timing.barge_in_speech * 1000),
+                              echo_margin_db=self.timing.echo_margin_db)
+        self._pushed = 0
+        """Bytes the clock thread appended (the stream position of a prompt's start)."""
+        self._reference: collections.deque[tuple[np.ndarray | None, int]] = collections.deque()
+        self._pause = 0
+        self._spec: Future[Input | None] | None = None
+        self._spec_pause = 0
+        self._spec_started = 0.0
+        self._heard: tuple[int, Input | None] | None = None
         self._decoding: Future[Input | None] | None = None
+        self._decode_started = 0.0
         self._final = False
         self._final_audio: bytes | None = None
         self._final_at = 0.0
@@ -172,7 +238,12 @@ class Turn:
 
     def push(self, pcm: bytes) -> None:
         """Clock thread: keep the frame; the hub takes it on its next tick."""
+        self._pushed += len(pcm)
         self.frames.append(pcm)
+
+    def playing(self, levels: np.ndarray | None) -> None:
+        """Loop: a barge-in prompt starts now at these levels (None: it stopped)."""
+        self._reference.append((levels, self._pushed))
 
     def listen(self, spec: ListenSpec) -> None:
         """Loop: the node now waits for input; its grammar and noinput clock apply from here."""
@@ -204,66 +275,184 @@ class Turn:
             self._post(value)
         return over
 
+    # -- decisions ------------------------------------------------------------------------
+    def _verdict(self, value: Input | None) -> Expectation:
+        """Where the words so far stand in the node's grammar; a match the decoder is not sure
+        of is never `final` (it waits `complete_silence` instead of ending the turn at once)."""
+        if self.grammar is None or value is None or not value.value:
+            return "incomplete"
+        verdict = expectation(self.grammar, value.value)
+        if verdict == "final" and value.confidence < COMPLETE_CONFIDENCE:
+            return "complete"
+        return verdict
+
+    def _hold(self, value: Input | None, verdict: Expectation) -> float:
+        """How long the pause after `value` must last to end the turn."""
+        assert self.grammar is not None
+        digits = self.grammar.builtin == "digits"
+        if verdict == "complete" and (not digits or value is None
+                                      or value.confidence >= COMPLETE_CONFIDENCE):
+            full = digits and value is not None and self.grammar.max_words > 0 and \
+                (digits_heard(self.grammar, value.value) or 0) >= self.grammar.max_words
+            # digits short of the max may go on (a caller reading a number in groups)
+            return self.timing.complete_silence if full or not digits \
+                else self.timing.incomplete_silence
+        if needs_more_digits(self.grammar, value.value if value else None) or (
+                digits and self.grammar.min_words > 1
+                and (value is None or value.confidence < COMPLETE_CONFIDENCE)):
+            # short of the min, or a count from an unsure decode (a loop grammar inserts digits)
+            return max(self.timing.digit_gap, self.timing.incomplete_silence)
+        return self.timing.incomplete_silence
+
     def _advance(self) -> tuple[bool, Input | None]:
         if self.cancelled.is_set():
             return True, None
-        if self._decoding is not None and self._decoding.done():
-            value = self._decoding.result()
-            self._decoding = None
-            if self._final:
-                return True, value
-            if value is not None and value.value and value.confidence >= COMPLETE_CONFIDENCE:
-                return True, value  # a whole, confident match at the first pause: answer now
         if self._final:
-            if self._decoding is None and self._final_audio is not None:
-                if self.grammar_ready.is_set():
-                    self._decoding = self._submit(self._final_audio)
-                    self._final_audio = None
-                elif time.monotonic() - self._final_at > GRAMMAR_WAIT:
-                    return True, None
             self.frames.clear()
-            return False, None
+            return self._finishing()
+        if self._spec is not None and self._spec.done():
+            over, value = self._heard_pause()
+            if over:
+                return True, value
+            end = self._ep.check_end()
+            if end is not None:
+                return self._end()
         if self._armed and not self._armed_seen:
             self._armed_seen = True
             self._ep.timeout = self.timeout
             self._ep.arm_timeout()
+            hold = self._hold(None, "incomplete")  # a digits collect: wait for its min digits
+            if self._ep.trailing_silence == self._ep.base_trailing:
+                self._ep.trailing_silence = hold
+            self._ep.base_trailing = hold
+        while self._reference:
+            levels, at = self._reference.popleft()
+            if levels is None:
+                self._ep.end_reference(at // (2 * RATE // 1000))
+            else:
+                self._ep.set_reference(levels, at // (2 * RATE // 1000))
         chunks = []
         while self.frames:
             chunks.append(self.frames.popleft())
-        if not chunks:
-            return False, None
-        for ev in self._ep.feed(b"".join(chunks)):
+        for ev in self._ep.feed(b"".join(chunks)) if chunks else []:
             if ev.kind == "start" and not self.speech_started:
                 self.speech_started = True
                 self.loop.call_soon_threadsafe(self.on_speech)
             elif ev.kind == "noinput":
                 return True, None
-            elif ev.kind == "pause" and self.grammar_ready.is_set() and self._decoding is None:
-                self._decoding = self._submit(self._ep.peek_audio())
+            elif ev.kind == "pause":
+                self._pause += 1
             elif ev.kind in ("end", "max_speech"):
-                self._final, self._final_at = True, time.monotonic()
-                self._final_audio = self._ep.take_audio()
-                self._decoding = None  # an early decode still running is superseded
-                return self._advance()
+                return self._end(cut=ev.kind == "max_speech")
+        if self._ep.paused and self.grammar_ready.is_set() and self._spec is None \
+                and (self._heard is None or self._heard[0] != self._pause):
+            self._spec, self._spec_pause = self._submit(self._ep.peek_audio(), partial=True), \
+                self._pause
+            self._spec_started = time.monotonic()
         return False, None
 
-    def _submit(self, audio: bytes) -> Future[Input | None]:
-        return self.hub.decode_pool.submit(self._ctx.copy().run, self._decode, audio)
+    def _answers(self, value: Input | None) -> bool:
+        """A pause's decode stands for the whole utterance: a confident whole match, or a decode
+        under the node's own grammar (the final decode would repeat it)."""
+        assert self.grammar is not None
+        if partial_grammar(self.grammar) == self.grammar:
+            return True
+        # a digits collect decoded with its partial grammar: only a sure, whole answer stands
+        # (the node's min..max grammar scores the same words higher)
+        return value is not None and value.confidence >= COMPLETE_CONFIDENCE \
+            and self._verdict(value) != "incomplete"
 
-    def _decode(self, audio: bytes) -> Input | None:
-        if self.grammar is None or self.cancelled.is_set():
+    def _take_spec(self) -> Input | None:
+        assert self._spec is not None
+        try:
+            value = self._spec.result()
+        except Exception:
+            log.warning("speech decode failed", exc_info=True)
+            value = None
+        self._spec = None
+        return value
+
+    def _heard_pause(self) -> tuple[bool, Input | None]:
+        """A pause's decode is in: end the turn, or set how long the pause must last."""
+        pause = self._spec_pause
+        value = self._take_spec()
+        if pause != self._pause or not self._ep.paused:
+            return False, None  # the caller went on: a later pause decodes the longer utterance
+        self._heard = (pause, value)
+        verdict = self._verdict(value)
+        if verdict == "final":
+            return True, value
+        self._ep.trailing_silence = self._hold(value, verdict)
+        return False, None
+
+    def _end(self, cut: bool = False) -> tuple[bool, Input | None]:
+        """The endpointer ended the utterance: answer from the last pause's decode when it holds
+        for the whole utterance, else decode it all under the node's grammar."""
+        self._final, self._final_at = True, time.monotonic()
+        self._final_audio = self._ep.take_audio()
+        if cut:  # max_speech: the pause decodes had less than the whole utterance
+            self._spec = self._heard = None
+        elif self._heard is not None and self._heard[0] == self._pause \
+                and self._answers(self._heard[1]):
+            return True, self._heard[1]
+        return self._finishing()
+
+    def _finishing(self) -> tuple[bool, Input | None]:
+        if self._spec is not None:
+            if self._spec_pause != self._pause:
+                self._spec = None  # from before the caller went on
+            elif not self._spec.done():
+                if time.monotonic() - self._spec_started > self.timing.decode_timeout:
+                    return self._stalled(self._spec)
+                return False, None  # the last pause's decode may answer for the utterance
+            else:
+                value = self._take_spec()
+                if self._answers(value):
+                    return True, value
+        if self._decoding is None:
+            if self._final_audio is None:
+                return True, None
+            if self.grammar_ready.is_set():
+                self._decoding = self._submit(self._final_audio)
+                self._decode_started = time.monotonic()
+                self._final_audio = None
+            elif time.monotonic() - self._final_at > GRAMMAR_WAIT:
+                return True, None
+            return False, None
+        if self._decoding.done():
+            return True, self._decoding.result()
+        if time.monotonic() - self._decode_started > self.timing.decode_timeout:
+            return self._stalled(self._decoding)
+        return False, None
+
+    def _stalled(self, decode: Future[Input | None]) -> tuple[bool, Input | None]:
+        log.warning("speech decode took over %.1fs; treated as a nomatch",
+                    self.timing.decode_timeout)
+        decode.cancel()
+        return True, Input("speech", "", 0.0)
+
+    def _submit(self, audio: bytes, partial: bool = False) -> Future[Input | None]:
+        fut = self.hub.decode_pool.submit(self._ctx.copy().run, self._decode, audio, partial)
+        fut.add_done_callback(lambda _: self.hub.wake())
+        return fut
+
+    def _decode(self, audio: bytes, partial: bool = False) -> Input | None:
+        grammar = self.grammar
+        if grammar is None or self.cancelled.is_set():
             return None
-        if self.grammar.empty:
+        if grammar.empty:
             return Input("speech", "", 0.0)
+        if partial:
+            grammar = partial_grammar(grammar)
         started = time.monotonic()
-        rec = self.engine.new_recognizer(self.grammar, RATE)
+        rec = self.engine.new_recognizer(grammar, RATE)
         try:
             rec.accept(audio)
             result = rec.finalize()
         finally:
             rec.close()
-        log.debug("decoded %.1fs of speech in %.0f ms", len(audio) / (2 * RATE),
-                  (time.monotonic() - started) * 1000)
+        log.debug("decoded %.1fs of speech in %.0f ms%s", len(audio) / (2 * RATE),
+                  (time.monotonic() - started) * 1000, " (at a pause)" if partial else "")
         if result is None:
             return Input("speech", "", 0.0)
         return Input("speech", result.text, round(result.confidence, 3), result.alternatives)
@@ -323,6 +512,16 @@ class CallSpeech:
             self.turn = Turn(self.engine, self.loop, self.on_speech, self.hub)
         self._connect()
         return self.turn
+
+    def playing(self, paths: Sequence[str]) -> None:
+        """A barge-in prompt starts: its levels are the echo reference of the current turn."""
+        if self.turn is not None and not self.turn.result.done():
+            self.turn.playing(self.hub.envelope(paths))
+
+    def played(self) -> None:
+        """The prompt stopped (its end, a digit, speech)."""
+        if self.turn is not None and not self.turn.result.done():
+            self.turn.playing(None)
 
     def end_turn(self) -> None:
         if self.turn is not None:

@@ -165,6 +165,7 @@ class PocketSphinxRecognizer(Recognizer):
         x += self._rng.integers(-DITHER, DITHER + 1, len(x), dtype=np.int32)
         d = self._decoder
         d.activate_search(self._compiled.name)
+        d.reinit_feat()  # no front-end state from this pooled decoder's last call
         d.start_utt()
         self._started = True
         d.process_raw(np.clip(x, -32768, 32767).astype("<i2").tobytes(), False, True)

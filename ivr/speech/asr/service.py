@@ -26,6 +26,7 @@ import numpy as np
 
 from ivr.config import AsrSettings, EngineConfig
 from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result
+from ivr.speech.asr.probe import probe_pocketsphinx
 from ivr.speech.asr.vad import Endpointer
 from ivr.speech.audio import read_wav, resample
 
@@ -69,6 +70,8 @@ def _build(settings: AsrSettings) -> AsrReadiness:
             assert path is not None
             engine = VoskEngine(path)
         else:
+            if model and Path(model, "mdef").is_file():
+                probe_pocketsphinx(model)  # a corrupt model would exit this process
             engine = PocketSphinxEngine(model)
     except EngineError as exc:
         return AsrReadiness(None, False, f"speech not ready: {exc}; input nodes use DTMF only")
