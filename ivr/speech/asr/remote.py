@@ -21,7 +21,7 @@ from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result
 log = logging.getLogger(__name__)
 
 DECODE_TIMEOUT = 8.0
-"""Below the turn's own bound (ivr.sip.speech.DECODE_BOUND) so the call hears a nomatch first."""
+"""Below the turn's own bound (speech.turn.decode_timeout, 5 s) so the call hears a nomatch first."""
 
 
 def engine_key(engine: str, model: str | None) -> str:
