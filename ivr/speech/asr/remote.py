@@ -21,7 +21,8 @@ from ivr.speech.asr.base import Engine, EngineError, Grammar, Recognizer, Result
 log = logging.getLogger(__name__)
 
 DECODE_TIMEOUT = 8.0
-"""Below the turn's own bound (speech.turn.decode_timeout, 5 s) so the call hears a nomatch first."""
+"""The client's own bound: the turn's decode_timeout (speech.turn, 5 s) gives the call its
+nomatch first; this one frees the client of a stalled service."""
 
 
 def engine_key(engine: str, model: str | None) -> str:
