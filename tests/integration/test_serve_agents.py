@@ -79,10 +79,10 @@ def test_an_agent_registered_by_name_gets_whisper_then_the_caller(
         bob.stop()
         if caller is not None:
             caller.stop()
-    # the queue offers bob as soon as the flow reaches it (the caller's tone, heard as speech,
-    # barges in over "Hello.")
+    # the queue offers bob as soon as the flow reaches it and the callback offer (offer_after 0 s
+    # here, about 3 s long) has played, or been cut by the caller's tone
     record_property("ivr_answer_to_agent_invite_s", round(invite["t"] - answered["t"], 3))
-    assert invite["t"] - answered["t"] < 4.0
+    assert invite["t"] - answered["t"] < 6.0
     msg = invite["msg"]
     assert msg.startswith(f"INVITE sip:bob@127.0.0.1:{bob.port}"), msg[:200]  # the contact
     h = headers_of(msg)
