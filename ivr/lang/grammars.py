@@ -43,7 +43,7 @@ ENGLISH_JSGF = """\
 <month> = january | february | march | april | may | june | july | august | september
   | october | november | december ;
 <date> = <month> <ordinal> [ <n2> <n2> | <n2> hundred | <big> ] ;
-<digits> = <digit>+ ;
+<digits> = ( [double | triple] <digit> )+ ;
 """
 """JSGF rules for number words as callers say them and as `say_number`, `say_currency`,
 `say_date` and `say_digits` produce them: `<digit>`, `<digits>`, `<number>`, `<currency>`,
@@ -66,8 +66,23 @@ class Builtins:
         return name in self.word_loops or name in self.phrase_lists
 
 
+DIGIT_LOOP = (*SPOKEN_DIGITS, "double", "triple")
+"""Words of a spoken digit string: "oh" is zero, "double four" is 44."""
+
+DEFAULT_CONFIDENCE: Mapping[str | None, float] = {"digits": 0.5, "yes_no": 0.5, None: 0.5}
+"""The confidence a result needs when neither the node nor the flow's defaults set one, per
+built-in (None: phrases). Confidence is the calibrated probability that the result is right
+(ivr.speech.asr.calibration); each threshold is chosen from the reliability table of the
+real-voice corpus (bench/RESULTS.md, "Real voices") to keep false accepts under 2 %."""
+
+
+def default_confidence(builtin: str | None) -> float:
+    """The default threshold of a built-in grammar (phrases: None)."""
+    return DEFAULT_CONFIDENCE.get(builtin, DEFAULT_CONFIDENCE[None])
+
+
 ENGLISH = Builtins(
-    word_loops={"digits": SPOKEN_DIGITS, "number": NUMBER_WORDS, "currency": NUMBER_WORDS},
+    word_loops={"digits": DIGIT_LOOP, "number": NUMBER_WORDS, "currency": NUMBER_WORDS},
     phrase_lists={"yes_no": (*YES, *NO)},
     jsgf_rules=ENGLISH_JSGF,
 )
