@@ -95,8 +95,10 @@ def make_engine(name: str) -> Engine:
         return PocketSphinxEngine()
     if name.startswith("whisper"):
         from ivr.speech.asr.whisper import WhisperEngine
-        beam = int(name.split("-b")[1]) if "-b" in name else 3
-        return WhisperEngine(threads=1, workers=1, beam_size=beam)
+        beam = int(name.split("-b")[1][0]) if "-b" in name else 3
+        engine = WhisperEngine(threads=1, workers=1, beam_size=beam)
+        engine.hot_words = "plain" not in name
+        return engine
     raise SystemExit(f"unknown engine {name}")
 
 

@@ -6,7 +6,8 @@ score in [0, 1] (how much of the transcript that reading explains), best first:
 
 - `digits`: digit characters and words, "oh", "double four", tens and teens ("forty seven" ->
   47), homophones ("for", "to", "won", "ate") at a cost, fillers ("um", "my number is") at a
-  small cost; a reading outside the grammar's length bounds is no reading. The text is digit
+  small cost; a whole repetition of a code the grammar allows is read as that code (a decoder's
+  repetition loop) at a cost; any other reading outside the length bounds is no reading. The text is digit
   words ("four seven one nine"), as the flow's `digits` interpretation expects.
 - phrases (options, globals, `yes_no`): the phrase contained in the transcript as whole words
   scores 1; otherwise fuzzy similarity (rapidfuzz) of the letters without spaces, so "Call for
@@ -39,6 +40,10 @@ FILLERS = frozenset("um uh er ah erm hmm the it's its is my number code account 
 HOMOPHONE_COST = 0.85
 FILLER_COST = 0.95
 UNKNOWN_COST = 0.5
+LOOP_COST = 0.8
+"""Whisper can repeat a short utterance until its length limit ("three three three" for
+"three"); a string longer than the grammar allows that repeats one code is read as that code,
+at this cost."""
 PHRASE_FLOOR = 0.55
 """Below this similarity a phrase is no reading at all."""
 
@@ -97,12 +102,25 @@ def read_digits(text: str) -> tuple[str, float] | None:
     return (digits, score) if digits else None
 
 
+def _loop_unit(digits: str, lo: int, hi: int) -> str | None:
+    """The code a repetition loop repeats ("3 3 3" for a 1-digit node, "5684 568" for 4): the
+    shortest period within the grammar's bounds when the whole string follows it."""
+    for p in range(max(1, lo), hi + 1):
+        if len(digits) > p and all(digits[i] == digits[i - p] for i in range(p, len(digits))):
+            return digits[:p]
+    return None
+
+
 def _digit_readings(grammar: Grammar, text: str) -> list[Reading]:
     got = read_digits(text)
     if got is None:
         return []
     digits, score = got
     lo, hi = grammar.min_words, grammar.max_words
+    if hi and len(digits) > hi:
+        unit = _loop_unit(digits, lo, hi)
+        if unit is not None:
+            digits, score = unit, score * LOOP_COST
     if len(digits) < lo or (hi and len(digits) > hi):
         return []
     return [Reading(" ".join(DIGITS[int(d)] for d in digits), round(score, 4))]

@@ -83,7 +83,9 @@ def _exact_digit_rules(hi: int) -> list[str]:
 
 
 def _jsgf_word(word: str) -> str:
-    return f'"{word}"' if "'" in word else word
+    """A dictionary word as a JSGF token: bare (PocketSphinx 5 rejects a quoted "that's", so
+    every yes_no grammar failed to load)."""
+    return word
 
 
 class _CompiledGrammar:
