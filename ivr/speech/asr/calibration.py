@@ -35,7 +35,7 @@ def transform(name: str, value: float) -> float:
     """Features enter the model as log-odds (probabilities) or as they are (margins)."""
     if name in ("margin", "words"):
         return value
-    p = min(1.0 - 1e-4, max(1e-4, value))
+    p = min(0.99, max(0.01, value))
     return math.log(p / (1.0 - p))
 
 

