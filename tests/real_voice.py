@@ -67,7 +67,6 @@ YES_NO: dict[str, tuple[str, float, float, str]] = {
     "no-2": ("conf-noempty", 0.0, 0.4, "no"),
     "no-3": ("dir-nomatch", 0.0, 0.38, "no"),
     "no-4": ("vm-nomore", 0.0, 0.4, "no"),
-    "incorrect-1": ("vm-incorrect", 0.55, 1.1, "no"),
     "incorrect-2": ("auth-incorrect", 0.665, 1.4, "no"),
     "wrong-1": ("something-terribly-wrong", 1.96, 0.0, "no"),
     "wrong-2": ("tt-somethingwrong", 1.82, 0.0, "no"),
@@ -76,8 +75,10 @@ YES_NO: dict[str, tuple[str, float, float, str]] = {
     "right-2": ("letters/ascii125", 0.0, 0.53, "yes"),
 }
 """id -> (sound file, start s, end s (0: the end), truth): answers cut out of phrases at word
-boundaries (located once with Whisper's word timings and checked by ear). The recordings have
-no "yes": the yes side is "correct" and "right", the no side "no", "incorrect" and "wrong"."""
+boundaries (located once with Whisper's word timings, cut at the energy dip between the words).
+The recordings have no "yes": the yes side is "correct" and "right", the no side "no",
+"incorrect" and "wrong". ("Login incorrect" is left out: "login" runs into "incorrect" without
+a dip, and any cut leaves "...n correct".)"""
 LEAD_S, TAIL_S = 0.4, 0.9
 """Quiet before and after each utterance, so the VAD sees an onset and an end, as on a call."""
 

@@ -131,6 +131,11 @@ class Grammar:
     def key(self) -> str:
         return repr((self.phrases, self.builtin, self.language, self.min_words, self.max_words))
 
+    def meaning(self, text: str) -> str:
+        """What a result text means to the node: "no" for "nope" under yes_no, the digits of
+        digit words; phrases mean themselves. Readings that mean the same do not compete."""
+        return _meaning(self, text)
+
     def match(self, text: str, spoken: dict[str, str] | None = None) -> str | None:
         """The grammar text for a decoded string: the phrase as the flow wrote it (longest phrase
         contained as whole words), or the words of a looping built-in; None when nothing fits.
@@ -151,6 +156,12 @@ class Grammar:
         if loop and all(w in loop for w in said.split()):
             return said
         return None
+
+
+def _meaning(grammar: Grammar, text: str) -> str:
+    if grammar.builtin in ("digits", "yes_no"):
+        return parse_builtin(grammar.builtin, text) or text
+    return text
 
 
 def builtin_phrases(name: str, language: str = "en-US") -> tuple[str, ...]:

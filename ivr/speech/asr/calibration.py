@@ -21,8 +21,22 @@ from collections.abc import Mapping
 Model = tuple[float, Mapping[str, float]]
 """(bias, weight per feature) of a logistic model over `transform`ed features."""
 
-MODELS: dict[tuple[str, str], Model] = {}
-"""(engine, grammar kind) -> fitted model; filled in below from bench/asr_real.py --fit."""
+MODELS: dict[tuple[str, str], Model] = {
+    # bench/asr_real.py --fit, 2026-11-30, the fit half of real_voice v1 (720 trials per engine)
+    ("pocketsphinx", "digits"): (-1.909, {"word_posterior": 0.354, "agreement": 0.547,
+                                          "fallback": 0.0}),
+    ("pocketsphinx", "yes_no"): (-4.144, {"word_posterior": 0.164, "agreement": 0.517,
+                                          "fallback": -0.44}),
+    ("pocketsphinx", "phrases"): (-4.053, {"word_posterior": 0.076, "agreement": 0.738,
+                                           "fallback": -0.454}),
+    # Whisper errs too rarely per kind to fit each (2 wrong digit results, none on phrases in
+    # the fit half): one model fitted on every kind's results
+    **{("whisper", kind): (-2.677, {"match": 1.258, "agreement": 1.03, "token_prob": -0.12,
+                                     "margin": 0.409, "no_speech": -0.068})
+       for kind in ("digits", "yes_no", "phrases")},
+}
+"""(engine, grammar kind) -> fitted model (`phrases` on menu and yes/no trials together: the
+same fuzzy reading of a phrase list)."""
 
 FALLBACK: dict[str, Model] = {
     "whisper": (-4.0, {"match": 4.0, "agreement": 2.0, "token_prob": 2.0}),

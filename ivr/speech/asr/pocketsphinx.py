@@ -7,13 +7,14 @@
   JSGF rules (ivr.lang.grammars). A word the dictionary lacks gets an
   espeak-ng-derived pronunciation (ivr.speech.pronounce); if that fails the
   phrase is dropped with a warning, and a grammar left empty raises EngineError.
-- Confidence: PocketSphinx's lattice posterior of the best path (`Hypothesis.prob`, in [0, 1]).
-  The posterior mass is split between the alternate silence/filler paths of the same words, so a
-  clean match of espeak-ng audio measures 0.2-0.5; we report min(1, 2 x posterior). When the best
-  path ends inside a phrase (a partial, "does not match the grammar"), the first n-best entry that
-  is a whole phrase is used with confidence FALLBACK_CONFIDENCE (0.5: accepted at the flows'
-  default threshold, rejected by a node asking for more).
+- Confidence: the calibrated probability that the result is right (ivr.speech.asr.calibration)
+  from the lattice posterior of the best path (`Hypothesis.prob`) taken per word (a 4-digit
+  string's posterior is a product over words: an exactly decoded real-voice code measured
+  0.007), the share of the n-best list that reads the same, and whether the 1-best ended inside
+  a phrase (then the first n-best entry that is a whole phrase is the result).
 - Alternatives: distinct whole-phrase entries of the n-best list (PocketSphinx `nbest()`).
+- Digits: "oh" is zero, and a bounded digit grammar (up to DOUBLE_MAX digits) also takes
+  "double four" as two digits.
 - Decoding: the utterance is buffered (at most 20 s) and decoded in one pass at `finalize()`
   (`full_utt`: batch cepstral mean normalisation, clearly more accurate than live CMN on short
   commands); the VAD bounds utterances, and decoding runs at ~0.02 x real time, so finalize costs

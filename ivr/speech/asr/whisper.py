@@ -60,6 +60,11 @@ the code, 94 % -> 84 %)."""
 MAX_S = 30.0
 """Whisper's window: longer utterances are cut (the VAD's max_speech cuts well before)."""
 QUIET_RMS = 200.0
+TRIM_MARGIN_S = 0.15
+MIN_DIGIT_S = 0.15
+"""A digit takes at least this long to say (fast callers: ~0.3 s). Whisper can loop on a short
+utterance ("three" -> "3. 3. 3. 3."), and a loop of the right length reads as a valid code: a
+digit reading with more digits than the sound has room for is no reading."""
 HOT_WORDS_MAX = 40
 """Phrases in the prompt at most (the prompt shares the 448-token context)."""
 
@@ -181,12 +186,13 @@ class WhisperEngine(Engine):
             self._prompts[key] = tokens
         return tokens
 
-    def transcribe(self, x: np.ndarray, prompt: list[int]) -> tuple[list[tuple[str, float]], float]:
-        """(text, total log-probability) per hypothesis, best first, and the no-speech
-        probability, for 16 kHz int16 samples."""
+    def transcribe(self, x: np.ndarray, prompt: list[int]
+                   ) -> tuple[list[tuple[str, float]], float, float]:
+        """(text, total log-probability) per hypothesis, best first, the no-speech probability
+        and the seconds of sound, for 16 kHz int16 samples."""
         import ctranslate2
 
-        audio = trim_quiet(x, self.sample_rate, QUIET_RMS, margin_s=0.15).astype(np.float32)
+        audio = trim_quiet(x, self.sample_rate, QUIET_RMS, TRIM_MARGIN_S).astype(np.float32)
         audio /= 32768.0
         # the window as Whisper was trained on it, only shorter: the utterance then digital
         # silence, log-mel computed (and normalised) over the whole window
@@ -208,32 +214,42 @@ class WhisperEngine(Engine):
             n = max(1, len(ids))  # scores are total log-probabilities / length ** penalty
             hyps.append((self.tokenizer.decode(ids).strip(),
                          float(score) * n ** self.length_penalty))
-        return hyps, float(result.no_speech_prob)
+        return hyps, float(result.no_speech_prob), max(0.0, seconds - 2 * TRIM_MARGIN_S)
 
     def recognize(self, grammar: Grammar, x: np.ndarray) -> Result | None:
-        hyps, no_speech = self.transcribe(x, self.prompt(grammar))
+        hyps, no_speech, sound_s = self.transcribe(x, self.prompt(grammar))
         if not hyps:
             return None
+
+        def plausible(text: str) -> bool:
+            digits = len(text.split()) if grammar.builtin == "digits" and grammar.word_loop \
+                and all(w in grammar.word_loop for w in text.split()) else 0
+            return digits == 0 or sound_s >= digits * MIN_DIGIT_S
+
         top = max(lp for _, lp in hyps)
         weights = [math.exp(lp - top) for _, lp in hyps]
         total = sum(weights)
-        mass: dict[str, float] = {}
+        mass: dict[str, float] = {}  # beam probability per meaning
         match: dict[str, float] = {}
+        meaning: dict[str, str] = {}
         for (text, _), w in zip(hyps, weights, strict=True):
-            for i, reading in enumerate(map_transcript(grammar, text)):
-                if i == 0:  # a hypothesis votes for its best reading only
-                    mass[reading.text] = mass.get(reading.text, 0.0) + w / total
+            readings = [r for r in map_transcript(grammar, text) if plausible(r.text)]
+            for i, reading in enumerate(readings):
+                value = meaning.setdefault(reading.text, grammar.meaning(reading.text))
+                if i == 0:  # a hypothesis votes for the meaning of its best reading only
+                    mass[value] = mass.get(value, 0.0) + w / total
                 match[reading.text] = max(match.get(reading.text, 0.0), reading.score)
         if not mass:
             log.debug("whisper heard %r: not in the grammar", hyps[0][0])
             return None
-        ranked = sorted(mass, key=lambda t: (-mass[t], -match[t]))
-        best = ranked[0]
-        runner_up = max((match[t] for t in match if t != best), default=0.0)
+        best_value = max(mass, key=lambda v: (mass[v], max(match[t] for t in match
+                                                           if meaning[t] == v)))
+        best = max((t for t in match if meaning[t] == best_value), key=lambda t: match[t])
+        runner_up = max((match[t] for t in match if meaning[t] != best_value), default=0.0)
         n_tokens = max(1, len(self.tokenizer.encode(" " + hyps[0][0])))
         features = {
             "match": match[best],
-            "agreement": mass[best],
+            "agreement": mass[best_value],
             "token_prob": math.exp(hyps[0][1] / n_tokens),
             "margin": match[best] - runner_up,
             "no_speech": no_speech,
