@@ -69,11 +69,13 @@ class Builtins:
 DIGIT_LOOP = (*SPOKEN_DIGITS, "double", "triple")
 """Words of a spoken digit string: "oh" is zero, "double four" is 44."""
 
-DEFAULT_CONFIDENCE: Mapping[str | None, float] = {"digits": 0.5, "yes_no": 0.5, None: 0.5}
+DEFAULT_CONFIDENCE: Mapping[str | None, float] = {"digits": 0.5, "yes_no": 0.65, None: 0.5}
 """The confidence a result needs when neither the node nor the flow's defaults set one, per
 built-in (None: phrases). Confidence is the calibrated probability that the result is right
 (ivr.speech.asr.calibration); each threshold is chosen from the reliability table of the
-real-voice corpus (bench/RESULTS.md, "Real voices") to keep false accepts under 2 %."""
+real-voice corpus (bench/RESULTS.md, "Real voices") to keep false accepts under 2 %: yes/no
+higher (a wrong "yes" confirms a wrong value; asking again costs a turn), whose confidence under
+Whisper is the beam's share for the answer (ivr.speech.asr.calibration)."""
 
 
 def default_confidence(builtin: str | None) -> float:

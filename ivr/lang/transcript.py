@@ -9,8 +9,8 @@ score in [0, 1] (how much of the transcript that reading explains), best first:
   small cost; a whole repetition of a code the grammar allows is read as that code (a decoder's
   repetition loop) at a cost; any other reading outside the length bounds is no reading. The text is digit
   words ("four seven one nine"), as the flow's `digits` interpretation expects.
-- phrases (options, globals, `yes_no`): the phrase contained in the transcript as whole words
-  scores 1; otherwise fuzzy similarity (rapidfuzz) of the letters without spaces, so "Call for
+- phrases (options, globals, `yes_no`): a phrase contained in the transcript as whole words
+  scores 0.9-1 by how much of the transcript it covers (the longest wins); otherwise fuzzy similarity (rapidfuzz) of the letters without spaces, so "Call for
   reading." still reaches "call forwarding", and a transcript with extra words is compared with
   its best-matching span.
 """
@@ -51,6 +51,9 @@ phrase in the grammar comes back spelled exactly (similarity 1) once the engine 
 the grammar's phrases, unprompted near misses score 0.84 ("call for reading"), and the readings
 of out-of-grammar speech that were accepted at 0.55 scored 0.57-0.80 ("call waiting" as "call
 forwarding" 0.72, "eight" as "right" 0.80)."""
+CONTAINED = 0.9
+"""A phrase found whole in the transcript scores from this (a small part of a long transcript)
+to 1 (the whole transcript)."""
 SHORT_FORM = 5
 """Phrases shorter than this (letters) match only as whole words: "no" is not "not"."""
 
@@ -136,7 +139,9 @@ def _digit_readings(grammar: Grammar, text: str) -> list[Reading]:
 def _similarity(said: str, form: str) -> float:
     """How well normalised `said` reads as `form`, in [0, 1]."""
     if contains(said, form):
-        return 1.0
+        # the phrase that explains more of what was said wins: "lost card" over "card"
+        compact = said.replace(" ", "")
+        return CONTAINED + (1.0 - CONTAINED) * min(1.0, len(form.replace(" ", "")) / len(compact))
     if len(form.replace(" ", "")) < SHORT_FORM:
         return 0.0
     whole = fuzz.ratio(said.replace(" ", ""), form.replace(" ", "")) / 100

@@ -60,6 +60,9 @@ def test_phrases_map_fuzzily_onto_the_menu() -> None:
     assert map_transcript(Grammar(("call forwarding", "speed dial")), "Call waiting.") == []
     assert map_transcript(MENU, "I'd like call waiting please")[0].text == "call waiting"
     assert map_transcript(MENU, "Do not disturb.")[0].score == 1.0
+    cards = Grammar(("card", "lost card"))
+    assert [r.text for r in map_transcript(cards, "lost card")] == ["lost card", "card"]
+    assert map_transcript(cards, "lost card. lost card. lost card.")[0].text == "lost card"
     assert map_transcript(MENU, "What is my balance?") == []
 
 

@@ -61,7 +61,7 @@ MAX_S = 30.0
 """Whisper's window: longer utterances are cut (the VAD's max_speech cuts well before)."""
 QUIET_RMS = 200.0
 TRIM_MARGIN_S = 0.15
-MIN_DIGIT_S = 0.15
+MIN_DIGIT_S = 0.2
 """A digit takes at least this long to say (fast callers: ~0.3 s). Whisper can loop on a short
 utterance ("three" -> "3. 3. 3. 3."), and a loop of the right length reads as a valid code: a
 digit reading with more digits than the sound has room for is no reading."""
