@@ -6,13 +6,14 @@ score in [0, 1] (how much of the transcript that reading explains), best first:
 
 - `digits`: digit characters and words, "oh", "double four", tens and teens ("forty seven" ->
   47), homophones ("for", "to", "won", "ate") at a cost, fillers ("um", "my number is") at a
-  small cost; a whole repetition of a code the grammar allows is read as that code (a decoder's
-  repetition loop) at a cost; any other reading outside the length bounds is no reading. The text is digit
-  words ("four seven one nine"), as the flow's `digits` interpretation expects.
+  small cost; a whole repetition of a code the grammar allows is read as that code (a
+  decoder's repetition loop) at a cost; any other reading outside the length bounds is no
+  reading. The text is digit words ("four seven one nine"), as the flow's `digits`
+  interpretation expects.
 - phrases (options, globals, `yes_no`): a phrase contained in the transcript as whole words
-  scores 0.9-1 by how much of the transcript it covers (the longest wins); otherwise fuzzy similarity (rapidfuzz) of the letters without spaces, so "Call for
-  reading." still reaches "call forwarding", and a transcript with extra words is compared with
-  its best-matching span.
+  scores 0.9-1 by how much of the transcript it covers (the longest wins); otherwise fuzzy
+  similarity (rapidfuzz) of the letters without spaces, so "Call for reading." still reaches
+  "call forwarding", and a transcript with extra words is compared with its best-matching span.
 """
 
 from __future__ import annotations
