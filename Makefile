@@ -2,7 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.10 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng sox sip-tester mosquitto mosquitto-clients baresip-core kamailio kamailio-tls-modules flite
+APT_PACKAGES := espeak-ng sox sip-tester mosquitto mosquitto-clients baresip-core kamailio kamailio-tls-modules flite \
+  asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722
+# (the asterisk core sounds: real human recordings the speech tests build their corpus from)
 # to build pjproject (pjsua2 with hundreds of calls per process and SRTP): scripts/build-pjsua2.sh
 BUILD_PACKAGES := build-essential swig libssl-dev uuid-dev
 

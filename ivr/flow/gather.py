@@ -17,6 +17,7 @@ from ivr.flow.channel import Input, ListenSpec, Prompt
 from ivr.flow.context import CallContext
 from ivr.flow.model import GlobalLink
 from ivr.flow.prompts import text_prompt
+from ivr.lang.grammars import default_confidence
 from ivr.lang.normalize import best_phrase
 
 DEFAULT_NOINPUT = "Sorry, I did not hear anything."
@@ -46,11 +47,15 @@ Interpret = Callable[[Input], Any]
 """Returns the node's value for an input, or None for a nomatch."""
 
 
-def settings_for(ctx: CallContext, node: Any) -> Settings:
+def settings_for(ctx: CallContext, node: Any, builtin: str | None = None) -> Settings:
+    """The node's value, else the flow's `defaults`; a confidence neither sets is the default
+    of the node's built-in grammar (`builtin`; phrases: None), see ivr.lang.grammars."""
     d = ctx.flow.header.defaults
 
     def pick(name: str) -> Any:
         own = getattr(node, name, None)
+        if own is None and name == "confidence" and name not in d.model_fields_set:
+            return default_confidence(builtin)
         return own if own is not None else getattr(d, name)
 
     return Settings(

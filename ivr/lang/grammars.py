@@ -43,7 +43,7 @@ ENGLISH_JSGF = """\
 <month> = january | february | march | april | may | june | july | august | september
   | october | november | december ;
 <date> = <month> <ordinal> [ <n2> <n2> | <n2> hundred | <big> ] ;
-<digits> = <digit>+ ;
+<digits> = ( [double | triple] <digit> )+ ;
 """
 """JSGF rules for number words as callers say them and as `say_number`, `say_currency`,
 `say_date` and `say_digits` produce them: `<digit>`, `<digits>`, `<number>`, `<currency>`,
@@ -66,8 +66,25 @@ class Builtins:
         return name in self.word_loops or name in self.phrase_lists
 
 
+DIGIT_LOOP = (*SPOKEN_DIGITS, "double", "triple")
+"""Words of a spoken digit string: "oh" is zero, "double four" is 44."""
+
+DEFAULT_CONFIDENCE: Mapping[str | None, float] = {"digits": 0.5, "yes_no": 0.65, None: 0.5}
+"""The confidence a result needs when neither the node nor the flow's defaults set one, per
+built-in (None: phrases). Confidence is the calibrated probability that the result is right
+(ivr.speech.asr.calibration); each threshold is chosen from the reliability table of the
+real-voice corpus (bench/RESULTS.md, "Real voices") to keep false accepts under 2 %: yes/no
+higher (a wrong "yes" confirms a wrong value; asking again costs a turn), whose confidence under
+Whisper is the beam's share for the answer (ivr.speech.asr.calibration)."""
+
+
+def default_confidence(builtin: str | None) -> float:
+    """The default threshold of a built-in grammar (phrases: None)."""
+    return DEFAULT_CONFIDENCE.get(builtin, DEFAULT_CONFIDENCE[None])
+
+
 ENGLISH = Builtins(
-    word_loops={"digits": SPOKEN_DIGITS, "number": NUMBER_WORDS, "currency": NUMBER_WORDS},
+    word_loops={"digits": DIGIT_LOOP, "number": NUMBER_WORDS, "currency": NUMBER_WORDS},
     phrase_lists={"yes_no": (*YES, *NO)},
     jsgf_rules=ENGLISH_JSGF,
 )
@@ -116,6 +133,11 @@ class Grammar:
     def key(self) -> str:
         return repr((self.phrases, self.builtin, self.language, self.min_words, self.max_words))
 
+    def meaning(self, text: str) -> str:
+        """What a result text means to the node: "no" for "nope" under yes_no, the digits of
+        digit words; phrases mean themselves. Readings that mean the same do not compete."""
+        return _meaning(self, text)
+
     def match(self, text: str, spoken: dict[str, str] | None = None) -> str | None:
         """The grammar text for a decoded string: the phrase as the flow wrote it (longest phrase
         contained as whole words), or the words of a looping built-in; None when nothing fits.
@@ -136,6 +158,12 @@ class Grammar:
         if loop and all(w in loop for w in said.split()):
             return said
         return None
+
+
+def _meaning(grammar: Grammar, text: str) -> str:
+    if grammar.builtin in ("digits", "yes_no"):
+        return parse_builtin(grammar.builtin, text) or text
+    return text
 
 
 def builtin_phrases(name: str, language: str = "en-US") -> tuple[str, ...]:

@@ -150,15 +150,18 @@ def test_the_worker_reaches_shared_models_there_and_loads_the_rest_itself(
 
 
 @pytest.mark.parametrize(("doc", "shared"), [
-    ({}, []),
+    ({}, [("whisper", None)]),  # the default engine: Whisper, shared
+    ({"engine": "pocketsphinx"}, []),
     ({"engine": "none", "model": "x"}, []),
     ({"engine": "vosk", "model": "/m"}, [("vosk", "/m")]),
     ({"engine": "vosk"}, []),  # falls back to PocketSphinx
     ({"engine": "vosk", "shared": True}, [("pocketsphinx", None)]),
     ({"engine": "vosk", "model": "/m", "shared": False}, []),
     ({"languages": {"ko": {"engine": "vosk", "model": "lang:ko"},
-                    "ko-KR": {"engine": "vosk", "model": "lang:ko"}}}, [("vosk", "lang:ko")]),
-    ({"shared": True, "languages": {"ko": {"engine": "vosk", "model": "lang:ko"}}},
+                    "ko-KR": {"engine": "vosk", "model": "lang:ko"}}},
+     [("whisper", None), ("vosk", "lang:ko")]),
+    ({"engine": "pocketsphinx", "shared": True,
+      "languages": {"ko": {"engine": "vosk", "model": "lang:ko"}}},
      [("pocketsphinx", None), ("vosk", "lang:ko")]),
 ])
 def test_which_models_are_shared(doc: dict[str, object],

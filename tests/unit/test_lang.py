@@ -24,7 +24,8 @@ from ivr.lang.spoken import SLOT, spoken_text, spoken_tokens
 
 def test_the_jsgf_number_rules_use_only_the_say_as_words() -> None:
     words = set(re.findall(r"(?<![<\w])[a-z]+(?![\w>])", ENGLISH_JSGF))
-    assert words - set(SAY_AS_WORDS) == set()
+    # "double four": callers say it, the IVR's say-as never does
+    assert words - set(SAY_AS_WORDS) == {"double", "triple"}
     assert set(NUMBER_WORDS) <= set(SAY_AS_WORDS)
 
 

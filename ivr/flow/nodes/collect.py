@@ -136,7 +136,7 @@ class CollectNode(Node):
     async def _confirm(self, ctx: CallContext, value: Any) -> bool:
         spec = self.collect
         ctx.assign(spec.into, value, sensitive=spec.sensitive)
-        s = settings_for(ctx, spec)
+        s = settings_for(ctx, spec, "yes_no")
         await ctx.play(prompts.build(ctx, spec.confirm), barge_in=s.barge_in)
         got = await ctx.listen(
             ListenSpec(timeout=s.timeout, interdigit_timeout=s.interdigit_timeout, max_digits=1,
@@ -147,6 +147,8 @@ class CollectNode(Node):
             return False
         answer = (dtmf_builtin("yes_no", got.value) if got.mode == "dtmf"
                   else parse_builtin("yes_no", got.value))
+        if got.mode == "speech" and got.confidence < s.confidence:
+            answer = None  # an unsure "yes" confirms nothing: the caller is asked again
         if answer is not None:
             ctx.note_input(got, value=answer)
         if answer == "yes":
@@ -167,7 +169,7 @@ class CollectNode(Node):
             ctx,
             prompts=lambda: prompts.build_for_input(ctx, spec.prompt, spec.dtmf_prompt),
             spec=self._spec(ctx),
-            settings=settings_for(ctx, spec),
+            settings=settings_for(ctx, spec, self._builtin()),
             interpret=self.interpret,
             noinput=spec.noinput,
             nomatch=spec.nomatch,

@@ -11,7 +11,7 @@ the flow layer.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import soxr
@@ -19,7 +19,7 @@ import soxr
 from ivr.lang.grammars import Grammar
 
 __all__ = ["FALLBACK_CONFIDENCE", "Engine", "EngineError", "Grammar", "Recognizer", "Result",
-           "StreamResampler", "pick_result"]
+           "StreamResampler", "grammar_kind", "pick_result", "trim_quiet"]
 """`Grammar` is named here too: every engine signature takes one."""
 
 
@@ -34,6 +34,27 @@ class Result:
     text: str
     confidence: float
     alternatives: tuple[str, ...] = ()
+    features: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+    """The raw evidence the confidence was calibrated from (for the bench and the logs)."""
+
+
+def grammar_kind(grammar: Grammar) -> str:
+    """How a grammar is scored: `digits`, `yes_no`, or `phrases` (menus, phrase lists)."""
+    if grammar.builtin in ("digits", "yes_no"):
+        return grammar.builtin
+    return "phrases"
+
+
+def trim_quiet(x: np.ndarray, rate: int, quiet_rms: float, margin_s: float) -> np.ndarray:
+    """The sound and `margin_s` of quiet on each side (10 ms frames above `quiet_rms` are
+    sound); all-quiet audio stays as it is."""
+    n = rate // 100
+    frames = x[: len(x) // n * n].astype(np.float64).reshape(-1, n)
+    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) > quiet_rms)
+    if loud.size == 0:
+        return x
+    margin = int(margin_s * rate)
+    return x[max(0, loud[0] * n - margin): min(len(x), (loud[-1] + 1) * n + margin)]
 
 
 FALLBACK_CONFIDENCE = 0.5

@@ -7,13 +7,14 @@
   JSGF rules (ivr.lang.grammars). A word the dictionary lacks gets an
   espeak-ng-derived pronunciation (ivr.speech.pronounce); if that fails the
   phrase is dropped with a warning, and a grammar left empty raises EngineError.
-- Confidence: PocketSphinx's lattice posterior of the best path (`Hypothesis.prob`, in [0, 1]).
-  The posterior mass is split between the alternate silence/filler paths of the same words, so a
-  clean match of espeak-ng audio measures 0.2-0.5; we report min(1, 2 x posterior). When the best
-  path ends inside a phrase (a partial, "does not match the grammar"), the first n-best entry that
-  is a whole phrase is used with confidence FALLBACK_CONFIDENCE (0.5: accepted at the flows'
-  default threshold, rejected by a node asking for more).
+- Confidence: the calibrated probability that the result is right (ivr.speech.asr.calibration)
+  from the lattice posterior of the best path (`Hypothesis.prob`) taken per word (a 4-digit
+  string's posterior is a product over words: an exactly decoded real-voice code measured
+  0.007), the share of the n-best list that reads the same, and whether the 1-best ended inside
+  a phrase (then the first n-best entry that is a whole phrase is the result).
 - Alternatives: distinct whole-phrase entries of the n-best list (PocketSphinx `nbest()`).
+- Digits: "oh" is zero, and a bounded digit grammar (up to DOUBLE_MAX digits) also takes
+  "double four" as two digits.
 - Decoding: the utterance is buffered (at most 20 s) and decoded in one pass at `finalize()`
   (`full_utt`: batch cepstral mean normalisation, clearly more accurate than live CMN on short
   commands); the VAD bounds utterances, and decoding runs at ~0.02 x real time, so finalize costs
@@ -48,8 +49,11 @@ from ivr.speech.asr.base import (
     Recognizer,
     Result,
     StreamResampler,
+    grammar_kind,
     pick_result,
+    trim_quiet,
 )
+from ivr.speech.asr.calibration import calibrate
 from ivr.speech.pronounce import espeak_pronunciation
 
 log = logging.getLogger(__name__)
@@ -61,10 +65,27 @@ DITHER = 10
 MAX_UTTERANCE_BYTES = 16000 * 2 * 20
 """Audio kept for one utterance (20 s at 16 kHz); the VAD's max_speech cuts well before."""
 _ALT = re.compile(r"\(\d+\)$")
+N_BEST = 20
+DOUBLE_MAX = 8
+"""Bounded digit grammars up to this length also take "double" (exact counts)."""
+
+
+def _exact_digit_rules(hi: int) -> list[str]:
+    """JSGF rules <len1>..<len{hi}>: exactly k digits, "double four" counting as two ("triple"
+    is left out: it doubled the search again for a rare form)."""
+    rules = []
+    for k in range(1, hi + 1):
+        alts = [f"<digit> <len{k - 1}>" if k > 1 else "<digit>"]
+        if k >= 2:
+            alts.append(f"double <digit> <len{k - 2}>" if k > 2 else "double <digit>")
+        rules.append(f"<len{k}> = {' | '.join(alts)} ;")
+    return rules
 
 
 def _jsgf_word(word: str) -> str:
-    return f'"{word}"' if "'" in word else word
+    """A dictionary word as a JSGF token: bare (PocketSphinx 5 rejects a quoted "that's", so
+    every yes_no grammar failed to load)."""
+    return word
 
 
 class _CompiledGrammar:
@@ -103,9 +124,14 @@ def build_jsgf(grammar: Grammar, lookup: Any, add_word: Any) -> _CompiledGrammar
         if form not in spoken:
             spoken[form] = phrase
             alts.append(" ".join(_jsgf_word(w) for w in words))
+    extra: list[str] = []
     if grammar.builtin == "digits" and grammar.max_words:
         lo, hi = grammar.min_words, max(grammar.min_words, grammar.max_words)
-        alts.append(" ".join(["<digit>"] * lo + ["[<digit>]"] * (hi - lo)))
+        if hi <= DOUBLE_MAX:
+            extra = _exact_digit_rules(hi)
+            alts.append(" | ".join(f"<len{k}>" for k in range(lo, hi + 1)))
+        else:
+            alts.append(" ".join(["<digit>"] * lo + ["[<digit>]"] * (hi - lo)))
     elif grammar.builtin == "digits":
         alts.append("<digits>")
     elif grammar.builtin in ("number", "currency"):
@@ -114,19 +140,9 @@ def build_jsgf(grammar: Grammar, lookup: Any, add_word: Any) -> _CompiledGrammar
         raise EngineError("the grammar has no phrase PocketSphinx can recognise")
     name = "g" + hashlib.sha1(grammar.key().encode()).hexdigest()[:12]
     jsgf = "\n".join(["#JSGF V1.0;", f"grammar {name};",
-                      f"public <{name}> = {' | '.join(alts)} ;", grammar.jsgf_rules.rstrip()]) + "\n"
+                      f"public <{name}> = {' | '.join(alts)} ;", *extra,
+                      grammar.jsgf_rules.rstrip()]) + "\n"
     return _CompiledGrammar(name, jsgf, spoken)
-
-
-def _trim(x: np.ndarray, rate: int) -> np.ndarray:
-    """Keep the sound and MARGIN_S of quiet on each side (see module doc); all-quiet stays."""
-    n = rate // 100
-    frames = x[: len(x) // n * n].astype(np.float64).reshape(-1, n)
-    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) > QUIET_RMS)
-    if loud.size == 0:
-        return x
-    margin = int(MARGIN_S * rate)
-    return x[max(0, loud[0] * n - margin): min(len(x), (loud[-1] + 1) * n + margin)]
 
 
 class PocketSphinxRecognizer(Recognizer):
@@ -161,7 +177,8 @@ class PocketSphinxRecognizer(Recognizer):
         self._resample.reset()
         if not pcm:
             return None
-        x = _trim(np.frombuffer(pcm, dtype="<i2"), self._engine.sample_rate).astype(np.int32)
+        x = trim_quiet(np.frombuffer(pcm, dtype="<i2"), self._engine.sample_rate, QUIET_RMS,
+                       MARGIN_S).astype(np.int32)
         x += self._rng.integers(-DITHER, DITHER + 1, len(x), dtype=np.int32)
         d = self._decoder
         d.activate_search(self._compiled.name)
@@ -176,19 +193,34 @@ class PocketSphinxRecognizer(Recognizer):
             return None
         spoken = self._compiled.spoken
         alternatives: list[str] = []
+        votes: list[str | None] = []
         try:
             for i, entry in enumerate(d.nbest()):
-                if i >= 20:
+                if i >= N_BEST:
                     break
                 text = getattr(entry, "hypstr", None)
                 if text:
                     m = self.grammar.match(_ALT.sub("", text), spoken)
+                    votes.append(m)
                     if m is not None and m not in alternatives:
                         alternatives.append(m)
         except Exception:  # n-best is a nicety; the 1-best stands alone
             log.debug("n-best failed", exc_info=True)
-        return pick_result(self.grammar.match(hyp.hypstr, spoken),
-                           min(1.0, 2.0 * float(hyp.prob)), alternatives)
+        best = self.grammar.match(hyp.hypstr, spoken)
+        picked = pick_result(best, 0.0, alternatives)
+        if picked is None:
+            return None
+        posterior = max(1e-6, float(hyp.prob))
+        words = max(1, len(picked.text.split()))
+        features = {
+            "posterior": posterior,
+            "word_posterior": posterior ** (1.0 / words),
+            "agreement": (sum(v == picked.text for v in votes) / len(votes)) if votes else 1.0,
+            "fallback": 0.0 if best is not None else 1.0,
+            "words": float(words),
+        }
+        confidence = calibrate(self._engine.name, grammar_kind(self.grammar), features)
+        return Result(picked.text, confidence, picked.alternatives, features=features)
 
     def reset(self) -> None:
         if self._started:

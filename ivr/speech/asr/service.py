@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import struct
 import threading
 import time
@@ -69,6 +70,8 @@ def _build(settings: AsrSettings) -> AsrReadiness:
                                         f"carries a vosk model for {model[5:]!r}")
             assert path is not None
             engine = VoskEngine(path)
+        elif kind == "whisper":
+            return _whisper(model)
         else:
             if model and Path(model, "mdef").is_file():
                 probe_pocketsphinx(model)  # a corrupt model would exit this process
@@ -79,6 +82,22 @@ def _build(settings: AsrSettings) -> AsrReadiness:
         log.exception("ASR engine failed to load")
         return AsrReadiness(None, False, f"speech not ready: {kind} failed to load ({exc}); "
                             "input nodes use DTMF only")
+    return AsrReadiness(engine, True, f"speech ready: {engine.describe()}")
+
+
+def _whisper(model: str | None) -> AsrReadiness:
+    """Whisper from `model` (or the packaged tiny.en); with faster-whisper or the packaged model
+    missing and no model configured, PocketSphinx (speech stays on, less accurate)."""
+    from ivr.speech.asr.pocketsphinx import PocketSphinxEngine
+    from ivr.speech.asr.whisper import WhisperEngine, whisper_available
+
+    if not model:
+        missing = whisper_available()
+        if missing:
+            engine: Engine = PocketSphinxEngine()
+            return AsrReadiness(engine, True, f"speech ready: {missing}, using PocketSphinx's "
+                                "bundled en-US model (pip install 'ivr[whisper]' for Whisper)")
+    engine = WhisperEngine(model, workers=os.cpu_count() or 2)
     return AsrReadiness(engine, True, f"speech ready: {engine.describe()}")
 
 
@@ -118,8 +137,10 @@ def load_model(engine: str, model: str | None) -> AsrReadiness:
 def shared_models(settings: AsrSettings) -> list[tuple[str, str | None]]:
     """The (engine, model) pairs the recognition service loads instead of each worker.
 
-    By default (`shared` unset) the vosk models: one costs about 0.5 GB of memory, so a copy per
-    worker (four calls each) would not fit a box's worth of workers. PocketSphinx's en-US model
+    By default (`shared` unset) the vosk and Whisper models: a vosk model costs about 0.5 GB of
+    memory, so a copy per worker (four calls each) would not fit a box's worth of workers; a
+    Whisper model about 130 MB, and its decodes (tens of milliseconds of a core each) are better
+    queued per core in one place than run in every worker next to its SIP and RTP. PocketSphinx's en-US model
     (about 30 MB) stays in the workers, which saves a round trip per utterance; `shared: true`
     moves every model to the service, `shared: false` none.
     """
@@ -131,7 +152,7 @@ def shared_models(settings: AsrSettings) -> list[tuple[str, str | None]]:
     for engine, model in pairs:
         if engine == "vosk" and not model:
             engine = "pocketsphinx"  # what an unconfigured vosk falls back to (see _build)
-        if (engine, model) not in out and (settings.shared or engine == "vosk"):
+        if (engine, model) not in out and (settings.shared or engine in ("vosk", "whisper")):
             out.append((engine, model))
     return out
 
