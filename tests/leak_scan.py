@@ -4,10 +4,10 @@ Integration tests type and say sensitive values (account numbers, PINs, cards) i
 `ivr serve`; they name each one with `typed()`. When the session ends, `scan()` reads every file
 the IVR wrote under the session's temp root: each `ivr serve` root (the directory of its
 `ivr.yaml`: serve.log, the state dir with CDR and outbox databases, the broker's persistence,
-prompt-cache and recording names and metadata) and any directory a test names with `ivr_wrote()`
-(IVR parts run in-process). It looks for those values in every form a leak takes (as typed,
-spaced or dashed digits, spoken digit words), and for any Luhn-valid 13-19 digit run that starts
-like a card number (2-6). A hit fails the run.
+prompt-cache and recording names and metadata; not the flows and cases people wrote) and any
+directory a test names with `ivr_wrote()` (IVR parts run in-process). It looks for those
+values in every form a leak takes (as typed, spaced or dashed digits, spoken digit words), and
+for any Luhn-valid 13-19 digit run that starts like a card number (2-6). A hit fails the run.
 
 What the caller's side wrote (SIPp and softphone logs, recordings of what the caller heard) lies
 outside those roots: the caller typed the value, so it is not a leak there.
@@ -115,11 +115,19 @@ def ivr_roots(root: Path) -> list[Path]:
     return sorted(d for d in found if not any(d != o and d.is_relative_to(o) for o in found))
 
 
+def _authored(path: Path, root: Path) -> bool:
+    """What people wrote for the IVR to read, not what it wrote: flows and their test cases
+    (a case types the value it tests), the config."""
+    rel = path.relative_to(root)
+    return rel.parts[0] == "flows" or path.name.endswith(".test.yaml") or rel == Path("ivr.yaml")
+
+
 def scan(root: Path, values: Iterable[str] | None = None) -> tuple[int, list[Hit]]:
     """(files scanned, hits) for everything the IVR wrote under `root`."""
     wanted = sorted(TYPED if values is None else set(values))
     hits: list[Hit] = []
-    files = {p for d in ivr_roots(root) for p in d.rglob("*") if p.is_file() and not p.is_symlink()}
+    files = {p for d in ivr_roots(root) for p in d.rglob("*")
+             if p.is_file() and not p.is_symlink() and not _authored(p, d)}
     count = 0
     for path in sorted(files):
         count += 1

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import leak_scan
 import pytest
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Outside the session's temp root: the session's own leak scan must not find the values
+    these tests plant."""
+    with tempfile.TemporaryDirectory(prefix="leak-scan-") as d:
+        yield Path(d)
 
 
 def _server_root(tmp_path: Path) -> Path:
@@ -28,7 +38,7 @@ def test_a_typed_value_in_a_log_is_found_in_each_shape(tmp_path: Path, text: str
     root = _server_root(tmp_path)
     (root / "serve.log").write_text(text + "\n")
     files, hits = leak_scan.scan(tmp_path, ["40719263"])
-    assert files == 2 and [h.path.name for h in hits] == ["serve.log"], hits
+    assert files == 1 and [h.path.name for h in hits] == ["serve.log"], hits
 
 
 def test_a_value_in_a_cdr_database_and_in_a_prompt_file_name_is_found(tmp_path: Path) -> None:
@@ -77,6 +87,15 @@ def test_only_what_the_ivr_wrote_is_scanned(tmp_path: Path) -> None:
     finally:
         leak_scan.IVR_DIRS.discard(in_process)
     assert [h.path.name for h in hits] == ["events.jsonl"], hits
+
+
+def test_flows_and_their_cases_are_what_people_wrote_not_leaks(tmp_path: Path) -> None:
+    root = _server_root(tmp_path)
+    (root / "flows").mkdir()
+    (root / "flows" / "bank.test.yaml").write_text('steps: [{dtmf: "40719263"}]\n')
+    (root / "serve.log").write_text('{"msg": "****9263"}\n')
+    files, hits = leak_scan.scan(tmp_path, ["40719263"])
+    assert (files, hits) == (1, [])
 
 
 def test_a_canary_too_short_to_find_reliably_is_refused() -> None:
