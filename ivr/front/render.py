@@ -148,15 +148,20 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_registrations(settings: FrontSettings) -> Path:
-    """The uacreg db_text directory (0700) with its table (0600) and the version table."""
-    directory = settings.runtime_dir / UACREG_DIR_NAME
+def _write_dbtext(directory: Path, table: str, text: str, version: int) -> Path:
+    """A private db_text directory (0700): one table holding secrets (0600) and its version."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    write_private(directory / "uacreg", uacreg_table_text(settings))
+    write_private(directory / table, text)
     write_private(directory / "version",
-                   f"table_name(string) table_version(int)\nuacreg:{UACREG_TABLE_VERSION}\n")
+                  f"table_name(string) table_version(int)\n{table}:{version}\n")
     return directory
+
+
+def write_registrations(settings: FrontSettings) -> Path:
+    """The uacreg db_text directory (0700) with its table (0600) and the version table."""
+    return _write_dbtext(settings.runtime_dir / UACREG_DIR_NAME, "uacreg",
+                         uacreg_table_text(settings), UACREG_TABLE_VERSION)
 
 
 HTABLE_COLUMNS = "id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int)"
@@ -175,13 +180,8 @@ def agentauth_table_text(settings: FrontSettings) -> str:
 def write_agent_auth(settings: FrontSettings) -> Path:
     """The agentauth db_text directory (0700): the HA1 table (0600) and its version table.
     Removed again once Kamailio has loaded it (Front), like the trunk passwords."""
-    directory = settings.runtime_dir / AGENTAUTH_DIR_NAME
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
-    write_private(directory / "agentha1", agentauth_table_text(settings))
-    write_private(directory / "version",
-                  f"table_name(string) table_version(int)\nagentha1:{HTABLE_TABLE_VERSION}\n")
-    return directory
+    return _write_dbtext(settings.runtime_dir / AGENTAUTH_DIR_NAME, "agentha1",
+                         agentauth_table_text(settings), HTABLE_TABLE_VERSION)
 
 
 LOCATION_COLUMNS = (
