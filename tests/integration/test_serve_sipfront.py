@@ -18,6 +18,7 @@ import pytest
 from digest import authorization, challenge, digest_register, register_request, status
 from server import Server, start_server
 from sipp_run import run_sipp
+from udp_peer import UdpPeer
 
 from ivr.front.agent_secrets import SecretsFile
 from ivr.front.rpc import Kamcmd
@@ -62,35 +63,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv.stop()
 
 
-class Peer:
-    """A UDP socket on 127.0.0.x that collects replies."""
-
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
-        self.addr: tuple[str, int] = self.sock.getsockname()
-
-    def send(self, data: bytes, port: int, host: str = "127.0.0.1") -> None:
-        self.sock.sendto(data, (host, port))
-
-    def replies(self, wait: float, expect: int | None = None) -> list[str]:
-        out: list[str] = []
-        deadline = time.monotonic() + wait
-        while (left := deadline - time.monotonic()) > 0 and (expect is None or len(out) < expect):
-            self.sock.settimeout(left)
-            try:
-                out.append(self.sock.recv(65535).decode(errors="replace"))
-            except (TimeoutError, ConnectionRefusedError):
-                continue
-        return out
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
-def peer() -> Iterator[Peer]:
-    p = Peer()
+def peer() -> Iterator[UdpPeer]:
+    p = UdpPeer()
     yield p
     p.close()
 
@@ -109,7 +84,7 @@ def registered(server: Server, user: str) -> bool:
     return True
 
 
-def test_register_without_credentials_is_challenged_and_nothing_saved(server: Server, peer: Peer) -> None:
+def test_register_without_credentials_is_challenged_and_nothing_saved(server: Server, peer: UdpPeer) -> None:
     reply, nonce = challenge(peer, server.sip_port, "bob")
     assert status(reply) == 401 and nonce, reply
     assert 'realm="ivr"' in reply
@@ -117,7 +92,7 @@ def test_register_without_credentials_is_challenged_and_nothing_saved(server: Se
 
 
 def test_wrong_password_and_someone_elses_credentials_get_403_nothing_saved(
-        server: Server, peer: Peer) -> None:
+        server: Server, peer: UdpPeer) -> None:
     assert status(digest_register(peer, server.sip_port, "alice", "guess")) == 403
     # bob's own, right credentials used to register as alice: refused, neither is saved
     assert status(digest_register(peer, server.sip_port, "bob", "bob-pw", as_user="alice")) == 403
@@ -127,12 +102,12 @@ def test_wrong_password_and_someone_elses_credentials_get_403_nothing_saved(
     assert "[bob] tried to register as [alice]" in front_log(server)
 
 
-def test_right_credentials_register_the_agent_who_is_then_reachable(server: Server, peer: Peer) -> None:
+def test_right_credentials_register_the_agent_who_is_then_reachable(server: Server, peer: UdpPeer) -> None:
     reply = digest_register(peer, server.sip_port, "bob", "bob-pw")
     assert status(reply) == 200, reply
     assert registered(server, "bob")
     # a call for bob reaches the contact bob registered (this socket), not a worker
-    caller = Peer()
+    caller = UdpPeer()
     try:
         call_id = secrets.token_hex(8)
         caller.send(_invite(caller.addr, server.sip_port, "bob", call_id), server.sip_port)
@@ -144,7 +119,7 @@ def test_right_credentials_register_the_agent_who_is_then_reachable(server: Serv
 
 
 def test_digest_brute_force_is_banned_with_expiry_and_the_trunk_still_serves(server: Server) -> None:
-    attacker = Peer("127.0.0.2")
+    attacker = UdpPeer("127.0.0.2")
     try:
         reply, nonce = challenge(attacker, server.sip_port, "bob")
         assert status(reply) == 401
@@ -197,7 +172,7 @@ def test_flow_transfer_outside_the_allow_list_sends_no_sip_and_the_cdr_says_why(
     assert cdr["end_reason"] == (f"error: transfer target {PREMIUM} refused: not in transfers.allow"), cdr
 
 
-def test_oversized_and_malformed_requests_never_reach_a_worker(server: Server, peer: Peer) -> None:
+def test_oversized_and_malformed_requests_never_reach_a_worker(server: Server, peer: UdpPeer) -> None:
     before = len(server.calls())
     ids = {name: secrets.token_hex(8) for name in ("udp60k", "tcp64k", "length", "cseq")}
 
