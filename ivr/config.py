@@ -11,9 +11,17 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ivr.calendar import Calendar
 from ivr.durations import Duration
@@ -138,6 +146,16 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([
 _SIP_USER = re.compile(r"^[A-Za-z0-9_.!~*'()&=+$,;?/%-]+$")
 
 
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+"""The name of an environment variable that holds a secret (never the secret itself)."""
+
+
 class SipTarget(NamedTuple):
     """A registrar address: where REGISTERs go and over which transport."""
 
@@ -196,7 +214,7 @@ class Trunk(_Strict):
     name: str = Field(description="letters, digits, '._-'; also the user part of the registered contact")
     registrar: str | None = Field(None, description="sip:host[:port][;transport=tcp|tls] or sips:host")
     username: str | None = None
-    password_env: str | None = Field(None, description="environment variable holding the password")
+    password_env: EnvName | None = Field(None, description="environment variable holding the password")
     realm: str | None = Field(None, description="expected digest realm (default: the registrar's)")
     expires: int = Field(600, ge=10, le=86400, description="registration lifetime asked for, seconds")
     contact: str | None = Field(
@@ -225,12 +243,6 @@ class Trunk(_Strict):
             raise ValueError(f"username {value!r} is not a valid SIP user part")
         return value
 
-    @field_validator("password_env")
-    @classmethod
-    def _env_form(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError(f"password_env {value!r} is not an environment variable name")
-        return value
 
     @field_validator("realm")
     @classmethod
@@ -371,16 +383,10 @@ class BusSettings(_Strict):
 
     mqtt: str | None = None
     username: str | None = Field(None, description="MQTT user name at the site broker")
-    password_env: str | None = Field(None, description="environment variable holding the password")
+    password_env: EnvName | None = Field(None, description="environment variable holding the password")
     password_file: Path | None = Field(None, description="file (mode 0600) holding the password")
     tls: BusTls | None = Field(None, description="TLS settings; mqtts:// turns TLS on by itself")
 
-    @field_validator("password_env")
-    @classmethod
-    def _env_form(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError(f"password_env {value!r} is not an environment variable name")
-        return value
 
     @model_validator(mode="after")
     def _site_broker_only(self) -> BusSettings:
@@ -410,7 +416,7 @@ class AgentSettings(_Strict):
     uri: str | None = None
     queues: list[str] = Field(default_factory=list)
     skills: dict[str, int] = Field(default_factory=dict)
-    secret_env: str | None = Field(
+    secret_env: EnvName | None = Field(
         None, description="environment variable holding this agent's registrar HA1 "
         "(md5 of 'name:realm:password'); else front.agent_secrets is read")
 
@@ -461,17 +467,11 @@ class HttpSettings(_Strict):
     tokens come from the environment or a 0600 file, never from this file."""
 
     listen: str = "127.0.0.1:8080"
-    tokens_env: str = Field("IVR_TOKENS", description="environment variable holding token "
+    tokens_env: EnvName = Field("IVR_TOKENS", description="environment variable holding token "
                             "entries (role[:agent]=token, comma separated)")
     tokens_file: Path | None = Field(None, description="file (mode 0600) of token entries, "
                                      "one per line")
 
-    @field_validator("tokens_env")
-    @classmethod
-    def _env_form(cls, value: str) -> str:
-        if not _ENV_NAME.match(value):
-            raise ValueError(f"tokens_env {value!r} is not an environment variable name")
-        return value
 
 
 class RecordingSettings(_Strict):
