@@ -20,6 +20,8 @@ from typing import Any
 
 import aiomqtt
 
+from ivr import log as logs
+from ivr import tracing
 from ivr.acd import protocol as p
 from ivr.acd.engine import Engine
 from ivr.acd.model import (
@@ -174,6 +176,17 @@ class AcdService:
         return actions
 
     def request(self, data: dict[str, Any]) -> None:
+        """One worker request, in its call's log context and trace (its `traceparent`)."""
+        call_id = str(data.get("call_id", "-"))
+        token = logs.call_id.set(call_id)
+        try:
+            with tracing.remote(data), tracing.span(f"acd {data.get('op')}", call_id=call_id,
+                                                     queue=str(data["queue"]) if data.get("queue") else None):
+                self._request(data)
+        finally:
+            logs.call_id.reset(token)
+
+    def _request(self, data: dict[str, Any]) -> None:
         key = data.get("key")
         if key:
             if key in self._seen:
