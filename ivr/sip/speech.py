@@ -250,6 +250,8 @@ class Turn:
         """Loop: the node now waits for input; its grammar and noinput clock apply from here."""
         self.grammar = speech_grammar(spec)
         self.timeout = spec.timeout
+        # decodes from now on belong to the node's listen (its span), not the prompt before it
+        self._ctx = contextvars.copy_context()
         self._armed = True
         self.grammar_ready.set()
 
