@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from helpers import Harness, steps
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -42,10 +43,11 @@ MENU = """
 """
 
 
-async def run(harness: Harness, flows: dict[str, Flow], call_id: str, *script: str) -> Result:
+async def run(harness: Harness, flows: dict[str, Flow], call_id: str, *script: str,
+              http_client: httpx.AsyncClient | None = None) -> Result:
     """One call as a worker runs it: the interpreter under the call's id."""
     ctx = CallContext(channel=ScriptedChannel(steps=steps(*script)), config=harness.config,
-                      flows=flows, flow=flows["bank"], call_id=call_id)
+                      flows=flows, flow=flows["bank"], call_id=call_id, http_client=http_client)
     return await Interpreter(ctx).run()
 
 
@@ -179,3 +181,46 @@ def test_the_file_exporter_writes_one_span_a_line(tmp_path: Path) -> None:
     resource: dict[str, Any] = lines[0]["resource"]["attributes"]
     assert resource["service.name"] == "acme-ivr" and resource["ivr.process"] == "worker-2"
     assert not tracing.enabled()
+
+
+async def test_an_http_node_hands_the_trace_to_the_back_end(harness: Harness,
+                                                           spans: InMemorySpanExporter) -> None:
+    seen: list[httpx.Request] = []
+
+    def backend(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    flows = harness.load("""
+        flow: bank
+        start: fetch
+        nodes:
+          fetch: {http: {url: "http://backend/x", headers: {X-Site: acme}}, next: bye,
+                  on_error: bye}
+          bye: {say: "Goodbye."}
+    """)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(backend)) as client:
+        with tracing.call_span("c5"):
+            ctx = CallContext(channel=ScriptedChannel(steps=steps()), config=harness.config,
+                              flows=flows, flow=flows["bank"], call_id="c5", http_client=client)
+            await Interpreter(ctx).run()
+    (request,) = seen
+    node = next(s for s in spans.get_finished_spans() if s.name == "node http")
+    _, trace_id, span_id, _ = request.headers["traceparent"].split("-")
+    assert (int(trace_id, 16), int(span_id, 16)) == (node.context.trace_id, node.context.span_id)
+    assert request.headers["X-Site"] == "acme"
+
+
+async def test_without_tracing_an_http_node_sends_no_traceparent(harness: Harness) -> None:
+    seen: list[httpx.Request] = []
+    flows = harness.load("""
+        flow: bank
+        start: fetch
+        nodes:
+          fetch: {http: {url: "http://backend/x"}, next: bye, on_error: bye}
+          bye: {say: "Goodbye."}
+    """)
+    transport = httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(204))
+    async with httpx.AsyncClient(transport=transport) as client:
+        await run(harness, flows, "c6", http_client=client)
+    assert seen and "traceparent" not in seen[0].headers
