@@ -299,7 +299,9 @@ class Worker:
         job = CallbackJob(asyncio.get_running_loop(), self.registry, self.account, self.acd,
                           self.cache, offer, self._front_hostport())
         try:
-            await job.run_recorded(self.emit)
+            with tracing.call_span(offer.call_id, callback=True, agent=offer.agent,
+                                   worker=self.worker_id):
+                await job.run_recorded(self.emit)
         finally:
             self.callbacks -= 1
             self._seq.pop(job.cdr_id, None)
