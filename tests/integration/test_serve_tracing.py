@@ -154,7 +154,7 @@ def test_a_queued_call_traces_the_wait_the_acd_and_the_agent_leg(server: Server,
                                                                 otlp: OtlpReceiver,
                                                                 tmp_path: Path) -> None:
     bob = Softphone("--name", "bob", "--register", server.uri_host, "--incoming", "answer",
-                    "--duration", "40")
+                    "--duration", "40", cwd=tmp_path)
     caller = None
     try:
         bob.wait(10, "bob registered at the front", ev="registered", code=200)
@@ -162,7 +162,8 @@ def test_a_queued_call_traces_the_wait_the_acd_and_the_agent_leg(server: Server,
         assert status == 200
         before = len(server.calls())
         caller = Softphone("--name", "carol", "--call", f"sip:4000@{server.uri_host}",
-                           "--play", "tone", "--hangup-after", "10", "--duration", "30")
+                           "--play", "tone", "--hangup-after", "10", "--duration", "30",
+                           cwd=tmp_path)  # its tone file goes there
         bob.wait(20, "the agent's INVITE", ev="incoming")
         caller.wait(20, "the caller's call to end", ev="state", leg="out", state="DISCONNECTED")
     finally:
