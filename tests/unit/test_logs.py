@@ -123,3 +123,21 @@ def test_an_unknown_level_is_refused(bad: str) -> None:
 def test_a_malformed_logger_name_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="is not dotted words"):
         check_logger(bad)
+
+
+def test_a_pjsua2_callback_of_a_call_logs_with_its_call_id(lines: io.StringIO) -> None:
+    from types import SimpleNamespace
+
+    from ivr.sip.pj import guard
+
+    class Director:
+        session = SimpleNamespace(call_id="c77")
+
+        @guard
+        def onCallTransferRequest(self, prm: Any) -> None:
+            logging.getLogger("ivr.sip").warning("refused a REFER")
+
+    Director().onCallTransferRequest(None)
+    logging.getLogger("ivr.sip").warning("after the callback")
+    first, after = parsed(lines)
+    assert first["call_id"] == "c77" and after["call_id"] == "-"
