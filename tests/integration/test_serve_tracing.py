@@ -172,8 +172,8 @@ def test_a_queued_call_traces_the_wait_the_acd_and_the_agent_leg(server: Server,
             caller.stop()
     (cdr,) = server.wait_cdrs(before + 1)[before:]
     spans = trace_of(otlp, server, cdr["call_id"], wanted=(
-        "call", "node queue", "queue wait", "agent leg", "acd enqueue", "acd agent_answered",
-        "cdr call.end"))
+        "call", "node queue", "queue wait", "agent leg", "acd enqueue", "acd offer",
+        "acd agent_answered", "cdr call.end"))
     call = one(spans, "call")
     node = one(spans, "node queue")
     assert node.parent_id == call.span_id
@@ -187,6 +187,7 @@ def test_a_queued_call_traces_the_wait_the_acd_and_the_agent_leg(server: Server,
     assert {s.process for s in acd} == {"supervisor"}
     assert {s.parent_id for s in acd} == {wait.span_id}
     assert one(spans, "acd enqueue").attributes["ivr.queue"] == "general"
+    assert one(spans, "acd offer").attributes["ivr.agent"] == "bob"
     assert {s.trace_id for s in otlp.snapshot() if s.call_id == cdr["call_id"]} == \
         {call.trace_id}
     server.wait_idle()

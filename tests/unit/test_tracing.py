@@ -125,6 +125,8 @@ def test_a_bus_message_carries_the_trace_into_the_acd(tmp_path: Path, config: En
     acd = AcdService.create(config, tmp_path / "acd.sqlite", tmp_path / "outbox.sqlite",
                             "mqtt://127.0.0.1:1")
     try:
+        acd.agent_message("bob", {"state": "login", "queues": ["general"]})
+        acd.agent_message("bob", {"state": "ready"})
         with tracing.call_span("c9"), tracing.span("queue wait"):
             message = json.dumps({"op": "enqueue", "call_id": "c9", "queue": "general",
                                   "reply_to": "ivr/acd/reply/worker-1", "key": "k1",
@@ -141,6 +143,9 @@ def test_a_bus_message_carries_the_trace_into_the_acd(tmp_path: Path, config: En
     assert handled.context.trace_id == wait.context.trace_id
     assert attrs(handled)["ivr.call_id"] == "c9"
     assert attrs(handled)["ivr.queue"] == "general"
+    (offer,) = by_name(finished, "acd offer")  # bob was ready: offered at once
+    assert offer.parent is not None and offer.parent.span_id == wait.context.span_id
+    assert (attrs(offer)["ivr.agent"], attrs(offer)["ivr.call_id"]) == ("bob", "c9")
 
 
 def test_a_message_without_traceparent_starts_nothing_remote(spans: InMemorySpanExporter) -> None:
