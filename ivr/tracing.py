@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivr import log as logs
 from ivr.errors import CallerHangup, ConfigError, InputsExhausted
+from ivr.lang import secret
 
 if TYPE_CHECKING:
     from ivr.config import TracingSettings
@@ -141,7 +142,9 @@ def span(name: str, **attributes: Attr | None) -> Iterator[None]:
         except Exception as exc:
             from opentelemetry.trace import Status, StatusCode
 
-            current.record_exception(exc)
+            # no stack trace: the message alone, scrubbed of the call's secrets like a log line
+            current.add_event("exception", {"exception.type": type(exc).__name__,
+                                            "exception.message": secret.scrub_current(str(exc))})
             current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             raise
 

@@ -229,3 +229,28 @@ async def test_without_tracing_an_http_node_sends_no_traceparent(harness: Harnes
     async with httpx.AsyncClient(transport=transport) as client:
         await run(harness, flows, "c6", http_client=client)
     assert seen and "traceparent" not in seen[0].headers
+
+
+def test_an_error_span_says_what_failed_without_the_calls_secrets(
+        spans: InMemorySpanExporter) -> None:
+    from opentelemetry.trace import StatusCode
+
+    from ivr.lang.secret import call_secrets, taint
+
+    card = taint("4111111111111111")
+    call_secrets.set([card])
+    try:
+        with pytest.raises(RuntimeError), tracing.span("node http"):
+            raise RuntimeError("backend refused 4111111111111111")
+    finally:
+        call_secrets.set([])
+    (failed,) = spans.get_finished_spans()
+    assert failed.status.status_code is StatusCode.ERROR
+    (event,) = failed.events
+    message = str(attrs_of(event)["exception.message"])
+    assert "4111111111111111" not in message and message.startswith("backend refused")
+    assert attrs_of(event)["exception.type"] == "RuntimeError"
+
+
+def attrs_of(event: Any) -> Mapping[str, Any]:
+    return event.attributes or {}
