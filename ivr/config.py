@@ -512,6 +512,20 @@ class RetentionSettings(_Strict):
                                            self.variables_days))
 
 
+class TracingSettings(_Strict):
+    """Per-call traces with OpenTelemetry (README: Tracing); needs the `ivr[tracing]` extra."""
+
+    enabled: bool = Field(False, description="trace every call: spans per node, prompt, listen, "
+                          "recognition, queue wait and agent leg, across worker, ACD and supervisor")
+    exporter: Literal["otlp", "file", "console"] = Field(
+        "otlp", description="otlp: OTLP/HTTP to otlp_endpoint; file: JSON lines appended to file; "
+        "console: JSON lines on stderr")
+    otlp_endpoint: str = Field("http://127.0.0.1:4318/v1/traces",
+                               description="the collector's OTLP/HTTP traces URL")
+    service_name: str = Field("ivr", min_length=1, description="service.name of every span")
+    file: str = Field("var/traces.jsonl", description="where exporter: file appends spans")
+
+
 class EngineConfig(_Strict):
     """Everything `ivr.yaml` may say; every field has a working default."""
 
@@ -532,6 +546,7 @@ class EngineConfig(_Strict):
     http: HttpSettings = Field(default_factory=HttpSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     test_hooks: bool = Field(
         False, description="take a flow test case's stubs (clock, http, caller, queues, "
         "transfers) from an INVITE's X-IVR-Test header, for that call only (`ivr test --sip`); "

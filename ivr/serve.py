@@ -25,6 +25,7 @@ from typing import Any
 import aiomqtt
 from aiohttp import web
 
+from ivr import tracing
 from ivr.access.bootstrap import server_tokens
 from ivr.access.middleware import authenticate, principal
 from ivr.access.policy import api_policy
@@ -44,6 +45,7 @@ from ivr.flow.validate import load_flows
 from ivr.front.agent_secrets import agent_ha1s
 from ivr.front.process import Front
 from ivr.front.settings import FrontError, FrontSettings
+from ivr.log_levels import ROOT, LevelsFile, check_level, check_logger, root_level
 from ivr.pool import WorkerPool, WorkerProc
 from ivr.retention import purge
 from ivr.sip.build import warn_if_wheel
@@ -57,6 +59,8 @@ log = logging.getLogger("ivr.serve")
 MAX_UNIX_PATH = 107
 """sockaddr_un.sun_path holds 108 bytes with the NUL."""
 DRAIN_BOUND = 60.0
+LEVELS_BOUND = 3.0
+"""How long `ivr log-level` waits for the workers to apply a new level (they poll twice a second)."""
 
 
 class Supervisor:
@@ -89,6 +93,8 @@ class Supervisor:
         self.started = time.time()
         self.acd: AcdService | None = None  # the ACD (ivr/acd): queues, agents, callbacks
         self.recognition: RecognitionProcess | None = None  # shared models (ivr.speech.asr.server)
+        self.levels = LevelsFile(self.state / "log-levels.json")
+        """Run-time log levels, published to the workers (ivr.log_levels)."""
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -191,13 +197,44 @@ class Supervisor:
                     async for message in client.messages:
                         try:
                             event = json.loads(bytes(message.payload))
-                            self.store.record_event(event)
+                            self._record(event)
                         except (ValueError, KeyError, TypeError) as exc:
                             log.error("bad event on %s: %s", message.topic, exc)
             except aiomqtt.MqttError as exc:
                 log.warning("bus unavailable for events (%s); retrying", exc)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), 1.0)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        """One call event into the CDR store, as a span of the call's trace."""
+        with tracing.remote(event), tracing.span(f"cdr {event.get('kind')}",
+                                                 call_id=str(event.get("call_id"))):
+            self.store.record_event(event)
+
+    # -- log levels -----------------------------------------------------------------------
+    def _verbosity(self, step: int) -> None:
+        """SIGUSR1 (-1, more verbose) / SIGUSR2 (+1): here and in every worker."""
+        self.levels.step(step)
+        log.warning("log level now %s (workers follow)", self.levels.levels.get(ROOT))
+
+    async def set_log_level(self, level: str, logger: str = ROOT) -> dict[str, Any]:
+        """`ivr log-level`: set it here and wait (bounded) until every live worker applied it."""
+        seq = self.levels.set(check_level(level), check_logger(logger))
+        log.warning("log level of %s now %s (workers follow)", logger or "root", level.upper())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._workers_at(seq), LEVELS_BOUND)
+        return self.log_levels()
+
+    async def _workers_at(self, seq: int) -> None:
+        while any(w.alive and int(w.status.get("log_levels", 0)) < seq for w in self.pool):
+            self.pool.status_seen.clear()
+            await self.pool.status_seen.wait()
+
+    def log_levels(self) -> dict[str, Any]:
+        seq = self.levels.seq
+        return {"levels": {k or "root": v for k, v in self.levels.levels.items()},
+                "workers": {w.worker_id: int(w.status.get("log_levels", 0)) >= seq
+                            for w in self.pool if w.alive}}
 
     # -- retention ------------------------------------------------------------------------
     async def purge_forever(self) -> None:
@@ -259,6 +296,21 @@ class Supervisor:
                      f"ivr_worker_restarts_total {sum(w['restarts'] for w in h['workers'])}"]
             return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
+        async def get_levels(_: web.Request) -> web.Response:
+            return web.json_response(self.log_levels())
+
+        async def put_levels(request: web.Request) -> web.Response:
+            try:
+                body = await request.json()
+                if not isinstance(body, dict):
+                    raise ValueError("the body must be an object")
+                doc = await self.set_log_level(str(body["level"]), str(body.get("logger") or ""))
+            except (ValueError, KeyError) as exc:
+                text = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise web.HTTPBadRequest(text=json.dumps({"error": text}),
+                                         content_type="application/json") from None
+            return web.json_response(doc)
+
         async def call(request: web.Request) -> web.Response:
             cdr = self.store.call(request.match_info["call_id"])
             if cdr is None:
@@ -276,7 +328,8 @@ class Supervisor:
         app = web.Application(middlewares=[authenticate(self.tokens, api_policy(offered))])
         app.add_routes(acd_routes(lambda: self.acd))  # /queues, /agents, /calls/<id>/context
         app.add_routes([web.get("/health", health), web.get("/metrics", metrics),
-                        web.get("/calls", calls), web.get("/calls/{call_id}", call)])
+                        web.get("/calls", calls), web.get("/calls/{call_id}", call),
+                        web.get("/log-level", get_levels), web.put("/log-level", put_levels)])
         return app
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -285,7 +338,10 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
         loop.add_signal_handler(signal.SIGINT, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        loop.add_signal_handler(signal.SIGUSR1, self._verbosity, -1)
+        loop.add_signal_handler(signal.SIGUSR2, self._verbosity, 1)
         self.state.mkdir(parents=True, exist_ok=True)
+        self.levels.write({ROOT: root_level()})  # a new run starts at its configured level
         runner: web.AppRunner | None = None
         try:
             if self.broker_url is None:
@@ -426,4 +482,8 @@ def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> in
     if config.bus.mqtt:
         BusAuth.from_settings(config.bus)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return asyncio.run(Supervisor(config, config_path, state_dir, tokens).run())
+    tracing.setup(config.tracing, "supervisor")  # without the SDK: a ConfigError, nothing started
+    try:
+        return asyncio.run(Supervisor(config, config_path, state_dir, tokens).run())
+    finally:
+        tracing.shutdown()

@@ -29,6 +29,7 @@ import numpy as np
 import pjsua2 as pj
 
 from ivr import log as logs
+from ivr import tracing
 from ivr.acd.client import AcdClient, AcdEvent
 from ivr.bus.auth import ANONYMOUS, BusAuth
 from ivr.bus.outbox import Outbox, send_forever
@@ -38,6 +39,7 @@ from ivr.flow.interpreter import Interpreter
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.model import Flow
 from ivr.flow.validate import load_flows
+from ivr.log_levels import LevelsFile, root_level, stepped
 from ivr.sip import srtp, test_hooks
 from ivr.sip.build import probe
 from ivr.sip.callback import CallbackJob
@@ -147,6 +149,8 @@ class Worker:
     _last_status_at: float = 0.0
 
     def __post_init__(self) -> None:
+        self.levels = LevelsFile(self.state_dir / "log-levels.json")
+        self.levels.poll()
         tts = self.config.speech.tts
         self.cache = PromptCache(self.state_dir / "prompts", Voice(tts.engine, tts.voice, tts.rate),
                                  sample_rate=8000, private_dir=private_dir(self.state_dir))
@@ -164,7 +168,9 @@ class Worker:
         files = list(iter_yaml_files([Path(self.config.flows)], tests=False))
         result = load_flows(files, self.config)
         for p in result.errors:
-            log.error("flow problem, keeping the last good version: %s", p)
+            # the supervisor validated the same files and logged each problem once (not once
+            # per worker: ten identical lines for one typo)
+            log.debug("flow problem, keeping the last good version: %s", p)
         broken = {p.file for p in result.errors}
         fresh = {fid: f for fid, f in result.flows.items() if f.file not in broken}
         for fid, old in self.flows.items():
@@ -179,7 +185,7 @@ class Worker:
         seq = self._seq.get(call_id, 0) + 1
         self._seq[call_id] = seq
         event = {"call_id": call_id, "seq": seq, "kind": kind, "at": time.time(),
-                 "worker": self.worker_id, **data}
+                 "worker": self.worker_id, **tracing.carrier(), **data}
         self.outbox.put(f"ivr/events/{self.worker_id}", event, key=f"{call_id}:{seq}")
 
     def _emit_status(self, *, changed_only: bool = False) -> None:
@@ -193,7 +199,8 @@ class Worker:
                   "media": self.registry.snapshot(), "tasks": len(self.tasks),
                   "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid(),
                   "created": dict(self.registry.created),
-                  "speech": {"ready": self.asr.ready, "message": self.asr.message}}
+                  "speech": {"ready": self.asr.ready, "message": self.asr.message},
+                  "log_levels": self.levels.seq}
         now = time.monotonic()
         if changed_only and status == self._last_status and \
                 now - self._last_status_at < STATUS_HEARTBEAT:
@@ -292,7 +299,9 @@ class Worker:
         job = CallbackJob(asyncio.get_running_loop(), self.registry, self.account, self.acd,
                           self.cache, offer, self._front_hostport())
         try:
-            await job.run_recorded(self.emit)
+            with tracing.call_span(offer.call_id, callback=True, agent=offer.agent,
+                                   worker=self.worker_id):
+                await job.run_recorded(self.emit)
         finally:
             self.callbacks -= 1
             self._seq.pop(job.cdr_id, None)
@@ -311,6 +320,13 @@ class Worker:
     async def _run_call(self, session: CallSession, flow: Flow, account: Any,
                         hook: TestHook | None = None) -> None:
         logs.call_id.set(session.call_id)
+        logs.flow.set(flow.id)
+        with tracing.call_span(session.call_id, flow=flow.id, worker=self.worker_id,
+                               dialed=session.info.get("dialed")):
+            await self._call(session, flow, account, hook)
+
+    async def _call(self, session: CallSession, flow: Flow, account: Any,
+                    hook: TestHook | None) -> None:
         info = session.info if hook is None else hook.caller(session.info)
         self.emit(session.call_id, "call.start", flow=flow.id, flow_version=flow.version,
                   caller=info["number"], dialed=info["dialed"])
@@ -411,6 +427,8 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, self.load)
         loop.add_signal_handler(signal.SIGTERM, self._drain, stop)
         loop.add_signal_handler(signal.SIGINT, self._drain, stop)
+        loop.add_signal_handler(signal.SIGUSR1, self._verbosity, -1)
+        loop.add_signal_handler(signal.SIGUSR2, self._verbosity, 1)
         self.load()
         lib_limit = probe().max_calls
         self.limit = min(self.limit, lib_limit)
@@ -446,12 +464,21 @@ class Worker:
                 await asyncio.sleep(0.5)
                 if os.getppid() != self._parent:
                     self._orphan("the parent process changed")
+                if self.levels.poll():
+                    log.info("log levels now %s", self.levels.levels)
                 self._emit_status(changed_only=True)
         finally:
             await media_watch.stop()
             if acd_ctx is not None:
                 await acd_ctx.__aexit__(None, None, None)
             await self._shutdown(endpoint, account, sender)
+
+    def _verbosity(self, step: int) -> None:
+        """SIGUSR1/SIGUSR2 sent to this worker alone (the supervisor's reach every worker
+        through log-levels.json): the root logger one level more or less verbose."""
+        level = stepped(root_level(), step)
+        logging.getLogger().setLevel(level)
+        log.warning("log level now %s", level)
 
     def _drain(self, stop: asyncio.Event) -> None:
         log.info("draining: %d live calls", len(self.sessions))
@@ -504,7 +531,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logs.setup(args.log_level, json_lines=True)
+    logs.worker = args.id
     config = load_config(args.config)
+    tracing.setup(config.tracing, f"worker-{args.id}")
     if args.bus_user and args.bus_password_file:
         auth = BusAuth.from_file(args.bus_user, args.bus_password_file)
     else:
@@ -512,6 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     worker = Worker(args.id, args.sip_port, config, args.state_dir.resolve(), args.broker,
                     bus_auth=auth, asr_service=args.asr_service, limit=args.calls)
     asyncio.run(worker.run())
+    tracing.shutdown()
     with contextlib.suppress(OSError, ValueError):  # stdout is a dead pipe when orphaned
         sys.stdout.flush()
         sys.stderr.flush()

@@ -20,6 +20,8 @@ from typing import Any
 
 import aiomqtt
 
+from ivr import log as logs
+from ivr import tracing
 from ivr.acd import protocol as p
 from ivr.acd.engine import Engine
 from ivr.acd.model import (
@@ -81,6 +83,8 @@ class AcdService:
         self._every: dict[str, float] = {}
         self._last_position: dict[str, float] = {}
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._traces: dict[str, dict[str, str]] = {}
+        """Each live call's trace context, from its last request: the parent of its offers."""
         self.connected = asyncio.Event()
 
     @classmethod
@@ -174,6 +178,20 @@ class AcdService:
         return actions
 
     def request(self, data: dict[str, Any]) -> None:
+        """One worker request, in its call's log context and trace (its `traceparent`)."""
+        call_id = str(data.get("call_id", "-"))
+        token = logs.call_id.set(call_id)
+        if data.get("traceparent"):
+            self._traces[call_id] = {k: str(data[k]) for k in ("traceparent", "tracestate")
+                                     if data.get(k)}
+        try:
+            with tracing.remote(data), tracing.span(f"acd {data.get('op')}", call_id=call_id,
+                                                     queue=str(data["queue"]) if data.get("queue") else None):
+                self._request(data)
+        finally:
+            logs.call_id.reset(token)
+
+    def _request(self, data: dict[str, Any]) -> None:
         key = data.get("key")
         if key:
             if key in self._seen:
@@ -271,23 +289,7 @@ class AcdService:
             if isinstance(a, Queued):
                 self._reply_msg(a.call_id, "queued", position=a.position, eta_s=_eta(a.eta))
             elif isinstance(a, Offer):
-                ctx = e.context(a.call_id) or {"call_id": a.call_id}
-                agent = e.agents[a.agent]
-                offer = {"agent": {"name": agent.name, "uri": agent.uri}, "attempt": a.attempt,
-                         "context": ctx}
-                if a.callback:
-                    call = e.waiting.get(a.call_id)
-                    uri = call.handoff.get("callback_uri") if call is not None else None
-                    self._put(p.CALLBACK_TOPIC, a.call_id,
-                              {"kind": "offer", "call_id": a.call_id, "callback": ctx["callback"],
-                               "callback_uri": uri, "at": time.time(), **offer})
-                else:
-                    self._reply_msg(a.call_id, "offer", **offer)
-                self._put(p.agent_topic(a.agent, "offer"), a.call_id,
-                          {**ctx, "agent": a.agent, "attempt": a.attempt, "at": time.time()})
-                self.store.log(a.call_id, offered_at=time.time())
-                self.store.bump_attempts(a.call_id)
-                self.store.add_offer(a.call_id, a.agent)
+                self._offer(a)
             elif isinstance(a, Cancel):
                 self._reply_msg(a.call_id, "cancel", agent=a.agent, reason=a.reason)
                 self._put(p.agent_topic(a.agent, "cancel"), a.call_id,
@@ -310,8 +312,34 @@ class AcdService:
             elif isinstance(a, CallClosed):
                 self.store.log(a.call_id, outcome=a.outcome, ended_at=time.time(), agent=a.agent)
                 self._reply.pop(a.call_id, None)
+                self._traces.pop(a.call_id, None)
                 self._every.pop(a.call_id, None)
                 self._last_position.pop(a.call_id, None)
+
+
+    def _offer(self, a: Offer) -> None:
+        """Offer the call to an agent (the worker rings them), a span of the call's trace:
+        the ACD's choice, whether a request or the tick made it."""
+        e = self.engine
+        ctx = e.context(a.call_id) or {"call_id": a.call_id}
+        with tracing.remote(self._traces.get(a.call_id, {})), \
+                tracing.span("acd offer", call_id=a.call_id, agent=a.agent, attempt=a.attempt):
+            agent = e.agents[a.agent]
+            offer = {"agent": {"name": agent.name, "uri": agent.uri}, "attempt": a.attempt,
+                     "context": ctx}
+            if a.callback:
+                call = e.waiting.get(a.call_id)
+                uri = call.handoff.get("callback_uri") if call is not None else None
+                self._put(p.CALLBACK_TOPIC, a.call_id,
+                          {"kind": "offer", "call_id": a.call_id, "callback": ctx["callback"],
+                           "callback_uri": uri, "at": time.time(), **offer})
+            else:
+                self._reply_msg(a.call_id, "offer", **offer)
+            self._put(p.agent_topic(a.agent, "offer"), a.call_id,
+                      {**ctx, "agent": a.agent, "attempt": a.attempt, "at": time.time()})
+            self.store.log(a.call_id, offered_at=time.time())
+            self.store.bump_attempts(a.call_id)
+            self.store.add_offer(a.call_id, a.agent)
 
     # -- views -------------------------------------------------------------------------------
     def context(self, call_id: str) -> dict[str, Any] | None:

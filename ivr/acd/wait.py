@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Se
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from ivr import tracing
 from ivr.acd.client import AcdEvent
 from ivr.errors import CallerHangup
 from ivr.prompt import Prompt
@@ -201,6 +202,10 @@ class QueueWait(Generic[Leg]):
 
     async def run(self) -> QueueResult:
         """Wait for the outcome; CallerHangup (after telling the ACD) if the caller leaves."""
+        with tracing.span("queue wait", queue=self.request.name, mode=self.request.mode):
+            return await self._run()
+
+    async def _run(self) -> QueueResult:
         call, request, h = self.call, self.request, self.handoff
         if call.gone:
             raise CallerHangup()
@@ -327,7 +332,8 @@ class QueueWait(Generic[Leg]):
     async def _ring(self, agent: str, uri: str | None, attempt: int) -> None:
         """Call one offered agent with the handoff context; report how it went."""
         call = self.call
-        leg, reason = await call.dial(self._target(agent, uri), self.request.context)
+        with tracing.span("agent leg", agent=agent, attempt=attempt):
+            leg, reason = await call.dial(self._target(agent, uri), self.request.context)
         if leg is None:
             if not call.gone:
                 self.acd.agent_failed(call.call_id, agent, attempt, reason)
@@ -364,7 +370,10 @@ class QueueWait(Generic[Leg]):
         """
         call = self.call
         call.hold(False)
-        if not await call.refer(self._target(agent, uri), self.request.context, REFER_TIMEOUT):
+        with tracing.span("agent leg", agent=agent, attempt=attempt, refer=True):
+            referred = await call.refer(self._target(agent, uri), self.request.context,
+                                        REFER_TIMEOUT)
+        if not referred:
             self.acd.agent_failed(call.call_id, agent, attempt, "reject")
             if not call.gone:
                 call.hold(True)

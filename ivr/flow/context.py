@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from ivr import tracing
 from ivr.config import EngineConfig
 from ivr.errors import FlowRuntimeError
 from ivr.flow.channel import Channel, Input, ListenSpec, Prompt
@@ -172,12 +173,14 @@ class CallContext:
             self.prompts.append(text)
             self.transcript.append({"who": "ivr", "text": text})
         # a prompt that reads a sensitive value out is a private span: a recording holds silence
-        async with self.channel.private(self.node_id) if carries else contextlib.nullcontext():
-            await self.channel.play(prompts, barge_in=barge_in)
+        with tracing.span("prompt", prompts=len(prompts), barge_in=barge_in):
+            async with self.channel.private(self.node_id) if carries else contextlib.nullcontext():
+                await self.channel.play(prompts, barge_in=barge_in)
 
     async def listen(self, spec: ListenSpec) -> Input | None:
         self.steps_since_input = 0
-        return await self.channel.listen(spec)
+        with tracing.span("listen", speech=spec.speech, timeout_s=spec.timeout):
+            return await self.channel.listen(spec)
 
     def note_input(self, got: Input, *, sensitive: bool = False, value: str | None = None) -> None:
         """Record an accepted input (and make it `last`); a sensitive one is tainted."""
