@@ -38,7 +38,7 @@ def texts(spec: PromptSpec | None) -> list[str]:
 
 def build(ctx: CallContext, spec: PromptSpec | None) -> list[Prompt]:
     """Render templates now, so a prompt says what the variables hold at this moment."""
-    language = ctx.flow.header.language
+    language = ctx.language
     out = []
     for item in items(spec):
         if isinstance(item, AudioRef):
@@ -53,8 +53,8 @@ def text_prompt(ctx: CallContext, source: str) -> Prompt:
     synthesised privately (`Prompt.shown`)."""
     text = ctx.render(source)
     if is_secret(text):
-        return Prompt(text=reveal(text), language=ctx.flow.header.language, shown=shown(text))
-    return Prompt(text=text, language=ctx.flow.header.language)
+        return Prompt(text=reveal(text), language=ctx.language, shown=shown(text))
+    return Prompt(text=text, language=ctx.language)
 
 
 def build_for_input(ctx: CallContext, prompt: PromptSpec, dtmf_prompt: PromptSpec | None

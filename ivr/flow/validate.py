@@ -23,6 +23,7 @@ from ivr.config import EngineConfig
 from ivr.errors import Problem, ProblemsError
 from ivr.flow.loader import Document, Path_, load_file
 from ivr.flow.model import NODE_TYPES, Flow, FlowHeader, Node
+from ivr.flow.sayas_check import problem as sayas_problem
 from ivr.flow.templates import check_source, is_template
 from ivr.yamldoc import validation_problems
 
@@ -50,6 +51,8 @@ class Checker:
     flow_ids: set[str]
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    language: str = "en-US"
+    """The flow's language: what a template's say-as speaks unless it names another."""
 
     def error(self, path: Path_, message: str) -> None:
         self.errors.append(self.doc.problem(path, message))
@@ -60,7 +63,7 @@ class Checker:
     def template(self, path: Path_, source: str, *, expression: bool = False) -> None:
         if not expression and not is_template(source):
             return
-        why = check_source(source, expression=expression)
+        why = check_source(source, expression=expression) or sayas_problem(source, self.language)
         if why:
             self.error(path, why)
 
@@ -148,8 +151,8 @@ def parse_flow(doc: Document) -> Flow:
 
 def check_flow(flow: Flow, config: EngineConfig, flow_ids: set[str]) -> Checker:
     """Semantic checks of one parsed flow."""
-    checker = Checker(flow.doc, config, flow_ids)
     header = flow.header
+    checker = Checker(flow.doc, config, flow_ids, language=header.language)
     if header.start not in flow.nodes:
         checker.error(("start",), f"start node {header.start!r} does not exist")
     roots = [header.start]
