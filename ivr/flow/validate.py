@@ -23,8 +23,10 @@ from ivr.config import EngineConfig
 from ivr.errors import Problem, ProblemsError
 from ivr.flow.loader import Document, Path_, load_file
 from ivr.flow.model import NODE_TYPES, Flow, FlowHeader, Node
+from ivr.flow.pack_check import check_pack
 from ivr.flow.sayas_check import problem as sayas_problem
 from ivr.flow.templates import check_source, is_template
+from ivr.speech.packs import PromptPack
 from ivr.yamldoc import validation_problems
 
 _NODE_ID = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
@@ -179,6 +181,8 @@ def check_flow(flow: Flow, config: EngineConfig, flow_ids: set[str]) -> Checker:
     for node_id in flow.nodes:
         if node_id not in seen:
             checker.error(("nodes", node_id), f"node {node_id!r} is unreachable from start")
+    if config.prompts.packs is not None:
+        check_pack(checker, flow, PromptPack(config.prompts.packs))
     return checker
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable
 from pathlib import Path
 
 from ivr.lang.sayas import speaker, supported
+from ivr.lang.spoken import template_parts
 from ivr.prompt import Prompt
 
 SAY_DIR = "say"
@@ -42,6 +42,19 @@ def prompt_id(text: str) -> str:
 def spoken(text: str) -> bool:
     """Whether a fixed part says anything (a lone "。" or ", " plays nothing)."""
     return bool(_SPOKEN.search(text))
+
+
+def pack_texts(text: str) -> list[str]:
+    """The texts of a flow's prompt that a pack records: the prompt itself, or a template's
+    fixed parts that say something."""
+    parts = template_parts(text)
+    if len(parts) == 1:
+        return [normal(text)] if spoken(text) else []
+    return [normal(p) for p in parts[::2] if spoken(p)]
+
+
+def uses_say_as(text: str) -> bool:
+    return any("say_" in p for p in template_parts(text)[1::2])
 
 
 class PromptPack:
@@ -98,14 +111,11 @@ class PromptPack:
                 out.append(hit)
         return out or None
 
-    def lacking(self, texts: Iterable[str], language: str) -> list[str]:
-        """Of a flow's prompt texts (fixed parts of templates included), those without a
-        recording, and the say-as fragments missing: what `ivr validate` warns about."""
-        missing = [t for t in texts if spoken(t) and self.recording(t, language) is None]
+    def missing_fragments(self, language: str) -> list[str]:
+        """The say-as fragments of a language this pack has no recording of."""
+        if not supported(language):
+            return []
         d = self.language_dir(language)
-        if supported(language):
-            say = d / SAY_DIR if d is not None else None
-            missing += [f"say/{f}" for f in speaker(language).inventory
-                        if say is None or not (say / f"{f}.wav").is_file()]
-        return missing
-
+        say = d / SAY_DIR if d is not None else None
+        return [f for f in speaker(language).inventory
+                if say is None or not (say / f"{f}.wav").is_file()]
