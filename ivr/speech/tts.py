@@ -35,8 +35,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 from ivr.prompt import Prompt
-from ivr.speech.audio import convert
+from ivr.speech.audio import convert, write_wav
 from ivr.speech.engines import RENDER_TIMEOUT, TtsError, Voice, engine
 from ivr.speech.packs import PromptPack
 
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 FAILED_ENGINE_REST = 30.0
 """After a failure an engine is skipped this long (a dead TTS server costs one timeout, not one
 per prompt)."""
+PACK_TAIL = 0.25
+"""Silence after a prompt played from a pack: the player ends when it has read its last file,
+which cuts about 150 ms of what is still to be heard, and studio recordings end tight (TTS
+renderings carry their own trailing silence)."""
 FALLBACK = Voice()
 """The engine of last resort: espeak-ng is always installed."""
 
@@ -147,7 +153,17 @@ class PromptCache:
         """A prompt played from the pack (a recording, or fixed parts and say-as fragments),
         at the call rate; None when the pack cannot say it. Blocking (reads, converts)."""
         found = self.pack.files(prompt) if self.pack is not None else None
-        return None if found is None else [self.prepare_audio(p) for p in found]
+        if found is None:
+            return None
+        return [*(self.prepare_audio(p) for p in found), self.silence(PACK_TAIL)]
+
+    def silence(self, seconds: float) -> Path:
+        """A file of silence at the call rate (made once)."""
+        dst = self.root / f"silence-{round(seconds * 1000)}ms-{self.sample_rate}.wav"
+        if not dst.is_file():
+            write_wav(dst, np.zeros(round(seconds * self.sample_rate), dtype=np.int16),
+                      self.sample_rate)
+        return dst
 
     def render_sync(self, text: str, language: str = "en-US") -> Path:
         """Render now (flow load, CLI); blocking, so never call it on an event loop."""
