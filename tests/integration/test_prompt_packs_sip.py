@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,8 +102,8 @@ def test_the_pack_plays_instead_of_tts_and_a_failing_engine_falls_back(packed: S
     assert best_match(heard, read_wav(SOUNDS / "digits/7.wav")[0])[1] > HEARD  # not played
     # `ivr call`, with the IVR's config, names them as the catalogue's prompts; 再见 came from
     # espeak-ng after the zh-CN command failed, and the call ended where the flow ends
-    texts = [p["text"] for p in doc["prompts"]  # type: ignore[union-attr]
-             if p["heard_by"] == "catalogue"]
+    prompts: list[dict[str, Any]] = doc["prompts"]  # type: ignore[assignment]
+    texts = [p["text"] for p in prompts if p["heard_by"] == "catalogue"]
     assert texts == [WELCOME, BALANCE, "再见。"], doc["prompts"]
     (cdr,) = packed.wait_cdrs(before + 1)[before:]
     assert cdr["path"] == ["hi", "set", "bal", "bye"], cdr
