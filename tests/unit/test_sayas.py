@@ -116,3 +116,13 @@ def test_the_inventory_covers_what_say_as_produces() -> None:
     assert set("一二三四五六七八九") <= zh
     for text in ("十二元三角", "二零二六年三月二日", "十四点零五分"):
         assert set(speaker("zh-CN").fragments(text)) <= zh
+
+
+def test_a_secret_said_in_mandarin_or_korean_digits_is_scrubbed_from_free_text() -> None:
+    from ivr.lang.secret import scrub, taint
+
+    pin = taint("40719263")
+    said = render("{{ v | say_digits }}", {"v": "40719263", "call": {"language": "zh-CN"}})
+    assert said == "四 零 七 一 九 二 六 三"
+    for text in (f"heard: {said}", "heard: 四零七一九二六三", "들은 것: 사 영 칠 일 구 이 육 삼"):
+        assert "****9263" in scrub(text, [pin]) and "九 二 六" not in scrub(text, [pin])
