@@ -208,3 +208,18 @@ def test_pack_build_cli_writes_the_flows_prompts(tmp_path: Path) -> None:
     bad = CliRunner().invoke(cli, ["pack", "build", str(flows), "--language", "fr-FR",
                                    "--out", str(tmp_path / "p")])
     assert bad.exit_code != 0 and "fr-FR" in bad.output
+
+
+def test_ivr_call_hears_other_languages_templates_by_their_fixed_parts(tmp_path: Path) -> None:
+    from ivr.speech.catalogue_audio import candidates
+
+    pack_dir = tmp_path / "packs"
+    fill(pack_dir, "zh-CN", ["您的余额是"], [])
+    cache = PromptCache(tmp_path / "cache", Voice(), 8000, pack=PromptPack(pack_dir))
+    zh = "您的余额是{{ amount | say_currency }}，谢谢。"
+    en = "Your balance is {{ amount | say_currency }}."
+    static, templates = candidates([(zh, "zh-CN"), (en, "en-US"), ("再见。", "zh-CN")], cache)
+    assert templates == [en]  # the English grammar recogniser takes English templates
+    assert [name for name, _ in static] == [zh, zh, "再见。"]  # 您的余额是 and 谢谢 by sound
+    recorded = read_wav(pack_dir / "zh-CN" / f"{prompt_id('您的余额是')}.wav")[0]
+    assert len(static[0][1]) == len(recorded) // 2  # the pack's recording, at 8 kHz
