@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import Harness
 
 from ivr.flow.sayas_check import problem
 from ivr.flow.templates import render
@@ -126,3 +127,16 @@ def test_a_secret_said_in_mandarin_or_korean_digits_is_scrubbed_from_free_text()
     assert said == "四 零 七 一 九 二 六 三"
     for text in (f"heard: {said}", "heard: 四零七一九二六三", "들은 것: 사 영 칠 일 구 이 육 삼"):
         assert "****9263" in scrub(text, [pin]) and "九 二 六" not in scrub(text, [pin])
+
+
+async def test_a_flow_speaks_its_own_language_without_naming_it(harness: Harness) -> None:
+    result = await harness.run("""
+        flow: zh
+        language: zh-CN
+        start: a
+        nodes:
+          a: {set: {n: 20008, fee: "0.05"}, next: b}
+          b: {say: "您的积分是{{ n | say_number }}，手续费{{ fee | say_currency }}。", next: c}
+          c: {say: "{{ n | say_number('en-US') }} {{ call.language }}"}
+    """)
+    assert result.ctx.prompts == ["您的积分是两万零八，手续费五分。", "twenty thousand and eight zh-CN"]
