@@ -207,6 +207,8 @@ class PromptCache:
             raw = home / "raw.wav"
             failures = []
             for voice in self.chain(language):
+                if self._resting.get(voice, 0.0) > time.monotonic():
+                    continue
                 try:
                     self._synthesise(voice, text, language, raw, private=True)
                     break
@@ -214,7 +216,7 @@ class PromptCache:
                     failures.append(f"{voice.engine}: {exc}")
                     raw.unlink(missing_ok=True)
             else:
-                raise TtsError("; ".join(failures))
+                raise TtsError("; ".join(failures) or "every tts engine is resting")
             dst = home / "prompt.wav"
             convert(raw, dst, self.sample_rate)
             dst.chmod(0o600)

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from real_voice import SOUNDS_DIRS
 from server import REPO, Server, ivr_call, start_server
 
 from ivr.speech.audio import read_wav
 from ivr.speech.packs import prompt_id
 from ivr.speech.prompt_match import features
 
-SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+SOUNDS = next(d for d in SOUNDS_DIRS if (d / "hello-world.wav").is_file())
 WELCOME = "您好，欢迎致电。"
 BALANCE = "您的余额是{{ amount | say_currency }}。"
 RECORDED = {  # what the pack holds -> the studio recording standing in for it
