@@ -223,3 +223,12 @@ def test_ivr_call_hears_other_languages_templates_by_their_fixed_parts(tmp_path:
     assert [name for name, _ in static] == [zh, zh, "再见。"]  # 您的余额是 and 谢谢 by sound
     recorded = read_wav(pack_dir / "zh-CN" / f"{prompt_id('您的余额是')}.wav")[0]
     assert len(static[0][1]) == len(recorded) // 2  # the pack's recording, at 8 kHz
+
+
+def test_the_english_grammar_recogniser_takes_other_languages_templates_without_failing() -> None:
+    from ivr.speech.prompt_asr import PromptRecognizer
+
+    zh, en = "您的余额是{{ amount | say_currency }}。", "Your balance is {{ amount | say_currency }}."
+    recognizer = PromptRecognizer([zh, "잔액은 {{ n | say_number }}원입니다.", en])
+    assert recognizer.grammar is not None
+    assert [p.text for p in recognizer.grammar.patterns] == [en]
