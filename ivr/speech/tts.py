@@ -212,8 +212,8 @@ class PromptCache:
                 try:
                     self._synthesise(voice, text, language, raw, private=True)
                     break
-                except TtsError as exc:
-                    failures.append(f"{voice.engine}: {exc}")
+                except TtsError:  # its message may echo the text (an engine's stderr)
+                    failures.append(f"{voice.engine} failed")
                     raw.unlink(missing_ok=True)
             else:
                 raise TtsError("; ".join(failures) or "every tts engine is resting")

@@ -12,7 +12,6 @@ __all__ = ["ENGINES", "RENDER_TIMEOUT", "Engine", "TtsError", "Voice", "engine"]
 _LOCAL = LocalEngine()
 ENGINES: dict[str, Engine] = {"espeak-ng": _LOCAL, "pyttsx3": _LOCAL, "flite": _LOCAL,
                               "command": CommandEngine(), "http": HttpEngine()}
-LOCAL_ENGINES = ("espeak-ng", "pyttsx3", "flite")
 
 
 def engine(name: str) -> Engine:
