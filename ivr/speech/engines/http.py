@@ -1,6 +1,7 @@
 """`engine: http`: a site's TTS server. One POST per prompt, JSON
-`{"text", "language", "voice", "rate"}`, answered 200 with the WAV as the body; `timeout`
-bounds connecting and each wait for data (httpx's timeouts). The text is in the body, never in the URL (no access log holds it).
+`{"text", "language", "voice", "rate"}`, answered 200 with the WAV as the body. `timeout`
+bounds connecting and each wait for data (httpx's timeouts). The text is in the body, never in
+the URL (no access log holds it).
 """
 
 from __future__ import annotations
