@@ -33,7 +33,7 @@ class _InOrder(click.Command):
         return super().parse_args(ctx, args)
 
 
-def _catalogue(flows_dir: Path, config: Any) -> list[str]:
+def _catalogue(flows_dir: Path, config: Any) -> list[tuple[str, str]]:
     from ivr.flow.catalog import prompt_texts
     from ivr.flow.loader import iter_yaml_files
     from ivr.flow.validate import load_flows
@@ -41,7 +41,7 @@ def _catalogue(flows_dir: Path, config: Any) -> list[str]:
     if not flows_dir.is_dir():
         return []
     result = load_flows(list(iter_yaml_files([flows_dir], tests=False)), config)
-    return [t for f in result.flows.values() for t in prompt_texts(f)]
+    return [(t, f.header.language) for f in result.flows.values() for t in prompt_texts(f)]
 
 
 def _cache_dir() -> Path:
@@ -49,21 +49,14 @@ def _cache_dir() -> Path:
     return base / "ivr" / "call-prompts"
 
 
-def _hear(samples: np.ndarray, catalogue: list[str], cache: Any, transcriber: Any) -> Any:
-    """Static prompts by sound (rendered here with the same TTS), templates by grammar, the rest
-    by open transcription (ivr.speech.hear)."""
-    from ivr.flow.templates import is_template
-    from ivr.speech.audio import read_wav
+def _hear(samples: np.ndarray, catalogue: list[tuple[str, str]], cache: Any,
+          transcriber: Any) -> Any:
+    """Static prompts by sound (as the IVR plays them: its pack or the same TTS), templates by
+    grammar, the rest by open transcription (ivr.speech.hear)."""
+    from ivr.speech.catalogue_audio import candidates
     from ivr.speech.hear import hear
-    from ivr.speech.tts import TtsError
 
-    static = []
-    for text in (t for t in catalogue if not is_template(t)):
-        try:
-            static.append((text, read_wav(cache.render_sync(text))[0]))
-        except (TtsError, OSError):
-            continue
-    templates = [t for t in catalogue if is_template(t)]
+    static, templates = candidates(catalogue, cache)
     return hear(samples, 8000, static, templates, transcriber)
 
 
@@ -148,6 +141,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     from ivr.speech.prompt_asr import expect_matches
     from ivr.speech.transcribe import TranscriberError, open_transcriber
     from ivr.speech.tts import Voice
+    from ivr.speech.voices import language_voices, pack_of, voice_of
 
     if not uri.startswith("sip:"):
         raise click.BadParameter("a SIP URI like sip:1000@127.0.0.1:5060", param_hint="URI")
@@ -181,15 +175,17 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     except TranscriberError as exc:
         raise click.BadParameter(str(exc), param_hint="--asr") from None
     caller = TestCaller(uri, local_port=local_port, timeout=timeout,
-                        tts=Voice(tts.engine, tts.voice, tts.rate), cache_dir=_cache_dir(),
+                        tts=voice_of(tts), cache_dir=_cache_dir(),
                         voice=voice, codec=codec, headers=_headers(headers),
                         # a script's call ends with the IVR (a queue's announcements included)
                         listen_after=timeout if script is not None else 15.0)
+    caller.cache.languages = language_voices(tts)  # the IVR's voices and recorded pack, so its
+    caller.cache.pack = pack_of(config)            # prompts are recognised as they play
     report = asyncio.run(caller.run(actions))
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
     if prompts_file is not None:
-        catalogue += [t for t in prompts_file.read_text().splitlines() if t.strip()]
+        catalogue += [(t, "en-US") for t in prompts_file.read_text().splitlines() if t.strip()]
     hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber) if samples.size
                         else Hearing())
     heard = hearing.prompts

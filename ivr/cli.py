@@ -567,6 +567,10 @@ from ivr.call_cmd import call as _call_command  # noqa: E402 - registered after 
 
 cli.add_command(_call_command)
 
+from ivr.pack_cmd import pack as _pack_command  # noqa: E402 - registered after the group
+
+cli.add_command(_pack_command)
+
 
 def main() -> None:
     """Entry point: known errors print cleanly; tracebacks only with IVR_DEBUG=1."""

@@ -314,13 +314,55 @@ class AsrSettings(_Strict):
         "(about 30 MB) loads per worker; true: every model; false: none")
 
 
-class TtsSettings(_Strict):
-    engine: Literal["espeak-ng", "pyttsx3", "flite"] = Field(
+class TtsVoiceSettings(_Strict):
+    """One TTS engine (ivr.speech.engines): a local synthesiser, a program or a server."""
+
+    engine: Literal["espeak-ng", "pyttsx3", "flite", "command", "http"] = Field(
         "espeak-ng", description="pyttsx3 is accepted and renders with espeak-ng (same voice); "
-        "flite (English only) has CMU's voices: kal, awb, rms, slt"
+        "flite (English only) has CMU's voices: kal, awb, rms, slt; command: a local program "
+        "(`command`); http: a TTS server (`url`)"
     )
     voice: str = "en-us"
     rate: int = Field(165, ge=50, le=500)
+    command: list[str] | None = Field(
+        None, min_length=1, description="engine command: the program and its arguments, no "
+        "shell; {text} {out} {language} {voice} {rate} are replaced; without {text} the text "
+        "comes on stdin, without {out} the WAV goes to stdout")
+    url: str | None = Field(None, description="engine http: POST {text, language, voice, rate} "
+                            "as JSON, WAV back")
+    timeout: Duration = Field(20.0, gt=0, description="one rendering may take this long; then "
+                              "the next engine renders")
+
+    @model_validator(mode="after")
+    def _needs(self) -> TtsVoiceSettings:
+        if self.engine == "command" and not self.command:
+            raise ValueError("tts engine command needs command: [program, args...]")
+        if self.engine == "http" and not (self.url and self.url.startswith(("http://",
+                                                                              "https://"))):
+            raise ValueError("tts engine http needs url: http(s)://...")
+        if self.command and "/" in self.command[0] and not Path(self.command[0]).is_absolute():
+            raise ValueError("tts command: give the program by name (on PATH) or absolute path")
+        return self
+
+
+class TtsSettings(TtsVoiceSettings):
+    languages: dict[str, TtsVoiceSettings] = Field(
+        default_factory=dict, description="another engine for prompts in these languages, e.g. "
+        "zh-CN: {engine: command, command: [...]}; a language (zh) covers its regions (zh-CN). "
+        "When one fails the default engine renders, then espeak-ng")
+
+
+class PromptSettings(_Strict):
+    """Recorded prompt packs (ivr.speech.packs)."""
+
+    packs: Path | None = Field(
+        None, description="directory of recorded prompt packs: DIR/<language>/<prompt id>.wav "
+        "and DIR/<language>/say/<fragment>.wav play instead of TTS (`ivr pack build` makes one)")
+
+    @field_validator("packs")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
 
 
 class TurnSettings(_Strict):
@@ -536,6 +578,7 @@ class EngineConfig(_Strict):
     audio: str = "audio/"
     routes: dict[str, str] = Field(default_factory=dict)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     calendars: dict[str, Calendar] = Field(default_factory=dict)
     queues: dict[str, QueueSettings] = Field(default_factory=dict)

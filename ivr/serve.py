@@ -51,7 +51,8 @@ from ivr.retention import purge
 from ivr.sip.build import warn_if_wheel
 from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
-from ivr.speech.tts import PromptCache, TtsError, Voice
+from ivr.speech.tts import TtsError
+from ivr.speech.voices import prompt_cache
 from ivr.store.db import Store
 
 log = logging.getLogger("ivr.serve")
@@ -80,8 +81,7 @@ class Supervisor:
         self.front: Front | None = None
         self.store = Store(Path(config.store.path) if Path(config.store.path).is_absolute()
                            else Path.cwd() / config.store.path)
-        tts = config.speech.tts
-        self.cache = PromptCache(self.state / "prompts", Voice(tts.engine, tts.voice, tts.rate), 8000)
+        self.cache = prompt_cache(self.state / "prompts", config, 8000)
         if self.cache.forget_unkeyed():
             log.info("prompt cache: removed renderings named before the cache key")
         self.stop = asyncio.Event()

@@ -55,7 +55,7 @@ from ivr.sip.stubbed import StubbedSipChannel
 from ivr.sip.test_hooks import TestHook
 from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
-from ivr.speech.tts import PromptCache, Voice
+from ivr.speech.voices import prompt_cache
 from ivr.status_line import rss_kb, write_status
 
 log = logging.getLogger("ivr.worker")
@@ -151,9 +151,8 @@ class Worker:
     def __post_init__(self) -> None:
         self.levels = LevelsFile(self.state_dir / "log-levels.json")
         self.levels.poll()
-        tts = self.config.speech.tts
-        self.cache = PromptCache(self.state_dir / "prompts", Voice(tts.engine, tts.voice, tts.rate),
-                                 sample_rate=8000, private_dir=private_dir(self.state_dir))
+        self.cache = prompt_cache(self.state_dir / "prompts", self.config, 8000,
+                                  private_dir=private_dir(self.state_dir))
         self.outbox = Outbox(self.state_dir / "outbox" / f"worker-{self.worker_id}.sqlite")
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
         self.asr = load_engine(self.config.speech.asr, self.asr_service)

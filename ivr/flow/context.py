@@ -100,8 +100,14 @@ class CallContext:
     def scope(self) -> dict[str, Any]:
         """Names templates may use: flow variables, then the call-level ones."""
         caller = {"number": "", "name": "", "dialed": "", "sip_headers": {}, **self.caller}
-        call = {"id": self.call_id, "started_at": self.started_at.isoformat()}
+        call = {"id": self.call_id, "started_at": self.started_at.isoformat(),
+                "language": self.language}
         return {**self.variables, "caller": caller, "call": call, "last": dict(self.last)}
+
+    @property
+    def language(self) -> str:
+        """The language the call speaks now (prompts, say-as): the flow's."""
+        return self.flow.header.language
 
     def assign(self, name: str, value: Any, *, sensitive: bool = False) -> None:
         """Store a variable; a sensitive input or a name the flow lists as sensitive taints it."""
