@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import PromptCache, TtsError, Voice
 from ivr.store.db import Store
+from ivr.web.desktop import Desktop
+from ivr.web.routes import pages
+from ivr.web.routes import routes as desktop_routes
 
 log = logging.getLogger("ivr.serve")
 
@@ -89,6 +93,8 @@ class Supervisor:
         self.started = time.time()
         self.acd: AcdService | None = None  # the ACD (ivr/acd): queues, agents, callbacks
         self.recognition: RecognitionProcess | None = None  # shared models (ivr.speech.asr.server)
+        self.desktop = Desktop(config.desktop, lambda: self.acd, self.store.path,
+                               lambda: [w.as_json() for w in self.pool])  # ivr/web
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -273,11 +279,34 @@ class Supervisor:
         def offered(call_id: str, agent: str) -> bool:
             return self.acd is not None and self.acd.offered_to(call_id, agent)
 
-        app = web.Application(middlewares=[authenticate(self.tokens, api_policy(offered))])
+        def ringing(call_id: str, agent: str) -> bool:
+            return self.acd is not None and self.acd.engine.ringing_for(call_id, agent)
+
+        def had(call_id: str, agent: str) -> bool:
+            return self.acd is not None and self.acd.agent_of(call_id) == agent
+
+        app = web.Application(middlewares=[
+            pages(), authenticate(self.tokens, api_policy(offered, ringing, had))])
         app.add_routes(acd_routes(lambda: self.acd))  # /queues, /agents, /calls/<id>/context
+        app.add_routes(desktop_routes(self.desktop, self.store))  # /events, the agent's actions
+        app.cleanup_ctx.append(self._desktop_ctx)
+        app.on_shutdown.append(self._close_streams)
         app.add_routes([web.get("/health", health), web.get("/metrics", metrics),
                         web.get("/calls", calls), web.get("/calls/{call_id}", call)])
         return app
+
+    async def _close_streams(self, _: web.Application) -> None:
+        """Shutdown ends every page's stream first (they show disconnected, then reconnect)."""
+        self.desktop.hub.close()
+
+    async def _desktop_ctx(self, _: web.Application) -> AsyncIterator[None]:
+        """The wallboard's refresher lives as long as the HTTP app."""
+        task = asyncio.get_running_loop().create_task(self.desktop.run())
+        yield
+        self.desktop.hub.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> int:
@@ -296,6 +325,7 @@ class Supervisor:
             self.acd = AcdService.create(self.config, self.store.path,
                                          self.state / "outbox" / "acd.sqlite", self.broker_url,
                                          auth=self.bus_auth)
+            self.acd.observers.append(self.desktop.on_actions)
             self._spawn(self.acd.run())
             await self.check_flows()
             self._flow_stamp = self._stamp()

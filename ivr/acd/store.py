@@ -106,6 +106,12 @@ class AcdStore(Database):
                                    (call_id, agent)).fetchone()
         return row is not None
 
+    def agent_of(self, call_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT agent FROM acd_log WHERE call_id = ? AND answered_at "
+                                   "IS NOT NULL", (call_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
     def logged_context(self, call_id: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute("SELECT context FROM acd_log WHERE call_id = ?",
