@@ -19,7 +19,6 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +52,8 @@ from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import PromptCache, TtsError, Voice
 from ivr.store.db import Store
 from ivr.web.desktop import Desktop
+from ivr.web.routes import install as install_desktop
 from ivr.web.routes import pages
-from ivr.web.routes import routes as desktop_routes
 
 log = logging.getLogger("ivr.serve")
 
@@ -279,34 +278,13 @@ class Supervisor:
         def offered(call_id: str, agent: str) -> bool:
             return self.acd is not None and self.acd.offered_to(call_id, agent)
 
-        def ringing(call_id: str, agent: str) -> bool:
-            return self.acd is not None and self.acd.engine.ringing_for(call_id, agent)
-
-        def had(call_id: str, agent: str) -> bool:
-            return self.acd is not None and self.acd.agent_of(call_id) == agent
-
-        app = web.Application(middlewares=[
-            pages(), authenticate(self.tokens, api_policy(offered, ringing, had))])
+        policy = api_policy(offered, self.desktop.ringing, self.desktop.had)
+        app = web.Application(middlewares=[pages(), authenticate(self.tokens, policy)])
         app.add_routes(acd_routes(lambda: self.acd))  # /queues, /agents, /calls/<id>/context
-        app.add_routes(desktop_routes(self.desktop, self.store))  # /events, the agent's actions
-        app.cleanup_ctx.append(self._desktop_ctx)
-        app.on_shutdown.append(self._close_streams)
+        install_desktop(app, self.desktop, self.store)  # pages, /events, the agent's actions
         app.add_routes([web.get("/health", health), web.get("/metrics", metrics),
                         web.get("/calls", calls), web.get("/calls/{call_id}", call)])
         return app
-
-    async def _close_streams(self, _: web.Application) -> None:
-        """Shutdown ends every page's stream first (they show disconnected, then reconnect)."""
-        self.desktop.hub.close()
-
-    async def _desktop_ctx(self, _: web.Application) -> AsyncIterator[None]:
-        """The wallboard's refresher lives as long as the HTTP app."""
-        task = asyncio.get_running_loop().create_task(self.desktop.run())
-        yield
-        self.desktop.hub.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> int:

@@ -64,6 +64,15 @@ class Desktop:
             elif isinstance(a, CallClosed):
                 self.hub.publish("closed", {"call_id": a.call_id, "outcome": a.outcome}, a.agent)
 
+    # -- who may act on a call (ivr.access.policy) ----------------------------------------------
+    def ringing(self, call_id: str, agent: str) -> bool:
+        acd = self.acd()
+        return acd is not None and acd.engine.ringing_for(call_id, agent)
+
+    def had(self, call_id: str, agent: str) -> bool:
+        acd = self.acd()
+        return acd is not None and acd.agent_of(call_id) == agent
+
     # -- views -------------------------------------------------------------------------------
     def wallboard(self) -> dict[str, Any] | None:
         acd = self.acd()

@@ -14,9 +14,12 @@ Who may call what: `ivr.access.policy`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -87,6 +90,26 @@ def pages() -> Middleware:
         return await handler(request)
 
     return middleware
+
+
+def install(app: web.Application, desktop: Desktop, store: Store) -> None:
+    """The routes, the wallboard's refresher (lives as long as the app) and, at shutdown, the
+    end of every page's stream (they show disconnected, then reconnect to the next server)."""
+    app.add_routes(routes(desktop, store))
+
+    async def refresher(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(desktop.run())
+        yield
+        desktop.hub.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def close_streams(_: web.Application) -> None:
+        desktop.hub.close()
+
+    app.cleanup_ctx.append(refresher)
+    app.on_shutdown.append(close_streams)
 
 
 def routes(desktop: Desktop, store: Store) -> list[web.RouteDef]:
