@@ -40,7 +40,7 @@ RESYNC = Event("", "resync", {})
 """Put in place of a backlog that overflowed: the stream sends a snapshot."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscriber:
     who: Principal
     queue: asyncio.Queue[Event | None] = field(
