@@ -130,6 +130,7 @@ const IVR = (() => {
       form.hidden = signedIn;
       app.hidden = !signedIn;
       if (!signedIn) input.focus();
+      else { app.setAttribute("tabindex", "-1"); app.focus(); }  // keys now go to the page
     };
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();

@@ -146,7 +146,7 @@
   document.addEventListener("keydown", (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.altKey || !me) return;
     const t = ev.target;
-    if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT")) return;
+    if (t && ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) && !t.closest("[hidden]")) return;
     const key = ev.key.toLowerCase();
     const map = {r: "ready", w: "away", l: "logout", y: "accept", n: "reject"};
     if (key === "d" && !$("dispo").hidden) { $("dispo-code").focus(); ev.preventDefault(); return; }
