@@ -15,7 +15,8 @@
     try {
       calls = (await api("GET", `/calls?since=${since}`)).calls;
     } catch (e) {
-      if (e.status === 401 || e.status === 403) { IVR.rejected("Call search needs a read or admin token."); return; }
+      if (e.status === 401) { IVR.rejected("That token is not valid here."); return; }
+      if (e.status === 403) { IVR.rejected("Call search needs a read or admin token."); return; }
       setText("error", e.message);
       return;
     }
