@@ -269,6 +269,8 @@ class Supervisor:
             if cdr is None:
                 raise web.HTTPNotFound(text=json.dumps({"error": "unknown call"}),
                                        content_type="application/json")
+            if self.acd is not None:  # its time in a queue (no context: that is the agent's)
+                cdr["acd"] = self.acd.store.queue_record(request.match_info["call_id"])
             return web.json_response(cdr)
 
         async def calls(request: web.Request) -> web.Response:

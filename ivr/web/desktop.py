@@ -83,7 +83,8 @@ class Desktop:
         acd = self.acd()
         out: dict[str, Any] = {"boot": self.hub.boot, "at": time.time(), "acd": acd is not None,
                                "dispositions": list(self.settings.dispositions),
-                               "heartbeat_s": self.settings.heartbeat}
+                               "heartbeat_s": self.settings.heartbeat,
+                               "history_every_s": self.settings.history_every}
         if acd is not None and agent is not None:
             out["desk"] = views.agent_view(acd, agent)
         if supervisor:

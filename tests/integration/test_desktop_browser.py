@@ -210,12 +210,36 @@ def test_screen_pop_before_the_phone_answers_then_accept_wallboard_and_dispositi
                        "notes": "Balance query; <b>asked</b> about fees"}
         # wrap-up ends on its own: bob is ready again
         expect(desk.locator("#state")).to_have_text("ready", timeout=20000)
+        _call_search(browser, server, call_id)
     finally:
         phone.stop()
         if caller is not None and caller.poll() is None:
             caller.kill()
         desk.close()
         board.close()
+
+
+def _call_search(browser: Browser, server: Server, call_id: str) -> None:
+    """The call is found by caller flow and disposition; its timeline has the masked input,
+    the transcript, the queue, the agent and the disposition."""
+    page = _page(browser, server, "/calls", READER)
+    try:
+        server.wait(lambda: server.get(f"/calls/{call_id}")[1].get("ended_at"), 20, "the CDR")
+        page.fill("#f-flow", "acme")
+        page.fill("#f-dispo", "resolved")
+        page.click("#filters button[type=submit]")
+        row = page.locator(f'tr[data-call="{call_id}"]')
+        expect(row).to_be_visible()
+        assert page.locator("#results tr").count() == 1
+        row.click()
+        timeline = page.locator("#timeline")
+        expect(timeline).to_contain_text("Disposition")
+        text = timeline.inner_text()
+        assert "****9263" in text and ACCOUNT not in text, text
+        assert "agent bob" in text and "general" in text and "resolved by bob" in text, text
+        assert "ask_account" in text and "priority_agent" in text, text
+    finally:
+        page.close()
 
 
 def test_a_wrong_token_gets_no_page_data(server: Server, browser: Browser) -> None:

@@ -43,11 +43,11 @@
 
   async function show(id) {
     setText("error", "");
-    let cdr, ctx = null;
+    let cdr;
     try {
       cdr = await api("GET", `/calls/${encodeURIComponent(id)}`);
-      ctx = await api("GET", `/calls/${encodeURIComponent(id)}/context`).catch(() => null);
     } catch (e) { setText("error", e.message); return; }
+    const acd = cdr.acd;
     setText("detail-title", `Call ${id}`);
     const items = [item(cdr.started_at, "Started", `${cdr.caller || "unknown"} dialled ${cdr.dialed || "–"} → flow ${cdr.flow || "–"} ${cdr.flow_version || ""}`)];
     if (cdr.answered_at) items.push(item(cdr.answered_at, "Answered by the IVR"));
@@ -55,8 +55,11 @@
     for (const t of cdr.transcript || []) items.push(item(t.at || null, t.who === "caller" ? "Caller" : "IVR", String(t.text)));
     const vars = Object.entries(cdr.variables || {});
     if (vars.length) items.push(item(null, "Values", vars.map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")));
-    if (ctx) items.push(item(null, "Queue", `${ctx.queue || cdr.queue} (priority ${ctx.priority ?? 0})`, ctx.agent ? ` – agent ${ctx.agent}` : " – no agent"));
-    else if (cdr.queue) items.push(item(null, "Queue", cdr.queue));
+    if (acd) {
+      items.push(item(acd.enqueued_at, "Queue", `${acd.queue} (priority ${acd.priority ?? 0})`));
+      if (acd.answered_at) items.push(item(acd.answered_at, "Agent", `agent ${acd.agent} answered after ${secs(acd.answered_at - acd.enqueued_at)}`));
+      else items.push(item(acd.ended_at, "Left the queue", acd.outcome || "–"));
+    } else if (cdr.queue) items.push(item(null, "Queue", cdr.queue));
     if (cdr.ended_at) items.push(item(cdr.ended_at, "Ended", `${cdr.end_kind || ""} ${cdr.end_reason ? "(" + cdr.end_reason + ")" : ""} at ${cdr.end_node || "–"}`));
     if (cdr.disposition) items.push(item(cdr.disposition.at, "Disposition", `${cdr.disposition.code} by ${cdr.disposition.agent}`, cdr.disposition.notes ? ` – ${cdr.disposition.notes}` : ""));
     $("timeline").replaceChildren(...items);

@@ -8,7 +8,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   const STATES = ["ready", "ringing", "on_call", "wrap_up", "away", "logged_out"];
   const COLOURS = ["#1d4ed8", "#b45309", "#047857", "#7c3aed", "#be123c"];
-  let history = [], board = null, sampleEvery = 30;
+  let history = [], board = null;
 
   const timeLevel = (s, target) => (s === null || s === undefined ? "" : s < target / 2 ? "ok" : s < target ? "warn" : "bad");
   const slLevel = (v) => (v === null || v === undefined ? "" : v >= 0.8 ? "ok" : v >= 0.6 ? "warn" : "bad");
@@ -100,6 +100,7 @@
         return;
       }
       history = doc.history || [];
+      setText("sample-every", doc.history_every_s);
       board = doc.wallboard;
       render();
     },
@@ -111,5 +112,4 @@
     IVR.connection(s);
     if (s === "unauthorized") IVR.rejected("That token is not valid here.");
   }));
-  setText("sample-every", sampleEvery);
 })();
