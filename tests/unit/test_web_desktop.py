@@ -296,3 +296,35 @@ async def test_shutdown_ends_open_streams(tmp_path: Path) -> None:
         await client.close()
         r.acd.close()
         r.store.close()
+
+
+# -- the engine's part --------------------------------------------------------------------------
+def test_accepting_on_the_desktop_stops_the_other_rings_of_a_ring_all_call() -> None:
+    from ivr.acd.engine import StateError
+    from ivr.acd.model import Cancel, Offer
+
+    now = [1000.0]
+    engine = Engine({"sales": QueuePolicy(strategy="ring_all")},
+                    [Agent("bob", queues=["sales"]), Agent("dave", queues=["sales"])],
+                    clock=lambda: now[0])
+    for name in ("bob", "dave"):
+        engine.agent_action(name, "ready")
+    engine.enqueue("c1", "sales")
+    offers = [a for a in engine.tick() if isinstance(a, Offer)]
+    assert sorted(o.agent for o in offers) == ["bob", "dave"]
+    assert engine.ringing_for("c1", "bob") and engine.ringing_for("c1", "dave")
+    out = engine.accept("c1", "dave")
+    assert [(a.agent, a.reason) for a in out if isinstance(a, Cancel)] == [
+        ("bob", "accepted_elsewhere")]
+    assert engine.agents["bob"].state.value == "ready" and engine.ringing_for("c1", "dave")
+    with pytest.raises(StateError):
+        engine.accept("c1", "bob")  # no longer bob's offer
+
+
+def test_self_service_sums_the_workers_calls_by_flow_and_node() -> None:
+    from ivr.web.views import self_service
+
+    workers: list[dict[str, Any]] = [{"nodes": {"acme-bank:main": 2, "survey:q1": 1}}, {"nodes": {"acme-bank:main": 1}},
+               {"alive": False}]
+    assert self_service(workers) == [{"flow": "acme-bank", "node": "main", "calls": 3},
+                                     {"flow": "survey", "node": "q1", "calls": 1}]
