@@ -324,7 +324,7 @@ def test_accepting_on_the_desktop_stops_the_other_rings_of_a_ring_all_call() -> 
 def test_self_service_sums_the_workers_calls_by_flow_and_node() -> None:
     from ivr.web.views import self_service
 
-    workers: list[dict[str, Any]] = [{"nodes": {"acme-bank:main": 2, "survey:q1": 1}}, {"nodes": {"acme-bank:main": 1}},
-               {"alive": False}]
+    workers: list[dict[str, Any]] = [{"nodes": {"acme-bank:main": 2, "survey:q1": 1}},
+                                     {"nodes": {"acme-bank:main": 1}}, {"alive": False}]
     assert self_service(workers) == [{"flow": "acme-bank", "node": "main", "calls": 3},
                                      {"flow": "survey", "node": "q1", "calls": 1}]
