@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -168,18 +169,26 @@ def test_screen_pop_before_the_phone_answers_then_accept_wallboard_and_dispositi
     board = _page(browser, server, "/wallboard", READER)
     _live(board)
     board.evaluate(SEEN)
+    # the phone answers 6 s into the ring: the front gives an agent's phone 10 s
+    # (front fr_inv_timer), the test sees the pop and accepts well before
     phone = Softphone("--name", "bob", "--register", server.uri_host, "--incoming", "answer",
-                      "--answer-after", "10", "--duration", "90")
+                      "--answer-after", "6", "--duration", "90")
     caller: subprocess.Popen[str] | None = None
     try:
         phone.wait(15, "bob registered at the front", ev="registered", code=200)
         desk.keyboard.press("r")  # Ready, by its shortcut
         expect(desk.locator("#state")).to_have_text("ready")
         assert _agent(server, "bob")["state"] == "ready"
+        hold = tmp_path / "quiet.wav"  # the caller stays on the line this long in the queue
+        with wave.open(str(hold), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(b"\0\0" * 8000 * 25)
         caller = subprocess.Popen(
             [str(IVR_BIN), "call", f"sip:1000@{server.uri_host}", "--asr", "none",
              "--dtmf", "1", "--dtmf", f"{ACCOUNT}#", "--dtmf", "1", "--dtmf", "1",
-             "--flows", str(server.flows), "--json", "--timeout", "90"],
+             "--play", str(hold), "--flows", str(server.flows), "--json", "--timeout", "90"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         pop = desk.locator("#pop")
         expect(pop).to_be_visible(timeout=60000)
