@@ -328,3 +328,23 @@ def test_self_service_sums_the_workers_calls_by_flow_and_node() -> None:
                                      {"nodes": {"acme-bank:main": 1}}, {"alive": False}]
     assert self_service(workers) == [{"flow": "acme-bank", "node": "main", "calls": 3},
                                      {"flow": "survey", "node": "q1", "calls": 1}]
+
+
+async def test_the_recording_is_served_to_supervisors_only(
+        rig: tuple[Rig, Client], tmp_path: Path) -> None:
+    r, client = rig
+    wav = tmp_path / "rec" / "c9.wav"
+    wav.parent.mkdir()
+    wav.write_bytes(b"RIFF....WAVEfmt ")
+    r.store.record_event({"call_id": "c9", "seq": 1, "kind": "call.start", "at": 1.0})
+    r.store.record_event({"call_id": "c9", "seq": 2, "kind": "call.end", "at": 2.0,
+                          "end": {"kind": "hangup"}, "recording": str(wav),
+                          "recording_pauses": []})
+    async with client.get("/calls/c9/recording", headers=_auth(READER)) as resp:
+        assert resp.status == 200 and resp.content_type == "audio/wav"
+        assert await resp.read() == wav.read_bytes()
+    async with client.get("/calls/c9/recording", headers=_auth(BOB)) as resp:
+        assert resp.status == 403
+    wav.unlink()  # retention took it
+    async with client.get("/calls/c9/recording", headers=_auth(READER)) as resp:
+        assert resp.status == 404
