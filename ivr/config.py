@@ -515,6 +515,18 @@ class HttpSettings(_Strict):
                                      "one per line")
 
 
+class DesktopSettings(_Strict):
+    """The agent desktop and wallboard served on the HTTP listener (README: Agent desktop and
+    wallboard)."""
+
+    dispositions: list[str] = Field(
+        default_factory=lambda: ["resolved", "follow_up", "escalated", "wrong_number"],
+        min_length=1, description="the disposition codes an agent picks after a call")
+    heartbeat: Duration = Field(10.0, gt=0, description="a live page hears from the server at "
+                                "least this often; silence for 2.5x this marks it stale")
+    history_every: Duration = Field(30.0, gt=0, description="how often the wallboard's "
+                                    "last-hour chart takes a sample")
+
 
 class RecordingSettings(_Strict):
     """Whole-call recording for quality, opt-in: a call is recorded when its dialled number is
@@ -587,6 +599,7 @@ class EngineConfig(_Strict):
     transfers: TransferSettings = Field(default_factory=TransferSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    desktop: DesktopSettings = Field(default_factory=DesktopSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)

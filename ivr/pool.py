@@ -69,7 +69,7 @@ class WorkerProc:
                 "draining": bool(self.status.get("draining")), "media": self.status.get("media", {}),
                 "tasks": self.status.get("tasks", 0), "flows": self.status.get("flows", {}),
                 "rss_kb": self.status.get("rss_kb", 0), "created": self.status.get("created", {}),
-                "speech": self.status.get("speech", {})}
+                "speech": self.status.get("speech", {}), "nodes": self.status.get("nodes", {})}
 
 
 class WorkerPool:

@@ -54,6 +54,9 @@ from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import TtsError
 from ivr.speech.voices import prompt_cache
 from ivr.store.db import Store
+from ivr.web.desktop import Desktop
+from ivr.web.routes import install as install_desktop
+from ivr.web.routes import pages
 
 log = logging.getLogger("ivr.serve")
 
@@ -95,6 +98,8 @@ class Supervisor:
         self.recognition: RecognitionProcess | None = None  # shared models (ivr.speech.asr.server)
         self.levels = LevelsFile(self.state / "log-levels.json")
         """Run-time log levels, published to the workers (ivr.log_levels)."""
+        self.desktop = Desktop(config.desktop, lambda: self.acd, self.store.path,
+                               lambda: [w.as_json() for w in self.pool])  # ivr/web
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -316,6 +321,8 @@ class Supervisor:
             if cdr is None:
                 raise web.HTTPNotFound(text=json.dumps({"error": "unknown call"}),
                                        content_type="application/json")
+            if self.acd is not None:  # its time in a queue (no context: that is the agent's)
+                cdr["acd"] = self.acd.store.queue_record(request.match_info["call_id"])
             return web.json_response(cdr)
 
         async def calls(request: web.Request) -> web.Response:
@@ -325,8 +332,10 @@ class Supervisor:
         def offered(call_id: str, agent: str) -> bool:
             return self.acd is not None and self.acd.offered_to(call_id, agent)
 
-        app = web.Application(middlewares=[authenticate(self.tokens, api_policy(offered))])
+        policy = api_policy(offered, self.desktop.ringing, self.desktop.had)
+        app = web.Application(middlewares=[pages(), authenticate(self.tokens, policy)])
         app.add_routes(acd_routes(lambda: self.acd))  # /queues, /agents, /calls/<id>/context
+        install_desktop(app, self.desktop, self.store)  # pages, /events, the agent's actions
         app.add_routes([web.get("/health", health), web.get("/metrics", metrics),
                         web.get("/calls", calls), web.get("/calls/{call_id}", call),
                         web.get("/log-level", get_levels), web.put("/log-level", put_levels)])
@@ -352,6 +361,7 @@ class Supervisor:
             self.acd = AcdService.create(self.config, self.store.path,
                                          self.state / "outbox" / "acd.sqlite", self.broker_url,
                                          auth=self.bus_auth)
+            self.acd.observers.append(self.desktop.on_actions)
             self._spawn(self.acd.run())
             await self.check_flows()
             self._flow_stamp = self._stamp()

@@ -133,6 +133,8 @@ class Worker:
     """Calls this worker carries (its share of max_calls, within the loaded pjsua2's limit)."""
     registry: MediaRegistry = field(default_factory=MediaRegistry)
     sessions: dict[str, CallSession] = field(default_factory=dict)
+    contexts: dict[str, CallContext] = field(default_factory=dict)
+    """The running flows of live calls: where each call is now (the wallboard's self-service)."""
     rejected: dict[str, CallSession] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     flows: dict[str, Flow] = field(default_factory=dict)
@@ -199,7 +201,7 @@ class Worker:
                   "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid(),
                   "created": dict(self.registry.created),
                   "speech": {"ready": self.asr.ready, "message": self.asr.message},
-                  "log_levels": self.levels.seq}
+                  "log_levels": self.levels.seq, "nodes": self._nodes()}
         now = time.monotonic()
         if changed_only and status == self._last_status and \
                 now - self._last_status_at < STATUS_HEARTBEAT:
@@ -207,6 +209,15 @@ class Worker:
         self._last_status, self._last_status_at = status, now
         if not write_status({**status, "rss_kb": rss_kb()}):
             self._orphan("the status pipe is closed")
+
+    def _nodes(self) -> dict[str, int]:
+        """Live calls by `flow:node` (the node a call is in now)."""
+        counts: dict[str, int] = {}
+        for ctx in self.contexts.values():
+            if ctx.node_id:
+                key = f"{ctx.top_flow_id or ctx.flow.id}:{ctx.node_id}"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def _orphan(self, why: str) -> None:
         """The supervisor is gone (SIGKILL, crash): keep the live calls, take no new ones.
@@ -360,6 +371,7 @@ class Worker:
                     "flow": ctx.top_flow_id or flow.id, "path": list(ctx.path),
                     "variables": ctx.masked_variables(), "transcript": list(ctx.transcript),
                     "sensitive": sorted(ctx.sensitive | set(ctx.flow.sensitive))}
+                self.contexts[session.call_id] = ctx
                 result = await Interpreter(ctx).run()
             end = result.end
             reason = session.ended_for or \
@@ -374,6 +386,7 @@ class Worker:
             reason = "internal error"
             session.hangup()
         finally:
+            self.contexts.pop(session.call_id, None)
             if not session.gone.is_set():
                 session.hangup()
                 with contextlib.suppress(asyncio.TimeoutError):

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,8 @@ class AcdService:
         self._traces: dict[str, dict[str, str]] = {}
         """Each live call's trace context, from its last request: the parent of its offers."""
         self.connected = asyncio.Event()
+        self.observers: list[Callable[[list[Action]], None]] = []
+        """Called with every batch of decisions after it was sent (the desktop's live feed)."""
 
     @classmethod
     def create(cls, config: EngineConfig, store_path: Path, outbox_path: Path, broker_url: str,
@@ -176,6 +179,19 @@ class AcdService:
         self.apply(actions)
         self.tick()
         return actions
+
+    def reject(self, call_id: str, agent: str) -> None:
+        """The agent declined the offer on their desktop: their leg is cancelled and the call
+        keeps its place for the next agent (as a rejected INVITE would)."""
+        call = self.engine.waiting.get(call_id)
+        actions: list[Action] = [Cancel(call_id, agent, "rejected")]
+        actions += self.engine.failed(call_id, agent, call.attempt if call else None, "reject")
+        self.apply(actions)
+        self.tick()
+
+    def accept(self, call_id: str, agent: str) -> None:
+        """The agent took the offer on their desktop (StateError when it is not theirs now)."""
+        self.apply(self.engine.accept(call_id, agent))
 
     def request(self, data: dict[str, Any]) -> None:
         """One worker request, in its call's log context and trace (its `traceparent`)."""
@@ -315,6 +331,12 @@ class AcdService:
                 self._traces.pop(a.call_id, None)
                 self._every.pop(a.call_id, None)
                 self._last_position.pop(a.call_id, None)
+        if actions:
+            for observe in self.observers:
+                try:
+                    observe(actions)
+                except Exception:  # a page's feed must never stop the ACD
+                    log.exception("ACD observer failed")
 
 
     def _offer(self, a: Offer) -> None:
@@ -347,6 +369,13 @@ class AcdService:
         if live is not None:
             return live
         return self.store.logged_context(call_id)
+
+    def agent_of(self, call_id: str) -> str | None:
+        """The agent who answered the call (live or logged), else None."""
+        call = self.engine.active.get(call_id)
+        if call is not None and call.agent:
+            return call.agent
+        return self.store.agent_of(call_id)
 
     def offered_to(self, call_id: str, agent: str) -> bool:
         """Whether the call was ever offered to `agent` (an agent's token may read its context)."""
