@@ -211,7 +211,8 @@ class FrontSettings:
             if not _SAFE_AGENT.match(agent):
                 raise ValueError(f"scanner user agent {agent!r} may only use letters, digits, ' ._/-'")
         for name in ("pike_sampling_s", "pike_density", "pike_remove_latency_s", "probe_interval_s",
-                     "fr_timer_ms", "fr_inv_timer_ms", "outbound_ring_ms", "children", "reg_timer_interval_s", "retry_after_s",
+                     "fr_timer_ms", "fr_inv_timer_ms", "outbound_ring_ms", "children",
+                     "reg_timer_interval_s", "retry_after_s",
                      "reg_retry_interval_s", "auth_max_failures", "auth_window_s", "auth_ban_s",
                      "max_message_bytes"):
             if getattr(self, name) < 1:
