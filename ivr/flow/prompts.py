@@ -38,7 +38,7 @@ def texts(spec: PromptSpec | None) -> list[str]:
 
 def build(ctx: CallContext, spec: PromptSpec | None) -> list[Prompt]:
     """Render templates now, so a prompt says what the variables hold at this moment."""
-    language = ctx.flow.header.language
+    language = ctx.language
     out = []
     for item in items(spec):
         if isinstance(item, AudioRef):
@@ -53,19 +53,20 @@ def text_prompt(ctx: CallContext, source: str) -> Prompt:
     synthesised privately (`Prompt.shown`)."""
     text = ctx.render(source)
     if is_secret(text):
-        return Prompt(text=reveal(text), language=ctx.flow.header.language, shown=shown(text))
-    return Prompt(text=text, language=ctx.flow.header.language)
+        return Prompt(text=reveal(text), language=ctx.language, shown=shown(text))
+    return Prompt(text=text, language=ctx.language)
 
 
 def build_for_input(ctx: CallContext, prompt: PromptSpec, dtmf_prompt: PromptSpec | None
                     ) -> list[Prompt]:
     """An input node's prompt: its DTMF wording when the call has no speech recognition."""
-    use_dtmf = dtmf_prompt is not None and not ctx.channel.speech_available
+    use_dtmf = dtmf_prompt is not None and not ctx.channel.speech_for(ctx.language)
     return build(ctx, dtmf_prompt if use_dtmf else prompt)
 
 
 DTMF_PROMPT_HELP = ("played instead of prompt when the call has no speech recognition (engine "
-                    "not ready or off), so callers are not invited to say anything")
+                    "not ready or off, or none for the call's language), so callers are not "
+                    "invited to say anything")
 
 
 def check(checker: Checker, path: Path_, spec: PromptSpec | None) -> None:
