@@ -66,7 +66,9 @@ def _hear(samples: np.ndarray, catalogue: list[tuple[str, str]], cache: Any,
             static.append((text, read_wav(cache.render_sync(text, language))[0]))
         except (TtsError, OSError):
             continue
-    templates = [t for t, _ in catalogue if is_template(t)]
+    # templates are heard by PocketSphinx's en-US grammar: only English ones can be decoded
+    # (a Mandarin template's words are not in its dictionary; its stretch stays unrecognised)
+    templates = [t for t, lang in catalogue if is_template(t) and lang.lower().startswith("en")]
     return hear(samples, 8000, static, templates, transcriber)
 
 

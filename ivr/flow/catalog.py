@@ -4,8 +4,8 @@
 actually say is fast and exact, where free speech recognition of synthetic speech is not. Each
 node declares what it can say in a given language (`Node.prompts`); nothing here knows the node
 kinds. A flow's calls can be in its own language and in each it switches to
-(ivr/flow/languages.py), so the system prompts of each are listed, tagged with their language
-(which picks the voice that renders them). Texts keep their `{{ ... }}` template parts: the
+(ivr/flow/languages.py), so its prompts are listed for each, tagged with the language (which
+picks the voice that renders them). Texts keep their `{{ ... }}` template parts: the
 recogniser turns those into number grammars.
 """
 
@@ -18,21 +18,23 @@ from ivr.flow.model import Flow
 
 
 def prompt_pairs(flow: Flow) -> list[tuple[str, str]]:
-    """Distinct (text, language) of one flow, in node order (templates left as written). The
-    author's texts carry the flow's language; a system prompt the language it is in."""
-    seen: dict[str, str] = {}
+    """Distinct (text, language) of one flow, in node order (templates left as written). A flow
+    that switches language may say its own texts in any of its languages (which voice speaks
+    them depends on the path), so each comes once per language; a system prompt comes in the
+    language of its catalogue."""
+    seen: dict[tuple[str, str], None] = {}
     for language in flow_languages(flow):
         for node in flow.nodes.values():
             for text in node.prompts(language):
                 text = " ".join(text.split())
                 if text:
-                    seen.setdefault(text, language)
-    return list(seen.items())
+                    seen.setdefault((text, language), None)
+    return list(seen)
 
 
 def prompt_texts(flow: Flow) -> list[str]:
     """Distinct prompt texts of one flow (every language it can be in)."""
-    return [text for text, _ in prompt_pairs(flow)]
+    return list(dict.fromkeys(text for text, _ in prompt_pairs(flow)))
 
 
 def catalogue(flows: Iterable[Flow]) -> list[str]:
