@@ -69,6 +69,19 @@ def _voiced(f: np.ndarray) -> np.ndarray:
     return np.asarray(f.max(axis=1) > 4.5)
 
 
+def _slack(per_frame: np.ndarray) -> np.ndarray:
+    """Window distances from per-frame ones (window, frame), each prompt frame compared also with
+    the heard frame before and after its place: a frame the call's audio path dropped or
+    repeated (a loaded machine's sound clock) shifts the rest of the prompt by one."""
+    d = per_frame
+    if len(d) < 3:
+        return np.asarray(d.mean(axis=1))
+    best = d.copy()
+    best[1:] = np.minimum(best[1:], d[:-1])  # window i, frame j vs heard frame i-1+j
+    best[:-1] = np.minimum(best[:-1], d[1:])  # ... vs heard frame i+1+j
+    return np.asarray(best.mean(axis=1))
+
+
 def _shifted_features(audio: np.ndarray) -> list[np.ndarray]:
     """The prompt's voiced frames at SUB_HOPS offsets within a hop (trimmed to one length), or
     none when it is too short to match."""
@@ -96,7 +109,7 @@ def find_prompts(heard: np.ndarray, candidates: Iterable[tuple[str, np.ndarray]]
         if n > len(h):
             continue
         windows = np.lib.stride_tricks.sliding_window_view(h, (n, BANDS))[:, 0]
-        dist = np.min([np.abs(windows - c[None]).mean(axis=(1, 2)) for c in shifted], axis=0)
+        dist = np.min([_slack(np.abs(windows - c[None]).mean(axis=2)) for c in shifted], axis=0)
         i = int(np.argmin(dist))
         best = float(dist[i])
         while best < MATCH:
