@@ -194,7 +194,10 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
     if prompts_file is not None:
-        catalogue += [(t, "en-US") for t in prompts_file.read_text().splitlines() if t.strip()]
+        # a case's rendered templates, in whichever of the flows' languages the call speaks
+        languages = list(dict.fromkeys(lang for _, lang in catalogue)) or ["en-US"]
+        catalogue += [(t, lang) for t in prompts_file.read_text().splitlines() if t.strip()
+                      for lang in languages]
     hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber) if samples.size
                         else Hearing())
     heard = hearing.prompts
@@ -219,7 +222,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         **describe(hearing, offset),
         "sent": report.sent, "transfer": report.transfer, "end": report.end,
         "passed": passed, "failures": failures,
-        "recogniser": _recogniser(len(catalogue), transcriber),
+        "recogniser": _recogniser(len({t for t, _ in catalogue}), transcriber),
     }
     if as_json:
         click.echo(json.dumps(doc, indent=2))
