@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import Harness, position, steps
@@ -231,3 +234,13 @@ async def test_an_input_node_without_a_recogniser_for_the_language_uses_its_dtmf
     ctx = CallContext(channel=channel, config=harness.config, flows=flows, flow=flows["d"])
     await Interpreter(ctx).run()
     assert ctx.prompts == ["查询请按1。", "Press 1 or say yes.", "Bye."]
+
+
+def test_the_shipped_mandarin_flow_passes_its_tests_at_full_node_coverage(
+        run_cli: Callable[..., Any]) -> None:
+    tests = Path(__file__).resolve().parents[2] / "flows" / "telco-care-zh.test.yaml"
+    result = run_cli("test", tests, "--json")
+    assert result.code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["coverage"]["telco-care-zh"]["unreached"] == [], doc["coverage"]
+    assert len(doc["cases"]) >= 8 and all(c["passed"] for c in doc["cases"]), doc["cases"]
