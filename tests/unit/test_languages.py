@@ -244,3 +244,16 @@ def test_the_shipped_mandarin_flow_passes_its_tests_at_full_node_coverage(
     doc = json.loads(result.stdout)
     assert doc["coverage"]["telco-care-zh"]["unreached"] == [], doc["coverage"]
     assert len(doc["cases"]) >= 8 and all(c["passed"] for c in doc["cases"]), doc["cases"]
+
+
+def test_expect_prompt_over_sip_matches_chinese_and_korean_text_as_written() -> None:
+    from ivr.speech.prompt_asr import expect_matches
+
+    heard = "您好，欢迎致电电信客服。"
+    assert expect_matches("欢迎致电电信客服", heard)
+    assert expect_matches("您好 欢迎致电", heard)  # spaces and punctuation do not count
+    assert not expect_matches("欢迎致电移动客服", heard)
+    assert expect_matches("报修单号是12341", "您的报修单号是12341。正在为您转接。")
+    assert not expect_matches("报修单号是12342", "您的报修单号是12341。正在为您转接。")
+    assert expect_matches("다시 시도해", "다시 시도해 주세요.")
+    assert expect_matches("Press 1", "press one.") and not expect_matches("Press 2", "Press 1.")
