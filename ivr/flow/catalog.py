@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from ivr.flow.languages import flow_languages
 from ivr.flow.model import Flow
+from ivr.lang import messages
 
 
 def prompt_pairs(flow: Flow) -> list[tuple[str, str]]:
@@ -23,7 +24,9 @@ def prompt_pairs(flow: Flow) -> list[tuple[str, str]]:
     them depends on the path), so each comes once per language; a system prompt comes in the
     language of its catalogue."""
     seen: dict[tuple[str, str], None] = {}
-    for language in flow_languages(flow):
+    # a language without its catalogue is a validation problem of the flow; its texts are not
+    # listed (serve pre-renders even flows it reports problems in)
+    for language in (lang for lang in flow_languages(flow) if messages.problem(lang) is None):
         for node in flow.nodes.values():
             for text in node.prompts(language):
                 text = " ".join(text.split())

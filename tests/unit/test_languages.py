@@ -257,3 +257,17 @@ def test_expect_prompt_over_sip_matches_chinese_and_korean_text_as_written() -> 
     assert not expect_matches("报修单号是12342", "您的报修单号是12341。正在为您转接。")
     assert expect_matches("다시 시도해", "다시 시도해 주세요.")
     assert expect_matches("Press 1", "press one.") and not expect_matches("Press 2", "Press 1.")
+
+
+def test_a_flow_with_an_unknown_language_still_lists_nothing_rather_than_failing(
+        harness: Harness) -> None:
+    result = harness.load_set("""
+        flow: f
+        language: fr-FR
+        start: m
+        nodes:
+          m:
+            menu: {prompt: "Appuyez sur 1", options: [{dtmf: "1", goto: m}], on_fail: m}
+    """)
+    assert result.errors and "f" in result.flows  # reported, and serve still sees the flow
+    assert prompt_pairs(result.flows["f"]) == []
