@@ -34,14 +34,16 @@ class _InOrder(click.Command):
 
 
 def _catalogue(flows_dir: Path, config: Any) -> list[tuple[str, str]]:
-    from ivr.flow.catalog import prompt_texts
+    """(text, language) of every prompt the flows can say, in every language a flow can be in:
+    the language picks the voice the prompt is rendered with here, as `serve` renders it."""
+    from ivr.flow.catalog import prompt_pairs
     from ivr.flow.loader import iter_yaml_files
     from ivr.flow.validate import load_flows
 
     if not flows_dir.is_dir():
         return []
     result = load_flows(list(iter_yaml_files([flows_dir], tests=False)), config)
-    return [(t, f.header.language) for f in result.flows.values() for t in prompt_texts(f)]
+    return [pair for f in result.flows.values() for pair in prompt_pairs(f)]
 
 
 def _cache_dir() -> Path:
@@ -185,7 +187,10 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
     if prompts_file is not None:
-        catalogue += [(t, "en-US") for t in prompts_file.read_text().splitlines() if t.strip()]
+        # a case's rendered templates, in whichever of the flows' languages the call speaks
+        languages = list(dict.fromkeys(lang for _, lang in catalogue)) or ["en-US"]
+        catalogue += [(t, lang) for t in prompts_file.read_text().splitlines() if t.strip()
+                      for lang in languages]
     hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber) if samples.size
                         else Hearing())
     heard = hearing.prompts
@@ -210,7 +215,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         **describe(hearing, offset),
         "sent": report.sent, "transfer": report.transfer, "end": report.end,
         "passed": passed, "failures": failures,
-        "recogniser": _recogniser(len(catalogue), transcriber),
+        "recogniser": _recogniser(len({t for t, _ in catalogue}), transcriber),
     }
     if as_json:
         click.echo(json.dumps(doc, indent=2))

@@ -307,6 +307,17 @@ class AsrSettings(_Strict):
     languages: dict[str, AsrEngineSettings] = Field(
         default_factory=dict, description="another engine for flows in these languages, e.g. "
         "ko-KR: {engine: vosk, model: 'lang:ko'}; a language (ko) covers its regions (ko-KR)")
+    default_languages: list[str] = Field(
+        default_factory=lambda: ["en"], description="languages the default engine (engine/model) "
+        "recognises; a call in a language neither these nor `languages` cover runs its input "
+        "nodes DTMF-only with their dtmf_prompt wording (a language, en, covers its regions)")
+
+    def recognises(self, language: str) -> bool:
+        """Whether calls in `language` get speech recognition (an engine for it is configured)."""
+        lang = language.lower()
+        tags = {lang, lang.split("-")[0]}
+        covered = {k.lower() for k in self.languages} | {k.lower() for k in self.default_languages}
+        return self.engine != "none" and bool(tags & covered)
     shared: bool | None = Field(
         None, description="load models once in a recognition service that `ivr serve` starts, "
         "instead of in every worker; unset: vosk (about 0.5 GB each) and Whisper models (about "

@@ -27,7 +27,7 @@ def build(paths: tuple[Path, ...], language: str, out: Path | None, force: bool,
     """Render DIR/<language>/<prompt id>.wav for every prompt of the flows in PATHS and
     DIR/<language>/say/<fragment>.wav for say-as; files already there are kept."""
     from ivr.config import load_config
-    from ivr.flow.catalog import prompt_texts
+    from ivr.flow.catalog import prompt_pairs
     from ivr.flow.loader import iter_yaml_files
     from ivr.flow.validate import load_flows
     from ivr.lang.sayas import supported
@@ -48,10 +48,12 @@ def build(paths: tuple[Path, ...], language: str, out: Path | None, force: bool,
             raise click.BadParameter(f"{p} does not exist", param_hint="PATHS")
     result = load_flows(list(iter_yaml_files(roots, tests=False)), config)
     primary = language.lower().split("-")[0]
-    flows = [f for f in result.flows.values()
-             if f.header.language.lower() in (language.lower(), primary)
-             or f.header.language.lower().split("-")[0] == primary]
-    texts = [t for f in flows for t in prompt_texts(f)]
+    # every text a flow can say while a call is in this language (its own language, or one a
+    # flow switches to), system prompts from that language's catalogue included
+    pairs = {f.id: [t for t, lang in prompt_pairs(f) if lang.lower().split("-")[0] == primary]
+             for f in result.flows.values()}
+    flows = [fid for fid, texts in pairs.items() if texts]
+    texts = list(dict.fromkeys(t for ts in pairs.values() for t in ts))
     tts = config.speech.tts
     report = build_pack(texts, language, target, voice_of(tts), language_voices(tts),
                         force=force)

@@ -38,7 +38,8 @@ from ivr.bus.broker import find_ours, free_port, listening, start_broker
 from ivr.bus.users import BrokerUsers
 from ivr.config import EngineConfig
 from ivr.errors import ConfigError
-from ivr.flow.catalog import prompt_texts
+from ivr.flow.catalog import prompt_pairs
+from ivr.flow.languages import flow_languages
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.templates import is_template
 from ivr.flow.validate import load_flows
@@ -91,6 +92,8 @@ class Supervisor:
         self.reload_requested = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.flow_versions: dict[str, str] = {}
+        self.flow_languages: list[str] = []
+        """Every language the loaded flows' calls can be in (/health's speech.languages)."""
         self._flow_stamp: tuple[tuple[str, float, int], ...] = ()
         self.draining = False
         self.started = time.time()
@@ -124,8 +127,8 @@ class Supervisor:
         result = await asyncio.to_thread(load_flows, self._flow_files(), self.config)
         for problem in result.errors:
             log.error("flow problem (the last good version keeps serving): %s", problem)
-        texts = [(t, f.header.language) for f in result.flows.values()
-                 for t in prompt_texts(f) if not is_template(t)]
+        texts = [(t, lang) for f in result.flows.values()
+                 for t, lang in prompt_pairs(f) if not is_template(t)]
         rendered = 0
         for text, language in texts:
             if self.cache.cached(text, language) is None:
@@ -135,6 +138,8 @@ class Supervisor:
                 except TtsError as exc:
                     log.error("cannot pre-render prompt %r: %s", text[:60], exc)
         self.flow_versions = {k: v.version for k, v in result.flows.items()}
+        self.flow_languages = sorted({lang for f in result.flows.values()
+                                      for lang in flow_languages(f)})
         log.info("flows ready: %s (%d prompts rendered)", self.flow_versions, rendered)
         return not result.errors
 
@@ -265,6 +270,7 @@ class Supervisor:
         speech = [w["speech"] for w in workers if w["alive"] and w["speech"]]
         speech_doc = {"ready": bool(speech) and all(s.get("ready") for s in speech),
                       "message": next((s.get("message") for s in speech), "no worker")}
+        speech_doc["languages"] = self.speech_languages(bool(speech_doc["ready"]))
         if self.recognition is not None:
             speech_doc["service"] = self.recognition.as_json()
         return {"status": "ok" if ok else ("draining" if self.draining else "degraded"),
@@ -274,6 +280,20 @@ class Supervisor:
                 "pjsua2": {**self.pool.pjsua2.as_json(), "calls_per_worker": max(self.pool.limits)},
                 "front": front, "bus": self.broker_url,
                 "flows": self.flow_versions, "uptime_s": round(time.time() - self.started, 1)}
+
+    def speech_languages(self, ready: bool) -> dict[str, dict[str, Any]]:
+        """Per language of the loaded flows: whether its calls get speech recognition, or run
+        their input nodes DTMF-only (no engine for it in speech.asr, or speech not ready)."""
+        asr = self.config.speech.asr
+        out = {}
+        for lang in self.flow_languages:
+            covered = asr.recognises(lang)
+            speech = ready and covered
+            why = ("" if speech else "speech not ready" if covered else
+                   f"no recogniser for {lang} in speech.asr (default_languages or languages)")
+            out[lang] = {"ready": speech, "input": "speech+dtmf" if speech else "dtmf",
+                         **({"reason": why} if why else {})}
+        return out
 
     def app(self) -> web.Application:
         async def health(request: web.Request) -> web.Response:

@@ -412,7 +412,8 @@ class Worker:
         kind = SipChannel if hook is None else partial(StubbedSipChannel, stubs=hook.stubs)
         return kind(session=session, cache=self.cache, account=account,
                     recordings=self.state_dir / "recordings", beep=self.beep, acd=self.acd,
-                    front=self._front_hostport(), audio_dir=self.config.audio)
+                    front=self._front_hostport(), audio_dir=self.config.audio,
+                    recognises=self.config.speech.asr.recognises)
 
     def _record(self, session: CallSession, flow: Flow) -> None:
         """Start the whole-call recording when the route or the flow asks for one."""

@@ -22,6 +22,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from ivr import tracing
 from ivr.acd.client import AcdEvent
 from ivr.errors import CallerHangup
+from ivr.lang import messages
 from ivr.prompt import Prompt
 
 REFER_TIMEOUT = 25.0
@@ -50,8 +51,8 @@ class CallbackOffer:
 
 @dataclass(frozen=True)
 class WaitWords:
-    """The wait's sentences in the flow's language, as the queue node words them: `position`
-    takes `{position}`, `wait_time` takes `{minutes}` and `{s}` (the plural ending)."""
+    """The wait's sentences in the call's language, as the queue node words them (its message
+    catalogue's templates): `position` takes `position`, `wait_time` takes `minutes`."""
 
     language: str = "en-US"
     position: str = ""
@@ -60,10 +61,10 @@ class WaitWords:
     callback_confirm: str = ""
 
     def position_text(self, position: int) -> str:
-        return self.position.format(position=position)
+        return messages.fill(self.position, position=position)
 
     def wait_time_text(self, minutes: int) -> str:
-        return self.wait_time.format(minutes=minutes, s="s" * (minutes != 1))
+        return messages.fill(self.wait_time, minutes=minutes)
 
     def prompts(self, *texts: str) -> list[Prompt]:
         return [Prompt(text=t, language=self.language) for t in texts if t]

@@ -83,12 +83,13 @@ def pieces(ctx: CallContext, source: str) -> tuple[Piece, ...] | None:
 def build_for_input(ctx: CallContext, prompt: PromptSpec, dtmf_prompt: PromptSpec | None
                     ) -> list[Prompt]:
     """An input node's prompt: its DTMF wording when the call has no speech recognition."""
-    use_dtmf = dtmf_prompt is not None and not ctx.channel.speech_available
+    use_dtmf = dtmf_prompt is not None and not ctx.channel.speech_for(ctx.language)
     return build(ctx, dtmf_prompt if use_dtmf else prompt)
 
 
 DTMF_PROMPT_HELP = ("played instead of prompt when the call has no speech recognition (engine "
-                    "not ready or off), so callers are not invited to say anything")
+                    "not ready or off, or none for the call's language), so callers are not "
+                    "invited to say anything")
 
 
 def check(checker: Checker, path: Path_, spec: PromptSpec | None) -> None:

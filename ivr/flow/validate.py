@@ -21,11 +21,13 @@ from pydantic import ValidationError
 import ivr.flow.nodes  # noqa: F401 - fills the node registry
 from ivr.config import EngineConfig
 from ivr.errors import Problem, ProblemsError
+from ivr.flow.languages import switches
 from ivr.flow.loader import Document, Path_, load_file
 from ivr.flow.model import NODE_TYPES, Flow, FlowHeader, Node
 from ivr.flow.pack_check import check_pack
 from ivr.flow.sayas_check import problem as sayas_problem
 from ivr.flow.templates import check_source, is_template
+from ivr.lang import messages
 from ivr.speech.packs import PromptPack
 from ivr.yamldoc import validation_problems
 
@@ -155,6 +157,14 @@ def check_flow(flow: Flow, config: EngineConfig, flow_ids: set[str]) -> Checker:
     """Semantic checks of one parsed flow."""
     header = flow.header
     checker = Checker(flow.doc, config, flow_ids, language=header.language)
+    why = messages.problem(header.language)
+    if why is not None:
+        checker.error(("language",), why)
+    for at, value in switches(flow):
+        if not isinstance(value, str):
+            checker.error(at, "language must be a language tag such as en-US")
+        elif not is_template(value) and (why := messages.problem(value)) is not None:
+            checker.error(at, f"cannot switch to language {value!r}: {why}")
     if header.start not in flow.nodes:
         checker.error(("start",), f"start node {header.start!r} does not exist")
     roots = [header.start]

@@ -21,6 +21,10 @@ BANDS = 20
 MATCH = 0.45
 """Mean absolute log-mel distance below which a window is the prompt (same audio through G.711
 measures ~0.1-0.25; different prompts > 0.8)."""
+SUB_HOPS = 4
+"""Offsets within a hop at which each prompt is compared: the call's audio need not start on our
+hop grid, and half a hop off costs as much as G.711 (espeak-ng's Mandarin voice: from 0.1 to
+0.4 and more, then no match at all)."""
 
 
 def _mel_filters() -> np.ndarray:
@@ -65,6 +69,32 @@ def _voiced(f: np.ndarray) -> np.ndarray:
     return np.asarray(f.max(axis=1) > 4.5)
 
 
+def _slack(per_frame: np.ndarray) -> np.ndarray:
+    """Window distances from per-frame ones (window, frame), each prompt frame compared also with
+    the heard frame before and after its place: a frame the call's audio path dropped or
+    repeated (a loaded machine's sound clock) shifts the rest of the prompt by one."""
+    d = per_frame
+    if len(d) < 3:
+        return np.asarray(d.mean(axis=1))
+    best = d.copy()
+    best[1:] = np.minimum(best[1:], d[:-1])  # window i, frame j vs heard frame i-1+j
+    best[:-1] = np.minimum(best[:-1], d[1:])  # ... vs heard frame i+1+j
+    return np.asarray(best.mean(axis=1))
+
+
+def _shifted_features(audio: np.ndarray) -> list[np.ndarray]:
+    """The prompt's voiced frames at SUB_HOPS offsets within a hop (trimmed to one length), or
+    none when it is too short to match."""
+    first = features(audio)
+    voiced = np.nonzero(_voiced(first))[0]
+    if voiced.size < 5:
+        return []
+    lo, hi = voiced[0], voiced[-1] + 1  # the rendering's own leading/trailing silence
+    out = [features(audio[k * HOP // SUB_HOPS:])[lo:hi] for k in range(SUB_HOPS)]
+    n = min(len(c) for c in out)
+    return [c[:n] for c in out]
+
+
 def find_prompts(heard: np.ndarray, candidates: Iterable[tuple[str, np.ndarray]]) -> list[Found]:
     """Non-overlapping best matches of candidate prompt audio (8 kHz int16) in `heard`."""
     h = features(heard)
@@ -72,16 +102,14 @@ def find_prompts(heard: np.ndarray, candidates: Iterable[tuple[str, np.ndarray]]
     taken = np.zeros(len(h), dtype=bool)
     scored: list[tuple[float, int, int, str]] = []
     for text, audio in candidates:
-        c = features(audio)
-        voiced = np.nonzero(_voiced(c))[0]
-        if voiced.size < 5:
+        shifted = _shifted_features(audio)
+        if not shifted:
             continue
-        c = c[voiced[0]: voiced[-1] + 1]  # the rendering's own leading/trailing silence
-        n = len(c)
+        n = len(shifted[0])
         if n > len(h):
             continue
         windows = np.lib.stride_tricks.sliding_window_view(h, (n, BANDS))[:, 0]
-        dist = np.abs(windows - c[None]).mean(axis=(1, 2))
+        dist = np.min([_slack(np.abs(windows - c[None]).mean(axis=2)) for c in shifted], axis=0)
         i = int(np.argmin(dist))
         best = float(dist[i])
         while best < MATCH:

@@ -302,7 +302,7 @@ def test_mode_refer_sends_the_caller_to_the_agent_with_the_context(server: Serve
 
 
 def test_a_waiting_caller_is_offered_the_callback_key(server: Server, tmp_path: Path) -> None:
-    from ivr.flow.nodes.queue import CALLBACK_OFFER
+    from ivr.lang import messages
     from ivr.speech.audio import read_wav
     from ivr.speech.prompt_match import find_prompts
     from ivr.speech.tts import PromptCache, Voice
@@ -318,7 +318,7 @@ def test_a_waiting_caller_is_offered_the_callback_key(server: Server, tmp_path: 
     tts = server.config["speech"]["tts"]
     cache = PromptCache(server.root / "var" / "prompts",
                         Voice(tts["engine"], tts["voice"], tts["rate"]), 8000)
-    offer = CALLBACK_OFFER.format(key="9")
+    offer = messages.text("en-US", "callback_offer", key="9")
     rendered = cache.cached(offer)
     assert rendered is not None, "the offer was never rendered"
     heard, rate = read_wav(tmp_path / "out-1.wav")
