@@ -6,6 +6,8 @@ run at 8 or 16 kHz. soxr does the resampling (audioop is deprecated and gone in 
 
 from __future__ import annotations
 
+import os
+import threading
 import wave
 from pathlib import Path
 
@@ -45,7 +47,9 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
     """Write atomically (tmp + rename): other workers read the cache concurrently."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{id(samples)}.tmp")
+    # unique per process and thread: two processes (a worker and `ivr call`, two test calls) may
+    # render the same prompt at once, and an object's id() repeats across processes
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     with wave.open(str(tmp), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)

@@ -70,6 +70,8 @@ def test_a_mandarin_call_reaches_an_agent_with_its_chinese_context(
         if offers.poll() is None:
             offers.kill()
     assert code == 0, err[-2000:]
+    print("heard:", json.dumps({k: doc[k] for k in ("prompts", "sent") if k in doc},
+                               ensure_ascii=False))  # shown when an assertion below fails
     texts = _texts(doc)
     # only Mandarin, each prompt recognised by sound against the flow's zh-CN catalogue
     assert texts[:2] == ["您好，欢迎致电电信客服。", "查询话费或流量请按1，故障报修请按2，人工服务请按0。"], \
