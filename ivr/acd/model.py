@@ -250,6 +250,7 @@ class CallClosed:
     call_id: str
     outcome: str
     agent: str | None = None
+    queue: str = ""
 
 
 Action = (Queued | Offer | Cancel | Connected | Timeout | CallbackScheduled | Error | AgentChanged

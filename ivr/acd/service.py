@@ -21,6 +21,7 @@ from typing import Any
 import aiomqtt
 
 from ivr.acd import protocol as p
+from ivr.acd.counts import QueueCounts
 from ivr.acd.engine import Engine
 from ivr.acd.model import (
     Action,
@@ -82,6 +83,7 @@ class AcdService:
         self._last_position: dict[str, float] = {}
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.connected = asyncio.Event()
+        self.counts = QueueCounts(engine)
 
     @classmethod
     def create(cls, config: EngineConfig, store_path: Path, outbox_path: Path, broker_url: str,
@@ -193,6 +195,8 @@ class AcdService:
                 call.reply_to = str(reply_to)
         e = self.engine
         if op == "enqueue":
+            if call_id not in e.waiting and call_id not in e.active:
+                self.counts.entered(str(data["queue"]))
             sensitive = [str(s) for s in data.get("sensitive") or []]
             handoff = {
                 "caller": data.get("caller"), "flow": data.get("flow"),
@@ -267,6 +271,7 @@ class AcdService:
 
     def apply(self, actions: list[Action]) -> None:
         e = self.engine
+        self.counts.apply(actions)
         for a in actions:
             if isinstance(a, Queued):
                 self._reply_msg(a.call_id, "queued", position=a.position, eta_s=_eta(a.eta))

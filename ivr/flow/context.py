@@ -23,6 +23,7 @@ import httpx
 
 from ivr.config import EngineConfig
 from ivr.errors import FlowRuntimeError
+from ivr.flow import position
 from ivr.flow.channel import Channel, Input, ListenSpec, Prompt
 from ivr.flow.templates import render
 from ivr.lang.masking import mask
@@ -89,6 +90,8 @@ class CallContext:
     top_flow_id: str = ""
     secrets: list[Tainted] = field(default_factory=list)
     """Every secret this call has held, for scrubbing free text (`mask_text`, logs)."""
+    on_input_event: Callable[[str], None] | None = None
+    """Told of each noinput and nomatch at the current node (the worker counts them)."""
 
     def __post_init__(self) -> None:
         for name in list(self.variables):  # given before the flow ran (a test case, a callback)
@@ -192,6 +195,11 @@ class CallContext:
                             "confidence": got.confidence})
         self.transcript.append({"who": "caller", "text": shown(heard)})
 
+    def note_event(self, kind: str) -> None:
+        """A noinput or nomatch at the current node, for whoever counts them."""
+        if self.on_input_event is not None:
+            self.on_input_event(kind)
+
     def end(self, kind: EndKind, **details: Any) -> None:
         for key in ("message", "target"):  # free text for the CDR: no secret in it
             if isinstance(details.get(key), str):
@@ -202,6 +210,7 @@ class CallContext:
     def step(self, flow: Flow, node_id: str) -> None:
         """Called by the interpreter on entering a node; bounds loops without input."""
         self.node_id = node_id
+        position.current.set((flow.id, node_id))
         top = self.top_flow_id or flow.id
         self.path.append(node_id if flow.id == top else f"{flow.id}/{node_id}")
         self.visited.append((flow.id, node_id))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pjsua2 as pj
 
+from ivr import metrics
 from ivr.config import TurnSettings
 from ivr.flow.channel import Input, ListenSpec
 from ivr.flow.grammar import speech_grammar
@@ -272,6 +273,8 @@ class Turn:
             log.warning("speech turn failed; treated as a nomatch", exc_info=True)
             over, value = True, Input("speech", "", 0.0)
         if over:
+            if self._final_at and value is not None:
+                metrics.SPEECH_TO_RESULT.observe(time.monotonic() - self._final_at)
             self._post(value)
         return over
 
@@ -451,6 +454,7 @@ class Turn:
             result = rec.finalize()
         finally:
             rec.close()
+        metrics.ASR_DECODE.observe(time.monotonic() - started)
         log.debug("decoded %.1fs of speech in %.0f ms%s", len(audio) / (2 * RATE),
                   (time.monotonic() - started) * 1000, " (at a pause)" if partial else "")
         if result is None:

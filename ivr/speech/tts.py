@@ -30,6 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr.metrics import TTS_RENDER
 from ivr.speech.audio import convert
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,10 @@ class PromptCache:
         return dst
 
     def _synthesise(self, text: str, language: str, raw: Path, *, private: bool) -> None:
+        with TTS_RENDER.time():
+            self._run_engine(text, language, raw, private=private)
+
+    def _run_engine(self, text: str, language: str, raw: Path, *, private: bool) -> None:
         voice = _espeak_voice(language, self.voice.voice)
         cmd = _render_cmd(self.voice.engine, None if private else text, raw, voice,
                           self.voice.rate)
