@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from ivr.flow import position
+from ivr import call_position as position
 
 FAST = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Latencies a caller notices (answer, the next prompt after a key): milliseconds to seconds."""

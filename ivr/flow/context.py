@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from ivr import call_position as position
 from ivr.config import EngineConfig
 from ivr.errors import FlowRuntimeError
-from ivr.flow import position
 from ivr.flow.channel import Channel, Input, ListenSpec, Prompt
 from ivr.flow.templates import render
 from ivr.lang.masking import mask
