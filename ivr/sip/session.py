@@ -303,8 +303,8 @@ class CallSession:
     def _prompt_started(self) -> None:
         """A prompt reached the caller: the latencies callers hear end here."""
         now = time.monotonic()
-        if not self._prompted and self.answered_at is not None:
-            metrics.ACK_TO_PROMPT.observe(now - self.answered_at)
+        if not self._prompted:  # a prompt may start before the ACK arrives: no wait then
+            metrics.ACK_TO_PROMPT.observe(now - (self.answered_at or now))
         self._prompted = True
         if self._dtmf_at is not None:
             metrics.DTMF_TO_PROMPT.observe(now - self._dtmf_at)
