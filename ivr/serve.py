@@ -281,7 +281,11 @@ class Supervisor:
             return web.json_response(doc, status=200 if doc["status"] == "ok" else 503)
 
         async def metrics(_: web.Request) -> web.Response:
-            body = await asyncio.to_thread(exposition, self.snapshot())
+            snap = self.snapshot()
+            if self.front is not None and self.front.alive:
+                with contextlib.suppress(FrontError):  # the rest is still worth a scrape
+                    snap.front_rejects = await self.front.rejects()
+            body = await asyncio.to_thread(exposition, snap)
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
         async def call(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ sums are what an operator's dashboards would see.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import time
 import urllib.parse
@@ -21,6 +22,7 @@ import pytest
 import yaml
 from phones import Softphone
 from server import REPO, Server, free_port, ivr_call, start_server
+from udp_peer import UdpPeer
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
@@ -181,6 +183,34 @@ def test_prometheus_sees_calls_dtmf_latency_and_queue_gauges(served: tuple[Serve
     # the labels are bounded words: no caller number or call id reached a label
     labels = prom.get("/api/v1/labels")["data"]
     assert not {"caller", "call_id", "number"} & set(labels), labels
+
+
+def _options(src: tuple[str, int], port: int, ua: str) -> bytes:
+    branch, tag, call_id = (secrets.token_hex(6) for _ in range(3))
+    return ("\r\n".join([
+        f"OPTIONS sip:100@127.0.0.1:{port} SIP/2.0",
+        f"Via: SIP/2.0/UDP {src[0]}:{src[1]};branch=z9hG4bK{branch}",
+        f"From: <sip:tester@{src[0]}:{src[1]}>;tag={tag}", f"To: <sip:100@127.0.0.1:{port}>",
+        f"Call-ID: {call_id}@{src[0]}", "CSeq: 1 OPTIONS", "Max-Forwards: 70",
+        f"User-Agent: {ua}", "Content-Length: 0"]) + "\r\n\r\n").encode()
+
+
+def test_front_rejects_reach_prometheus_by_reason(served: tuple[Server, Prometheus]) -> None:
+    server, prom = served
+    before = prom.value('ivr_front_rejects_total{reason="scanner"}')
+    assert before is not None  # exported (as 0) before anything was refused
+    peer = UdpPeer()
+    try:
+        for _ in range(3):
+            peer.send(_options(peer.addr, server.sip_port, "friendly-scanner"), server.sip_port)
+        assert peer.replies(0.5) == []  # scanners learn nothing
+        peer.send(_options(peer.addr, server.sip_port, "Linphone/5.0"), server.sip_port)
+        assert peer.replies(2.0, expect=1)  # an ordinary phone is answered, and not counted
+    finally:
+        peer.close()
+    prom.wait("three scanner rejects", lambda: prom.value(
+        'ivr_front_rejects_total{reason="scanner"}') == before + 3)
+    assert prom.value('ivr_front_rejects_total{reason="acl"}') == 0
 
 
 def test_promtool_accepts_our_exposition(served: tuple[Server, Prometheus]) -> None:

@@ -22,6 +22,7 @@ from ivr.acd.model import Agent, CallClosed, QueuePolicy
 from ivr.flow.context import CallContext
 from ivr.flow.interpreter import Interpreter
 from ivr.flow.scripted import ScriptedChannel
+from ivr.front.rpc import REJECT_REASONS, parse_rejects
 from ivr.metrics_state import Snapshot, exposition
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,3 +213,19 @@ def test_an_answer_after_the_service_level_is_not_in_target() -> None:
 def test_a_closed_call_keeps_its_queue_out_of_equality() -> None:
     assert CallClosed("c", "abandoned", None, "q") == CallClosed("c", "abandoned")
     assert CallClosed("c", "abandoned", None, "q").queue == "q"
+
+
+def test_the_fronts_reject_statistics_are_read_by_reason() -> None:
+    text = ("script:ivr_reject_acl = 3\nscript:ivr_reject_scanner = 12\n"
+            "script:other_stat = 9\nscript:ivr_reject_unknown = 4\n")
+    got = parse_rejects(text)
+    assert got["acl"] == 3 and got["scanner"] == 12 and got["pike"] == 0
+    assert set(got) == set(REJECT_REASONS)  # every reason, and only ours
+
+
+def test_the_front_config_counts_every_reject_reason() -> None:
+    from ivr.front.render import _ENV, TEMPLATE_NAME
+
+    source = _ENV.loader.get_source(_ENV, TEMPLATE_NAME)[0]  # type: ignore[union-attr]
+    for reason in REJECT_REASONS:
+        assert f'update_stat("ivr_reject_{reason}", "+1")' in source, reason
