@@ -9,7 +9,9 @@ sums are what an operator's dashboards would see.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -229,3 +231,23 @@ def test_metrics_need_a_read_token(served: tuple[Server, Prometheus]) -> None:
     assert _metrics_text(server, None)[0] == 401
     assert _metrics_text(server, "not-a-token-at-all-000")[0] == 401
     assert _metrics_text(server, ADMIN)[0] == 200
+
+
+def test_a_dead_worker_is_counted_and_its_calls_stay_counted(
+        served: tuple[Server, Prometheus]) -> None:
+    """Last in this file: it kills a worker of the shared server."""
+    server, prom = served
+    started = prom.value("sum(ivr_calls_started_total)")
+    restarts = prom.value("sum(ivr_worker_restarts_total)")
+    served_by = [c["worker"] for c in server.calls()]
+    busiest = max(set(served_by), key=served_by.count)  # it counted calls of its own
+    victim = next(w for w in server.health()["workers"] if w["id"] == busiest)
+    assert started is not None and started >= served_by.count(busiest) > 0
+    os.kill(int(victim["pid"]), signal.SIGKILL)
+    prom.wait("the restart counted", lambda: prom.value(
+        f'ivr_worker_restarts_total{{worker="{victim["id"]}"}}') == (restarts or 0) + 1)
+    prom.wait("the pool whole again", lambda: prom.value("ivr_workers_alive") ==
+              prom.value("ivr_workers"))
+    # the killed worker's samples stay in the sums: counters never go back
+    assert prom.value("sum(ivr_calls_started_total)") == started
+    assert prom.value("sum(resets(ivr_calls_started_total[5m]))") == 0
