@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import REGISTRY, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -139,6 +139,13 @@ class _Together:
     def collect(self) -> Iterator[Metric]:
         for source in self.sources:
             yield from source.collect()
+
+
+def shared() -> bool:
+    """Whether this process writes its samples to the multiprocess directory (it must have been
+    set before prometheus_client was imported: ivr/metrics_dir.py)."""
+    return metrics_dir.current() is not None and \
+        values.ValueClass is not values.MutexValue
 
 
 def exposition(snapshot: Snapshot) -> bytes:

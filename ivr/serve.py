@@ -46,7 +46,7 @@ from ivr.flow.validate import load_flows
 from ivr.front.agent_secrets import agent_ha1s
 from ivr.front.process import Front
 from ivr.front.settings import FrontError, FrontSettings
-from ivr.metrics_state import CONTENT_TYPE, Snapshot, exposition
+from ivr.metrics_state import CONTENT_TYPE, Snapshot, exposition, shared
 from ivr.pool import WorkerPool, WorkerProc
 from ivr.retention import purge
 from ivr.sip.build import warn_if_wheel
@@ -455,4 +455,10 @@ def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> in
     if config.bus.mqtt:
         BusAuth.from_settings(config.bus)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    if metrics_dir.current() is None:
+        metrics_dir.prepare(state_dir)  # the workers' samples still reach /metrics
+    if not shared():
+        log.warning("metrics: prometheus_client was imported before %s was set, so the "
+                    "supervisor's own samples (queues, store) are missing from /metrics; start "
+                    "the server with `ivr serve`", metrics_dir.ENV)
     return asyncio.run(Supervisor(config, config_path, state_dir, tokens).run())

@@ -229,3 +229,17 @@ def test_the_front_config_counts_every_reject_reason() -> None:
     source = _ENV.loader.get_source(_ENV, TEMPLATE_NAME)[0]  # type: ignore[union-attr]
     for reason in REJECT_REASONS:
         assert f'update_stat("ivr_reject_{reason}", "+1")' in source, reason
+
+
+def test_a_process_started_without_the_directory_counts_in_memory(tmp_path: Path) -> None:
+    """A process with the directory in its environment from the start shares its samples (the
+    workers, the supervisor under `ivr serve`); one without counts in memory (serve() warns)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), metrics_dir.ENV: str(tmp_path)}
+    probe = "from ivr.metrics_state import shared; print(shared())"
+    got = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         check=True)
+    assert got.stdout.strip() == "True"
+    env.pop(metrics_dir.ENV)
+    got = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         check=True)
+    assert got.stdout.strip() == "False"
