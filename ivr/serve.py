@@ -159,8 +159,9 @@ class Supervisor:
     def _write_off(self, w: WorkerProc) -> None:
         path = metrics_dir.current()
         if path is not None and w.proc is not None:
+            # its counters and histograms stay in the sums; live-mode gauges of a dead pid go
             multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
-                w.proc.pid, str(path))  # its live gauges go
+                w.proc.pid, str(path))
         lost = self.store.close_calls_of(w.worker_id, "worker died")
         if lost:
             log.error("worker %s took %d calls with it", w.worker_id, lost)

@@ -247,7 +247,7 @@ class Worker:
         # 503 takes a draining worker out of the front's rotation; 486 only skips a full one
         session.on_gone = self._gone
         if op.statusCode != 200 or flow is None or self.config.sip.answer_delay <= 0:
-            session.answered(op.statusCode)
+            session.sent_final(op.statusCode)
         if op.statusCode != 200 or flow is None:
             # a final error reply; the session (and so the Call) is kept until DISCONNECTED
             self.rejected[call_id] = session
@@ -329,7 +329,7 @@ class Worker:
                     reason = "caller cancelled"
                     return
                 session.answer(200)
-                session.answered(200)
+                session.sent_final(200)
             await first_of(session.media_ready, session.gone, timeout=10)
             if not session.media_ready.is_set():
                 reason = "no media" if not session.gone.is_set() else "caller hung up before media"

@@ -311,7 +311,7 @@ class CallSession:
             self._dtmf_at = None
 
     # -- call control ---------------------------------------------------------------------
-    def answered(self, code: int) -> None:
+    def sent_final(self, code: int) -> None:
         """The final response to the INVITE went out: count it, time a 200."""
         metrics.SIP_RESPONSES.labels(str(code)).inc()
         if code == 200:
