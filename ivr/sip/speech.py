@@ -233,6 +233,8 @@ class Turn:
         self._final = False
         self._final_audio: bytes | None = None
         self._final_at = 0.0
+        self._paused_at = 0.0
+        """When the caller last paused (end of speech->result is timed from there)."""
         # the call's context (its call id) follows the turn's log lines and decode requests
         self._ctx = contextvars.copy_context()
         hub.add(self)
@@ -273,8 +275,9 @@ class Turn:
             log.warning("speech turn failed; treated as a nomatch", exc_info=True)
             over, value = True, Input("speech", "", 0.0)
         if over:
-            if self._final_at and value is not None:
-                metrics.SPEECH_TO_RESULT.observe(time.monotonic() - self._final_at)
+            stopped = self._paused_at or self._final_at
+            if stopped and value is not None:
+                metrics.SPEECH_TO_RESULT.observe(time.monotonic() - stopped)
             self._post(value)
         return over
 
@@ -345,6 +348,7 @@ class Turn:
                 return True, None
             elif ev.kind == "pause":
                 self._pause += 1
+                self._paused_at = time.monotonic()  # the caller stopped: the wait starts
             elif ev.kind in ("end", "max_speech"):
                 return self._end(cut=ev.kind == "max_speech")
         if self._ep.paused and self.grammar_ready.is_set() and self._spec is None \

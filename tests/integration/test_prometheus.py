@@ -187,6 +187,18 @@ def test_prometheus_sees_calls_dtmf_latency_and_queue_gauges(served: tuple[Serve
     assert not {"caller", "call_id", "number"} & set(labels), labels
 
 
+def test_a_spoken_choice_times_recognition(served: tuple[Server, Prometheus]) -> None:
+    server, prom = served
+    before = prom.value("sum(ivr_speech_end_to_result_seconds_count)") or 0
+    code, _, err = ivr_call(server, f"sip:1000@{server.uri_host}", "--say", "balance")
+    assert code == 0, err[-2000:]
+    # the bank's main menu heard "balance": one utterance ended, decoded, and answered the node
+    prom.wait("an end of speech->result sample", lambda: (prom.value(
+        "sum(ivr_speech_end_to_result_seconds_count)") or 0) > before)
+    assert (prom.value("sum(ivr_asr_decode_seconds_count)") or 0) > 0
+    assert prom.value("ivr_speech_ready") == 1
+
+
 def _options(src: tuple[str, int], port: int, ua: str) -> bytes:
     branch, tag, call_id = (secrets.token_hex(6) for _ in range(3))
     return ("\r\n".join([
