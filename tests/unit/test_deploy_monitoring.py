@@ -95,3 +95,23 @@ def test_the_dashboard_has_a_panel_per_topic() -> None:
         assert needed in exprs, needed
     ids = [p["id"] for p in doc["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_promtool_accepts_the_exposition_of_a_busy_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivr import metrics_dir
+    from ivr.metrics_state import exposition
+
+    monkeypatch.delenv(metrics_dir.ENV, raising=False)
+    metrics.CALLS_ENDED.labels("caller_hangup").inc()
+    metrics.INPUT_EVENTS.labels("bank", "main", "nomatch").inc()
+    metrics.QUEUE_ANSWER_WAIT.labels("general").observe(12.0)
+    snap = Snapshot(
+        workers=[{"id": "1", "alive": True, "calls": 2, "limit": 4, "restarts": 1}],
+        speech_ready=True, front_up=True,
+        queues=[{"name": "general", "waiting": 1, "callbacks": 0, "longest_wait_s": 3.0,
+                 "service_level": 20.0, "agents": {"ready": 1}}],
+        agents=[{"state": "ready"}], outboxes={"acd": 0}, bus={"acd": True},
+        front_rejects={"acl": 1})
+    proc = subprocess.run([PROMTOOL, "check", "metrics"], input=exposition(snap),
+                          capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr).decode()
