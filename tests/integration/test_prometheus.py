@@ -191,9 +191,14 @@ def test_prometheus_sees_calls_dtmf_latency_and_queue_gauges(served: tuple[Serve
 def test_a_spoken_choice_times_recognition(served: tuple[Server, Prometheus]) -> None:
     server, prom = served
     before = prom.value("sum(ivr_speech_end_to_result_seconds_count)") or 0
-    code, _, err = ivr_call(server, f"sip:1000@{server.uri_host}", "--say", "balance")
-    assert code == 0, err[-2000:]
-    # the bank's main menu heard "balance": one utterance ended, decoded, and answered the node
+    calls = len(server.calls())
+    # the caller knows the prompts from the flows (no transcription: quick on a loaded machine)
+    # and hangs up once "balance" took the call on (the flow then asks for an account number)
+    ivr_call(server, f"sip:1000@{server.uri_host}", "--say", "balance", "--asr", "none",
+             call_timeout=25, timeout=90)
+    (cdr,) = server.wait_cdrs(calls + 1)[calls:]
+    assert "ask_account" in cdr["path"], cdr["path"]  # the bank's main menu heard "balance"
+    # one utterance ended, was decoded, and answered the node
     prom.wait("an end of speech->result sample", lambda: (prom.value(
         "sum(ivr_speech_end_to_result_seconds_count)") or 0) > before)
     assert (prom.value("sum(ivr_asr_decode_seconds_count)") or 0) > 0
@@ -264,3 +269,24 @@ def test_a_dead_worker_is_counted_and_its_calls_stay_counted(
     # the killed worker's samples stay in the sums: counters never go back
     assert prom.value("sum(ivr_calls_started_total)") == started
     assert prom.value("sum(resets(ivr_calls_started_total[5m]))") == 0
+
+
+def test_a_dead_broker_shows_as_disconnected_and_a_growing_outbox(
+        served: tuple[Server, Prometheus]) -> None:
+    """Last in this file: it kills the shared server's broker. Calls go on; their events wait."""
+    from ivr.bus.broker import find_ours
+
+    server, prom = served
+    prom.wait("every worker on the bus (the restarted one too)", lambda: prom.value(
+        'min(ivr_bus_connected{process=~"worker-.*"})') == 1)
+    pid = find_ours(server.root / "var" / "mosquitto")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    code, doc, err = ivr_call(server, f"sip:{QUICK}@{server.uri_host}", "--dtmf", "1")
+    assert code == 0, err[-2000:]  # a dead broker degrades, never drops a call
+    prom.wait("a worker's outbox holding the call's events", lambda: (prom.value(
+        'max(ivr_bus_outbox_messages{process=~"worker-.*"})') or 0) > 0)
+    prom.wait("the workers' broker connection down", lambda: prom.value(
+        'min(ivr_bus_connected{process=~"worker-.*"})') == 0)
+    prom.wait("the supervisor's too", lambda: prom.value(
+        'ivr_bus_connected{process="supervisor"}') == 0)
