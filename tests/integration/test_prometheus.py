@@ -282,7 +282,7 @@ def test_a_dead_broker_shows_as_disconnected_and_a_growing_outbox(
     pid = find_ours(server.root / "var" / "mosquitto")
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    code, doc, err = ivr_call(server, f"sip:{QUICK}@{server.uri_host}", "--dtmf", "1")
+    code, _, err = ivr_call(server, f"sip:{QUICK}@{server.uri_host}", "--dtmf", "1")
     assert code == 0, err[-2000:]  # a dead broker degrades, never drops a call
     prom.wait("a worker's outbox holding the call's events", lambda: (prom.value(
         'max(ivr_bus_outbox_messages{process=~"worker-.*"})') or 0) > 0)
