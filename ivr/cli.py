@@ -355,6 +355,9 @@ def graph(flow: Path, fmt: str, config_path: Path | None) -> None:
               show_default=True, help="runtime state: prompt cache, outboxes, recordings, front")
 def serve(config_path: Path | None, state_dir: Path) -> None:
     """Run the IVR: front (Kamailio), workers, broker, store and HTTP API."""
+    from ivr import metrics_dir
+
+    metrics_dir.prepare(state_dir)  # before prometheus_client is imported (ivr/metrics_dir.py)
     from ivr.serve import serve as run_server
 
     config = _config(config_path)

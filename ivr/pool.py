@@ -69,7 +69,8 @@ class WorkerProc:
                 "draining": bool(self.status.get("draining")), "media": self.status.get("media", {}),
                 "tasks": self.status.get("tasks", 0), "flows": self.status.get("flows", {}),
                 "rss_kb": self.status.get("rss_kb", 0), "created": self.status.get("created", {}),
-                "speech": self.status.get("speech", {}), "nodes": self.status.get("nodes", {})}
+                "speech": self.status.get("speech", {}), "nodes": self.status.get("nodes", {}),
+                "outbox": self.status.get("outbox", 0), "bus": bool(self.status.get("bus"))}
 
 
 class WorkerPool:

@@ -24,8 +24,9 @@ from typing import Any
 
 import aiomqtt
 from aiohttp import web
+from prometheus_client import multiprocess
 
-from ivr import tracing
+from ivr import metrics_dir, tracing
 from ivr.access.bootstrap import server_tokens
 from ivr.access.middleware import authenticate, principal
 from ivr.access.policy import api_policy
@@ -47,6 +48,7 @@ from ivr.front.agent_secrets import agent_ha1s
 from ivr.front.process import Front
 from ivr.front.settings import FrontError, FrontSettings
 from ivr.log_levels import ROOT, LevelsFile, check_level, check_logger, root_level
+from ivr.metrics_state import CONTENT_TYPE, Snapshot, exposition, shared
 from ivr.pool import WorkerPool, WorkerProc
 from ivr.retention import purge
 from ivr.sip.build import warn_if_wheel
@@ -103,6 +105,7 @@ class Supervisor:
         """Run-time log levels, published to the workers (ivr.log_levels)."""
         self.desktop = Desktop(config.desktop, lambda: self.acd, self.store.path,
                                lambda: [w.as_json() for w in self.pool])  # ivr/web
+        self.events_connected = False  # the CDR feed's bus session
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -169,6 +172,11 @@ class Supervisor:
         return args
 
     def _write_off(self, w: WorkerProc) -> None:
+        path = metrics_dir.current()
+        if path is not None and w.proc is not None:
+            # its counters and histograms stay in the sums; live-mode gauges of a dead pid go
+            multiprocess.mark_process_dead(  # type: ignore[no-untyped-call]
+                w.proc.pid, str(path))
         lost = self.store.close_calls_of(w.worker_id, "worker died")
         if lost:
             log.error("worker %s took %d calls with it", w.worker_id, lost)
@@ -204,6 +212,7 @@ class Supervisor:
                 async with self.bus_auth.client(self.broker_url, identifier="ivr-supervisor",
                                                 clean_session=False) as client:
                     await client.subscribe("ivr/events/#", qos=1)
+                    self.events_connected = True
                     async for message in client.messages:
                         try:
                             event = json.loads(bytes(message.payload))
@@ -211,6 +220,7 @@ class Supervisor:
                         except (ValueError, KeyError, TypeError) as exc:
                             log.error("bad event on %s: %s", message.topic, exc)
             except aiomqtt.MqttError as exc:
+                self.events_connected = False
                 log.warning("bus unavailable for events (%s); retrying", exc)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), 1.0)
@@ -295,6 +305,25 @@ class Supervisor:
                          **({"reason": why} if why else {})}
         return out
 
+    def snapshot(self) -> Snapshot:
+        """The live state /metrics reads at each scrape (ivr/metrics_state.py)."""
+        workers = [w.as_json() for w in self.pool]
+        alive = [w for w in workers if w["alive"]]
+        speech = [w["speech"] for w in alive if w["speech"]]
+        snap = Snapshot(workers=workers,
+                        speech_ready=bool(speech) and all(s.get("ready") for s in speech),
+                        front_up=self.front is not None and self.front.alive,
+                        bus={"supervisor": self.events_connected})
+        for w in alive:
+            snap.outboxes[f"worker-{w['id']}"] = int(w["outbox"])
+            snap.bus[f"worker-{w['id']}"] = bool(w["bus"])
+        if self.acd is not None:
+            snap.queues = self.acd.engine.queues_view()
+            snap.agents = self.acd.engine.agents_view()
+            snap.outboxes["acd"] = self.acd.outbox.count()
+            snap.bus["acd"] = self.acd.connected.is_set() and self.acd.outbox.connected
+        return snap
+
     def app(self) -> web.Application:
         async def health(request: web.Request) -> web.Response:
             doc = self.health()
@@ -314,12 +343,12 @@ class Supervisor:
             return web.json_response(doc, status=200 if doc["status"] == "ok" else 503)
 
         async def metrics(_: web.Request) -> web.Response:
-            h = self.health()
-            lines = [f"ivr_calls_active {h['calls']}",
-                     f"ivr_workers_alive {sum(1 for w in h['workers'] if w['alive'])}",
-                     f"ivr_capacity_calls {h['capacity']}",
-                     f"ivr_worker_restarts_total {sum(w['restarts'] for w in h['workers'])}"]
-            return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+            snap = self.snapshot()
+            if self.front is not None and self.front.alive:
+                with contextlib.suppress(FrontError):  # the rest is still worth a scrape
+                    snap.front_rejects = await self.front.rejects()
+            body = await asyncio.to_thread(exposition, snap)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
         async def get_levels(_: web.Request) -> web.Response:
             return web.json_response(self.log_levels())
@@ -512,6 +541,12 @@ def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> in
     if config.bus.mqtt:
         BusAuth.from_settings(config.bus)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    if metrics_dir.current() is None:
+        metrics_dir.prepare(state_dir)  # the workers' samples still reach /metrics
+    if not shared():
+        log.warning("metrics: prometheus_client was imported before %s was set, so the "
+                    "supervisor's own samples (queues, store) are missing from /metrics; start "
+                    "the server with `ivr serve`", metrics_dir.ENV)
     tracing.setup(config.tracing, "supervisor")  # without the SDK: a ConfigError, nothing started
     try:
         return asyncio.run(Supervisor(config, config_path, state_dir, tokens).run())

@@ -29,7 +29,7 @@ import numpy as np
 import pjsua2 as pj
 
 from ivr import log as logs
-from ivr import tracing
+from ivr import metrics, tracing
 from ivr.acd.client import AcdClient, AcdEvent
 from ivr.bus.auth import ANONYMOUS, BusAuth
 from ivr.bus.outbox import Outbox, send_forever
@@ -201,7 +201,8 @@ class Worker:
                   "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid(),
                   "created": dict(self.registry.created),
                   "speech": {"ready": self.asr.ready, "message": self.asr.message},
-                  "log_levels": self.levels.seq, "nodes": self._nodes()}
+                  "log_levels": self.levels.seq, "nodes": self._nodes(),
+                  "outbox": self.outbox.count(), "bus": self.outbox.connected}
         now = time.monotonic()
         if changed_only and status == self._last_status and \
                 now - self._last_status_at < STATUS_HEARTBEAT:
@@ -261,6 +262,8 @@ class Worker:
             op.statusCode = 200
         # 503 takes a draining worker out of the front's rotation; 486 only skips a full one
         session.on_gone = self._gone
+        if op.statusCode != 200 or flow is None or self.config.sip.answer_delay <= 0:
+            session.sent_final(op.statusCode)
         if op.statusCode != 200 or flow is None:
             # a final error reply; the session (and so the Call) is kept until DISCONNECTED
             self.rejected[call_id] = session
@@ -340,6 +343,7 @@ class Worker:
         info = session.info if hook is None else hook.caller(session.info)
         self.emit(session.call_id, "call.start", flow=flow.id, flow_version=flow.version,
                   caller=info["number"], dialed=info["dialed"])
+        metrics.CALLS_STARTED.labels(flow.id).inc()
         result = None
         reason = "completed"
         try:
@@ -350,6 +354,7 @@ class Worker:
                     reason = "caller cancelled"
                     return
                 session.answer(200)
+                session.sent_final(200)
             await first_of(session.media_ready, session.gone, timeout=10)
             if not session.media_ready.is_set():
                 reason = "no media" if not session.gone.is_set() else "caller hung up before media"
@@ -366,7 +371,8 @@ class Worker:
                         hook.stubs.http_client())
                 ctx = CallContext(channel=channel, config=self.config, flows=dict(self.flows),
                                   flow=flow, caller=info, call_id=session.call_id,
-                                  audio_dir=Path(self.config.audio), **stubbed)
+                                  audio_dir=Path(self.config.audio),
+                                  on_input_event=metrics.input_event, **stubbed)
                 channel.handoff = lambda: {
                     "flow": ctx.top_flow_id or flow.id, "path": list(ctx.path),
                     "variables": ctx.masked_variables(), "transcript": list(ctx.transcript),
@@ -405,6 +411,7 @@ class Worker:
             if session.recording is not None:
                 payload.update(session.recording.cdr())
             self.emit(session.call_id, "call.end", **payload)
+            metrics.CALLS_ENDED.labels(metrics.end_reason(reason)).inc()
             self._seq.pop(session.call_id, None)
 
     def _channel(self, session: CallSession, account: Any, hook: TestHook | None) -> SipChannel:

@@ -156,7 +156,7 @@ class Engine:
         self._touched.pop(call.call_id, None)
         if self.store is not None:
             self.store.delete_call(call.call_id)
-        out.append(CallClosed(call.call_id, outcome, agent))
+        out.append(CallClosed(call.call_id, outcome, agent, call.queue))
 
     def _release_ringing(self, call: QueuedCall, reason: str, out: list[Action],
                          keep: str | None = None) -> None:
@@ -202,12 +202,12 @@ class Engine:
                           reply_to=reply_to, handoff=dict(handoff or {}))
         if self.staffed(queue) == 0:
             out.append(Timeout(call_id, "empty", policy.overflow))
-            out.append(CallClosed(call_id, "overflow"))
+            out.append(CallClosed(call_id, "overflow", queue=queue))
             return out
         if policy.max_length is not None and \
                 sum(1 for c in self.waiting.values() if c.queue == queue) >= policy.max_length:
             out.append(Timeout(call_id, "full", policy.overflow))
-            out.append(CallClosed(call_id, "overflow"))
+            out.append(CallClosed(call_id, "overflow", queue=queue))
             return out
         self.waiting[call_id] = call
         self._touched[call_id] = now

@@ -250,6 +250,8 @@ class CallClosed:
     call_id: str
     outcome: str
     agent: str | None = None
+    queue: str = field(default="", compare=False)
+    """For the per-queue counters (ivr/acd/counts.py); not part of what the action decides."""
 
 
 Action = (Queued | Offer | Cancel | Connected | Timeout | CallbackScheduled | Error | AgentChanged

@@ -24,6 +24,7 @@ import aiomqtt
 from ivr import log as logs
 from ivr import tracing
 from ivr.acd import protocol as p
+from ivr.acd.counts import QueueCounts
 from ivr.acd.engine import Engine
 from ivr.acd.model import (
     Action,
@@ -89,6 +90,7 @@ class AcdService:
         self.connected = asyncio.Event()
         self.observers: list[Callable[[list[Action]], None]] = []
         """Called with every batch of decisions after it was sent (the desktop's live feed)."""
+        self.counts = QueueCounts(engine)
 
     @classmethod
     def create(cls, config: EngineConfig, store_path: Path, outbox_path: Path, broker_url: str,
@@ -227,6 +229,8 @@ class AcdService:
                 call.reply_to = str(reply_to)
         e = self.engine
         if op == "enqueue":
+            if call_id not in e.waiting and call_id not in e.active:
+                self.counts.entered(str(data["queue"]))
             sensitive = [str(s) for s in data.get("sensitive") or []]
             handoff = {
                 "caller": data.get("caller"), "flow": data.get("flow"),
@@ -301,6 +305,7 @@ class AcdService:
 
     def apply(self, actions: list[Action]) -> None:
         e = self.engine
+        self.counts.apply(actions)
         for a in actions:
             if isinstance(a, Queued):
                 self._reply_msg(a.call_id, "queued", position=a.position, eta_s=_eta(a.eta))

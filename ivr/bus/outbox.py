@@ -35,6 +35,8 @@ class Outbox(Database):
         super().__init__(path, SCHEMA, synchronous=None)
         self.wakeup = asyncio.Event()
         self.emptied = asyncio.Event()
+        self.connected = False
+        """Whether `send_forever` holds a broker session now (for /metrics)."""
 
     def put(self, topic: str, payload: dict[str, Any], key: str) -> None:
         with self._lock:
@@ -74,6 +76,7 @@ async def send_forever(outbox: Outbox, url: str, client_id: str, auth: BusAuth =
         try:
             async with auth.client(url, identifier=client_id, timeout=5) as client:
                 delay = 0.2
+                outbox.connected = True
                 while True:
                     rows = outbox.pending()
                     if not rows:
@@ -86,6 +89,7 @@ async def send_forever(outbox: Outbox, url: str, client_id: str, auth: BusAuth =
                         await client.publish(topic, payload, qos=1)
                         outbox.done(row_id)
         except aiomqtt.MqttError as exc:
+            outbox.connected = False
             log.warning("bus unavailable (%s); %d messages wait in the outbox", exc, outbox.count())
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from ivr import call_position as position
 from ivr import tracing
 from ivr.config import EngineConfig
 from ivr.errors import FlowRuntimeError
@@ -96,6 +97,8 @@ class CallContext:
     """Every secret this call has held, for scrubbing free text (`mask_text`, logs)."""
     start_language: str = ""
     """The call's language until the flow sets `language`: the top flow's `language:`."""
+    on_input_event: Callable[[str], None] | None = None
+    """Told of each noinput and nomatch at the current node (the worker counts them)."""
 
     def __post_init__(self) -> None:
         if not self.start_language:
@@ -224,6 +227,11 @@ class CallContext:
                             "confidence": got.confidence})
         self.transcript.append({"who": "caller", "text": shown(heard)})
 
+    def note_event(self, kind: str) -> None:
+        """A noinput or nomatch at the current node, for whoever counts them."""
+        if self.on_input_event is not None:
+            self.on_input_event(kind)
+
     def end(self, kind: EndKind, **details: Any) -> None:
         for key in ("message", "target"):  # free text for the CDR: no secret in it
             if isinstance(details.get(key), str):
@@ -234,6 +242,7 @@ class CallContext:
     def step(self, flow: Flow, node_id: str) -> None:
         """Called by the interpreter on entering a node; bounds loops without input."""
         self.node_id = node_id
+        position.current.set((flow.id, node_id))
         top = self.top_flow_id or flow.id
         self.path.append(node_id if flow.id == top else f"{flow.id}/{node_id}")
         self.visited.append((flow.id, node_id))

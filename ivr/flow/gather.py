@@ -135,6 +135,8 @@ async def gather(
             else:
                 ctx.transcript.append({"who": "caller", "text": "(no match)"})
                 kind = "nomatch"
+        if kind != "rejected":
+            ctx.note_event(kind)
         events += 1
         if events > settings.retries:
             return Gathered("failed")

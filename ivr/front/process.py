@@ -265,6 +265,12 @@ class Front:
             return {}
         return await self.rpc.dispatcher_state()
 
+    async def rejects(self) -> dict[str, int]:
+        """{reason: count} of requests the front refused (ivr.front.rpc.REJECT_REASONS)."""
+        if not self.alive:
+            raise FrontError("the front is not running")
+        return await self.rpc.rejects()
+
     async def registration_state(self) -> dict[str, str]:
         """{trunk name: "registered" | "registering" | "failed" | "disabled" | "pending"} from
         uac_reg's flags. Only the flags are read: the RPC record also carries the password."""

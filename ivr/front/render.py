@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jinja2
 
+from ivr.front.rpc import REJECT_REASONS
 from ivr.front.settings import (
     AGENTAUTH_DIR_NAME,
     DISPATCHER_SET,
@@ -64,6 +65,7 @@ def render_config(settings: FrontSettings) -> str:
         ping_host=ping_host,
         ds_set=DISPATCHER_SET,
         scanner_regex=_scanner_regex(settings.scanner_agents),
+        reject_reasons=REJECT_REASONS,
         tls_cfg=str(settings.runtime_dir / TLS_CFG_NAME),
         uacreg_dir=str(settings.runtime_dir / UACREG_DIR_NAME),
         reg_contact=(settings.contact_for(settings.registrations[0])[0] if settings.registrations

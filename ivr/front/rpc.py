@@ -17,6 +17,18 @@ from ivr.front.tools import find_tool, run_tool
 _REG_DISABLED, _REG_ONGOING, _REG_STATE, _REG_AUTHSENT, _REG_INIT = 1, 2, 4, 8, 16
 
 
+REJECT_REASONS = ("acl", "pike", "scanner", "banned", "max_calls", "no_worker", "oversized",
+                  "malformed", "refer")
+"""Why the front refused a request: one Kamailio statistic `ivr_reject_<reason>` each."""
+_REJECT_LINE = re.compile(r"^\s*script:ivr_reject_([a-z_]+)\s*=\s*(\d+)\s*$", re.MULTILINE)
+
+
+def parse_rejects(text: str) -> dict[str, int]:
+    """`kamcmd stats.get_statistics script:` output -> {reason: count} of our reasons."""
+    got = {m.group(1): int(m.group(2)) for m in _REJECT_LINE.finditer(text)}
+    return {r: got.get(r, 0) for r in REJECT_REASONS}
+
+
 def registration_word(flags: int) -> str:
     """uac_reg's record flags as the one word the health document shows for a trunk."""
     if flags & _REG_DISABLED:
@@ -67,6 +79,10 @@ class Kamcmd:
     async def dispatcher_state(self) -> dict[str, str]:
         """{"host:port": flags} of every destination the proxy knows."""
         return parse_dispatcher_list(await self.run("dispatcher.list"))
+
+    async def rejects(self) -> dict[str, int]:
+        """{reason: requests refused} since the front started (ivr_front_rejects_total)."""
+        return parse_rejects(await self.run("stats.get_statistics", "script:"))
 
     async def registration_state(self, names: Sequence[str]) -> dict[str, str]:
         """{trunk name: word} for `names`. Only the flags are read: the RPC record also carries

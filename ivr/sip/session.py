@@ -22,6 +22,7 @@ from typing import Any
 
 import pjsua2 as pj
 
+from ivr import metrics
 from ivr.sip import info_dtmf
 from ivr.sip.legs import OutboundLeg, forget_leg, header_vector, start_leg
 from ivr.sip.media import MediaRegistry, PromptPlayer, first_of, play_once
@@ -96,6 +97,9 @@ class CallSession:
     _cleanup: set[asyncio.Task[None]] = field(default_factory=set)
     """Waiters that forget legs hung up from cancelled tasks; the call task awaits them."""
     _xfer: asyncio.Future[int] | None = None
+    _dtmf_at: float | None = None
+    """When the last digit arrived, until a prompt plays (DTMF->next prompt latency)."""
+    _prompted: bool = False
 
     # -- callbacks (loop thread, inside libHandleEvents) -----------------------------------
     def on_state(self, state: int, code: int, reason: str) -> None:
@@ -141,6 +145,7 @@ class CallSession:
             self._player_done.set()
 
     def on_dtmf(self, digit: str) -> None:
+        self._dtmf_at = time.monotonic()  # the last digit: the caller waits from there
         self.digits.append(digit)
         self.digit_event.set()
         if self._barge and self._player_done is not None:
@@ -196,6 +201,7 @@ class CallSession:
         if self.aud is not None and not await self._connect(player):
             self._release_media_player_only()
             return not self.gone.is_set()
+        self._prompt_started()
         if barge_in and self.speech is not None:
             self.speech.playing(paths)  # echo-aware barge-in: what plays, how loud
         try:
@@ -209,7 +215,10 @@ class CallSession:
                 self._release_media_player_only()
         speech = self.speech is not None and self.speech.turn is not None \
             and self.speech.turn.speech_started
-        return not self.gone.is_set() and not (barge_in and (self.digits or speech))
+        barged = not self.gone.is_set() and barge_in and bool(self.digits or speech)
+        if barged:
+            metrics.input_event("barge_in")
+        return not self.gone.is_set() and not barged
 
     async def _connect(self, player: Any) -> bool:
         """Player -> caller. The conference refused this once in about 1,500 calls at 300 calls
@@ -291,7 +300,23 @@ class CallSession:
         self.recording = CallRecorder(self.loop, self.registry, path, resume_after)
         return self.recording.start(self.aud)
 
+    def _prompt_started(self) -> None:
+        """A prompt reached the caller: the latencies callers hear end here."""
+        now = time.monotonic()
+        if not self._prompted:  # a prompt may start before the ACK arrives: no wait then
+            metrics.ACK_TO_PROMPT.observe(now - (self.answered_at or now))
+        self._prompted = True
+        if self._dtmf_at is not None:
+            metrics.DTMF_TO_PROMPT.observe(now - self._dtmf_at)
+            self._dtmf_at = None
+
     # -- call control ---------------------------------------------------------------------
+    def sent_final(self, code: int) -> None:
+        """The final response to the INVITE went out: count it, time a 200."""
+        metrics.SIP_RESPONSES.labels(str(code)).inc()
+        if code == 200:
+            metrics.INVITE_TO_200.observe(time.monotonic() - self.started)
+
     def answer(self, code: int = 200) -> None:
         if self.call is not None and not self.gone.is_set():
             op = pj.CallOpParam()

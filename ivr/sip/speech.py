@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pjsua2 as pj
 
-from ivr import tracing
+from ivr import metrics, tracing
 from ivr.config import TurnSettings
 from ivr.flow.channel import Input, ListenSpec
 from ivr.flow.grammar import speech_grammar
@@ -233,6 +233,8 @@ class Turn:
         self._final = False
         self._final_audio: bytes | None = None
         self._final_at = 0.0
+        self._paused_at = 0.0
+        """When the caller last paused (end of speech->result is timed from there)."""
         # the call's context (its call id) follows the turn's log lines and decode requests
         self._ctx = contextvars.copy_context()
         hub.add(self)
@@ -275,6 +277,9 @@ class Turn:
             log.warning("speech turn failed; treated as a nomatch", exc_info=True)
             over, value = True, Input("speech", "", 0.0)
         if over:
+            stopped = self._paused_at or self._final_at
+            if stopped and value is not None:
+                metrics.SPEECH_TO_RESULT.observe(time.monotonic() - stopped)
             self._post(value)
         return over
 
@@ -345,6 +350,7 @@ class Turn:
                 return True, None
             elif ev.kind == "pause":
                 self._pause += 1
+                self._paused_at = time.monotonic()  # the caller stopped: the wait starts
             elif ev.kind in ("end", "max_speech"):
                 return self._end(cut=ev.kind == "max_speech")
         if self._ep.paused and self.grammar_ready.is_set() and self._spec is None \
@@ -456,6 +462,7 @@ class Turn:
                 result = rec.finalize()
             finally:
                 rec.close()
+        metrics.ASR_DECODE.observe(time.monotonic() - started)
         log.debug("decoded %.1fs of speech in %.0f ms%s", len(audio) / (2 * RATE),
                   (time.monotonic() - started) * 1000, " (at a pause)" if partial else "")
         if result is None:

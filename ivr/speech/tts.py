@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ivr.metrics import TTS_RENDER
 from ivr.prompt import Prompt
 from ivr.speech.audio import convert, write_wav
 from ivr.speech.engines import RENDER_TIMEOUT, TtsError, Voice, engine
@@ -195,7 +196,8 @@ class PromptCache:
 
     def _synthesise(self, voice: Voice, text: str, language: str, raw: Path, *,
                     private: bool) -> None:
-        engine(voice.engine).synthesise(voice, text, language, raw, private=private)
+        with TTS_RENDER.time():
+            engine(voice.engine).synthesise(voice, text, language, raw, private=private)
 
     def render_private_sync(self, text: str, language: str = "en-US") -> Path:
         """A sensitive prompt in a file of its own, never in the cache; `discard` it after

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ivr.metrics import STORE_WRITE
 from ivr.store.sqlite import Database
 
 SCHEMA = """
@@ -54,7 +55,7 @@ class Store(Database):
         """Apply one worker event; False when it was a duplicate."""
         call_id, seq, kind = str(event["call_id"]), int(event["seq"]), str(event["kind"])
         at = float(event.get("at", time.time()))
-        with self._lock:
+        with self._lock, STORE_WRITE.time():
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO events(call_id, seq, kind, at, data) VALUES (?,?,?,?,?)",
                 (call_id, seq, kind, at, json.dumps(event, default=str)),
