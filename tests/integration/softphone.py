@@ -26,6 +26,7 @@ import functools
 import json
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,9 @@ def main() -> None:
     ap.add_argument("--exit-after-incoming", type=int, default=0)
     args = ap.parse_args()
     if args.play == "tone":
-        args.play = tone(Path(args.record_dir or ".") / f"tone-{args.port}.wav", args.tone_hz)
+        # beside the recordings, else in the temporary directory (never the caller's cwd)
+        where = Path(args.record_dir) if args.record_dir else Path(tempfile.gettempdir())
+        args.play = tone(where / f"tone-{args.port}.wav", args.tone_hz)
 
     endpoint = Endpoint(EndpointConfig(port=args.port, user_agent=f"softphone/{args.name}"))
     endpoint.start()
