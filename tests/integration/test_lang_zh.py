@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from phones import Softphone, headers_of
-from server import REPO, Server, ivr_call, start_server
+from server import IVR_BIN, REPO, Server, ivr_call, start_server
 
 MANDARIN = "2100"
 SWITCH = "2101"
@@ -25,7 +25,16 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 @pytest.fixture(scope="module")
 def zh_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     routes = yaml.safe_load((REPO / "ivr" / "defaults.yaml").read_text())["routes"]
+    # the shipped Mandarin flow plays a recorded prompt pack, as a site runs it; with no studio
+    # here the pack is rendered once by `ivr pack build` with espeak-ng `cmn` standing in
+    packs = tmp_path_factory.mktemp("zh-pack")
+    built = subprocess.run([str(IVR_BIN), "pack", "build", str(REPO / "flows"), "--language",
+                            "zh-CN", "--out", str(packs)], capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert list((packs / "zh-CN").glob("p-*.wav")), built.stdout
     srv = start_server(tmp_path_factory.mktemp("zh") / "srv", max_calls=8, extra={
+        "prompts": {"packs": str(packs)},
         "routes": {**routes, MANDARIN: "telco-care-zh", SWITCH: "lang-switch"},
         # no uri: his softphone registers; the flow's care queue asks for the care skill
         "agents": {"wang": {"queues": ["care"], "skills": {"care": 1}}}})
@@ -62,7 +71,8 @@ def test_a_mandarin_call_reaches_an_agent_with_its_chinese_context(
         assert status == 200
         time.sleep(0.5)  # mosquitto_sub subscribed
         code, doc, err = ivr_call(server, f"sip:{MANDARIN}@{server.uri_host}", "--dtmf", "0",
-                                  "--asr", "none", call_timeout=60)
+                                  "--asr", "none", "--config", str(server.root / "ivr.yaml"),
+                                  call_timeout=60)
         invite = wang.wait(20, "the agent's INVITE", ev="incoming")
         raw, _ = offers.communicate(timeout=30)
     finally:
