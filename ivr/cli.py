@@ -312,7 +312,8 @@ def _sip_tests(sip: str, target: Any, config: EngineConfig, config_path: Path | 
         return asyncio.run(SipRunner(target, config, flowset.flows).run(test_files))
     with local_server(config_path, target.flows_dir, max_calls=max(8, 2 * target.parallel),
                       keep=server_dir) as srv:
-        target = dataclasses.replace(target, host=srv.sip, api=srv.api, token=srv.token())
+        target = dataclasses.replace(target, host=srv.sip, api=srv.api, token=srv.token(),
+                                     calls_dir=server_dir / "calls" if server_dir else None)
         return asyncio.run(SipRunner(target, config, flowset.flows).run(test_files))
 
 

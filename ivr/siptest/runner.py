@@ -61,6 +61,8 @@ class Target:
     config: Path | None = None
     uri: str | None = None
     """a given sip: URI (its user part reaches the flow); else one per flow, see `request_uri`"""
+    calls_dir: Path | None = None
+    """where each call's report, log and audio are kept for a look afterwards (--server-dir)"""
 
 
 def request_uri(target: Target, config: EngineConfig, flow: str) -> str:
@@ -158,23 +160,43 @@ class SipRunner:
             cmd += ["--voice", t.voice]
         if t.config is not None:
             cmd += ["--config", str(t.config)]
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+        with contextlib.ExitStack() as files:
+            if t.calls_dir is not None:  # kept for a look afterwards (--server-dir)
+                t.calls_dir.mkdir(parents=True, exist_ok=True)
+                stem = t.calls_dir / hook.call_id
+                cmd += ["--record", str(stem.with_suffix(".wav"))]
+                (stem.with_suffix(".case")).write_text(f"{case.name}\n{' '.join(cmd)}\n")
+                log = files.enter_context(stem.with_suffix(".log").open("w+b"))
+            else:
+                log = files.enter_context(tempfile.TemporaryFile())
+            out, code = await self._run(cmd, log)
+            if t.calls_dir is not None and out is not None:
+                stem.with_suffix(".json").write_bytes(out)
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
+        if out is None:
+            raise IvrError(f"no report within {t.call_timeout + REPORT_SLACK:.0f} s: "
+                           f"{' / '.join(tail)}")
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), t.call_timeout + REPORT_SLACK)
+            doc = json.loads(out)
+        except ValueError:
+            raise IvrError(f"`ivr call` gave no report (exit {code}): "
+                           f"{' / '.join(tail)}") from None
+        return dict(doc)
+
+    async def _run(self, cmd: list[str], log: Any) -> tuple[bytes | None, int | None]:
+        """The command's stdout and exit code (stderr to `log`); None once out of time."""
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(),
+                                            self.target.call_timeout + REPORT_SLACK)
+            return out, proc.returncode
         except asyncio.TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise IvrError(f"no report within {t.call_timeout + REPORT_SLACK:.0f} s") from None
-        try:
-            doc = json.loads(out)
-        except ValueError:
-            tail = err.decode(errors="replace").strip().splitlines()[-3:]
-            raise IvrError(f"`ivr call` gave no report (exit {proc.returncode}): "
-                           f"{' / '.join(tail)}") from None
-        return dict(doc)
+            return None, None
 
     def _cdr(self, call_id: str) -> dict[str, Any] | None:
         """The call's CDR once it has ended; None without API access."""
@@ -193,4 +215,5 @@ class SipRunner:
             if time.monotonic() > deadline:
                 return dict(cdr)
             time.sleep(0.3)
+
 
