@@ -233,12 +233,14 @@ class TestCaller:
                 report.end = {"by": "remote", "cause": f"{call.code} {call.reason}".strip(),
                               "at_ms": _ms(t0)}
                 return report
-            await self._wait_any([call.confirmed, call.gone], 5.0)
-            report.answered_ms = _ms(t0)
-            report.codec = call.codec
+            # listen from the first packet: an IVR greets as soon as it answers, and a prompt
+            # that lost its start is heard as a different one
             port.createPort("ivr-call", audio_format(RATE))
             call.aud.startTransmit(port)
             port.startTransmit(call.aud)
+            await self._wait_any([call.confirmed, call.gone], 5.0)
+            report.answered_ms = _ms(t0)
+            report.codec = call.codec
             deadline = t0 + self.timeout
             answered = time.monotonic()
             for i, action in enumerate(actions):

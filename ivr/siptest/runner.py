@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -187,13 +189,17 @@ class SipRunner:
     async def _run(self, cmd: list[str], log: Any) -> tuple[bytes | None, int | None]:
         """The command's stdout and exit code (stderr to `log`); None once out of time."""
         proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log)
+            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
         try:
             out, _ = await asyncio.wait_for(proc.communicate(),
                                             self.target.call_timeout + REPORT_SLACK)
             return out, proc.returncode
         except asyncio.TimeoutError:
             with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGABRT)  # faulthandler: where it hung, into the log
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 3.0)
                 proc.kill()
             await proc.wait()
             return None, None

@@ -65,33 +65,97 @@ def _voiced(f: np.ndarray) -> np.ndarray:
     return np.asarray(f.max(axis=1) > 4.5)
 
 
+CHUNK = 25
+"""Frames (0.5 s) of a prompt matched as one piece."""
+DRIFT = 8
+"""Frames (160 ms) a piece may sit from where the previous one ended: a loaded media clock
+drops or repeats frames, so a long prompt slides out of step with its rendering as it plays
+(measured: 7 frames over a 10 s menu on a busy machine, where one rigid window measured 0.85)."""
+START = 1.4 * MATCH
+"""First-piece distance below which a start is worth following."""
+PHASES = 4
+"""Offsets within a frame at which the heard audio is analysed (see find_prompts)."""
+CLIPPED = CHUNK // 2
+"""Frames a prompt may have lost before the received audio begins (it started with the call)."""
+
+
+def _starts(h: np.ndarray, c: np.ndarray) -> list[int]:
+    """Frames of `h` where the first piece of `c` may begin (local minima below START); negative
+    for a prompt whose beginning was clipped by the start of the audio."""
+    head = c[:CHUNK]
+    n = len(head)
+    if len(h) < n:
+        return []
+    dist = np.abs(np.lib.stride_tricks.sliding_window_view(h, (n, BANDS))[:, 0]
+                  - head[None]).mean(axis=(1, 2))
+    out = [-m for m in range(CLIPPED, 0, -1)
+           if float(np.abs(h[: n - m] - head[m:]).mean()) < START]
+    for i in np.nonzero(dist < START)[0]:
+        lo, hi = max(0, i - CHUNK // 2), i + CHUNK // 2 + 1
+        if dist[i] <= dist[lo:hi].min():
+            out.append(int(i))
+    return out
+
+
+def _follow(h: np.ndarray, c: np.ndarray, start: int) -> tuple[float, int]:
+    """`c` laid on `h` from frame `start`, piece by piece, each free to slide DRIFT frames from
+    where the previous one ended: the mean distance and the frame where it ends."""
+    total, frames, shift = 0.0, 0, 0
+    for k in range(0, len(c), CHUNK):
+        piece = c[k: k + CHUNK]
+        if len(piece) < 3:
+            break  # a last sliver says nothing
+        best, best_shift = np.inf, shift
+        for s in range(shift - DRIFT, shift + DRIFT + 1) if k else (0,):
+            lo = start + k + s
+            part = piece
+            if lo < 0:  # before the audio began (a clipped start)
+                part, lo = piece[-lo:], 0
+            if len(part) < 3 or lo + len(part) > len(h):
+                continue
+            d = float(np.abs(h[lo: lo + len(part)] - part).mean())
+            if d < best:
+                best, best_shift = d, s
+        if best == np.inf:
+            if start + k + shift < 0:
+                continue  # this piece lies wholly before the audio
+            return np.inf, 0
+        total += best * len(piece)
+        frames += len(piece)
+        shift = best_shift
+    return (total / frames if frames else np.inf), start + len(c) + shift
+
+
 def find_prompts(heard: np.ndarray, candidates: Iterable[tuple[str, np.ndarray]]) -> list[Found]:
-    """Non-overlapping best matches of candidate prompt audio (8 kHz int16) in `heard`."""
-    h = features(heard)
-    found: list[Found] = []
-    taken = np.zeros(len(h), dtype=bool)
-    scored: list[tuple[float, int, int, str]] = []
+    """Non-overlapping best matches of candidate prompt audio (8 kHz int16) in `heard`.
+
+    The heard audio is analysed at PHASES offsets within a frame: a prompt starts anywhere on
+    the line, and half a frame out of step measures ~0.5 on clean audio (MATCH is 0.45)."""
+    rendered = []
     for text, audio in candidates:
         c = features(audio)
         voiced = np.nonzero(_voiced(c))[0]
-        if voiced.size < 5:
-            continue
-        c = c[voiced[0]: voiced[-1] + 1]  # the rendering's own leading/trailing silence
-        n = len(c)
-        if n > len(h):
-            continue
-        windows = np.lib.stride_tricks.sliding_window_view(h, (n, BANDS))[:, 0]
-        dist = np.abs(windows - c[None]).mean(axis=(1, 2))
-        i = int(np.argmin(dist))
-        best = float(dist[i])
-        while best < MATCH:
-            scored.append((best, i, n, text))
-            dist[max(0, i - n // 2): i + n // 2 + 1] = np.inf  # the same prompt may play again
-            i = int(np.argmin(dist))
-            best = float(dist[i])
-    for best, i, n, text in sorted(scored):
-        if taken[i: i + n].any():
-            continue
-        taken[i: i + n] = True
-        found.append(Found(i * HOP * 1000 // RATE, (i + n) * HOP * 1000 // RATE, text, best))
+        if voiced.size >= 5:  # the rendering's own leading/trailing silence goes
+            rendered.append((text, c[voiced[0]: voiced[-1] + 1]))
+    scored: list[tuple[float, int, int, str]] = []  # distance, start and end sample, text
+    for phase in range(PHASES):
+        skip = phase * HOP // PHASES
+        h = features(heard[skip:])
+        for text, c in rendered:
+            if len(c) > len(h) + CLIPPED:
+                continue
+            for start in _starts(h, c):  # the same prompt may play again
+                best, end = _follow(h, c, start)
+                if best < MATCH:
+                    scored.append((best, skip + max(0, start) * HOP,
+                                   skip + min(end, len(h)) * HOP, text))
+    found: list[Found] = []
+    for best, lo, hi, text in sorted(scored):
+        if hi > lo and not any(lo < f_hi and f_lo < hi for f_lo, f_hi in _spans(found)):
+            found.append(Found(lo * 1000 // RATE, hi * 1000 // RATE, text, best))
     return sorted(found, key=lambda f: f.at_ms)
+
+
+def _spans(found: list[Found]) -> Iterable[tuple[int, int]]:
+    """The stretches (in samples) already named."""
+    return ((f.at_ms * RATE // 1000, f.end_ms * RATE // 1000) for f in found)

@@ -44,3 +44,48 @@ def test_nothing_is_found_in_silence_or_noise() -> None:
     tone = (np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440) * 8000).astype(np.int16)
     assert find_prompts(np.zeros(16000, dtype=np.int16), [("Hello.", tone)]) == []
     assert find_prompts(noise, [("Hello.", tone)]) == []
+
+
+MENU = ("For your data balance press 1 or say data. To report a fault press 2 or say fault. "
+        "For your bill press 3 or say bill. To speak to an agent press 0 or say agent.")
+MENU_KEYS = ("For your data balance press 1. To report a fault press 2. For your bill press 3. "
+             "To speak to an agent press 0.")
+
+
+def _glitched(samples: np.ndarray) -> np.ndarray:
+    """What a busy media clock does to a long prompt: 20-60 ms dropped here, repeated there."""
+    out, at = [], 0
+    for cut, drop, repeat in [(16000, 480, 0), (30000, 0, 320), (45000, 160, 0), (60000, 0, 160)]:
+        out.append(samples[at:cut])
+        if repeat:
+            out.append(samples[cut - repeat: cut])
+        at = cut + drop
+    out.append(samples[at:])
+    return np.concatenate(out)
+
+
+def test_a_long_prompt_is_found_though_the_line_dropped_and_repeated_frames(tmp_path: Path) -> None:
+    from ivr.speech.audio import write_wav
+
+    cache = PromptCache(tmp_path / "cache", Voice(), 8000)
+    menu, keys = (read_wav(cache.render_sync(t))[0] for t in (MENU, MENU_KEYS))
+    pause = np.zeros(4000, dtype=np.int16)
+    line = tmp_path / "line.wav"
+    write_wav(line, np.concatenate([pause, _glitched(menu), pause, keys, pause]), 8000)
+    heard = _through_g711(line, tmp_path)
+    found = find_prompts(heard, [(MENU, menu), (MENU_KEYS, keys)])
+    assert [f.text for f in found] == [MENU, MENU_KEYS]
+    # the other wording is not taken for the glitched one, nor the other way round
+    assert find_prompts(heard[: 4000 + len(menu)], [(MENU_KEYS, keys)]) == []
+
+
+def test_a_prompt_clipped_by_the_start_of_the_audio_is_found(tmp_path: Path) -> None:
+    from ivr.speech.audio import write_wav
+
+    cache = PromptCache(tmp_path / "cache", Voice(), 8000)
+    welcome = read_wav(cache.render_sync("Welcome to Telco customer care."))[0]
+    voiced = int(np.nonzero(np.abs(welcome) > 500)[0][0])
+    line = tmp_path / "line.wav"
+    write_wav(line, np.concatenate([welcome[voiced + 1200:], np.zeros(4000, dtype=np.int16)]), 8000)
+    found = find_prompts(_through_g711(line, tmp_path), [("Welcome to Telco customer care.", welcome)])
+    assert [f.text for f in found] == ["Welcome to Telco customer care."]
