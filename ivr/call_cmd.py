@@ -33,7 +33,9 @@ class _InOrder(click.Command):
         return super().parse_args(ctx, args)
 
 
-def _catalogue(flows_dir: Path, config: Any) -> list[str]:
+def _catalogue(flows_dir: Path, config: Any) -> list[tuple[str, str]]:
+    """(text, language) of every prompt the flows can say: each is rendered in its flow's
+    language, as the IVR renders it."""
     from ivr.flow.catalog import prompt_texts
     from ivr.flow.loader import iter_yaml_files
     from ivr.flow.validate import load_flows
@@ -41,7 +43,13 @@ def _catalogue(flows_dir: Path, config: Any) -> list[str]:
     if not flows_dir.is_dir():
         return []
     result = load_flows(list(iter_yaml_files([flows_dir], tests=False)), config)
-    return [t for f in result.flows.values() for t in prompt_texts(f)]
+    return [(t, f.header.language) for f in result.flows.values() for t in prompt_texts(f)]
+
+
+def _with_extra(catalogue: list[tuple[str, str]], texts: list[str]) -> list[tuple[str, str]]:
+    """`--prompts` texts, in each language of the catalogue (the file does not say which)."""
+    languages = dict.fromkeys(lang for _, lang in catalogue) or {"en-US": None}
+    return catalogue + [(t, lang) for t in texts for lang in languages]
 
 
 def _cache_dir() -> Path:
@@ -49,7 +57,8 @@ def _cache_dir() -> Path:
     return base / "ivr" / "call-prompts"
 
 
-def _hear(samples: np.ndarray, catalogue: list[str], cache: Any, transcriber: Any) -> Any:
+def _hear(samples: np.ndarray, catalogue: list[tuple[str, str]], cache: Any,
+          transcriber: Any) -> Any:
     """Static prompts by sound (rendered here with the same TTS), templates by grammar, the rest
     by open transcription (ivr.speech.hear)."""
     from ivr.flow.templates import is_template
@@ -58,12 +67,12 @@ def _hear(samples: np.ndarray, catalogue: list[str], cache: Any, transcriber: An
     from ivr.speech.tts import TtsError
 
     static = []
-    for text in (t for t in catalogue if not is_template(t)):
+    for text, language in ((t, lang) for t, lang in catalogue if not is_template(t)):
         try:
-            static.append((text, read_wav(cache.render_sync(text))[0]))
+            static.append((text, read_wav(cache.render_sync(text, language))[0]))
         except (TtsError, OSError):
             continue
-    templates = [t for t in catalogue if is_template(t)]
+    templates = list(dict.fromkeys(t for t, _ in catalogue if is_template(t)))
     return hear(samples, 8000, static, templates, transcriber)
 
 
@@ -189,7 +198,8 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
     if prompts_file is not None:
-        catalogue += [t for t in prompts_file.read_text().splitlines() if t.strip()]
+        catalogue = _with_extra(catalogue, [t for t in prompts_file.read_text().splitlines()
+                                            if t.strip()])
     hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber) if samples.size
                         else Hearing())
     heard = hearing.prompts

@@ -105,6 +105,20 @@ def unused_steps(case: Case, sent: list[Any]) -> str | None:
     return f"the flow ended before these steps were used: {left}" if left else None
 
 
+SPOKEN_CHARS_PER_S = 14.0
+"""The IVR's TTS at its default rate, roughly."""
+SILENCE_STEP_S = 7.0
+"""How long a `silence` step keeps quiet (ivr.sip.caller)."""
+
+
+def expected_seconds(case: Case, offline: CaseResult) -> float:
+    """About how long the case's call takes: what the IVR says, the caller's silences, a
+    second a step (to schedule the longest first)."""
+    steps = [parse_step(raw) for raw in case.steps]
+    return (sum(len(t) for t in offline.spoken) / SPOKEN_CHARS_PER_S
+            + SILENCE_STEP_S * sum(s.kind == "silence" for s in steps) + len(steps))
+
+
 class SipRunner:
     """Runs cases against one target, `parallel` calls at a time."""
 
@@ -117,12 +131,17 @@ class SipRunner:
     async def run(self, test_files: Iterable[Path]) -> Report:
         report = Report()
         cases = load_cases(test_files, self.flows, report)
-        report.cases = list(await asyncio.gather(*(self.case(f, c, p) for f, c, p in cases)))
+        offline = [await run_case(dict(self.flows), f, self.config, c,
+                                  file_recognizer(self.config)) for f, c, _ in cases]
+        # the longest calls first (the slots take waiters in order): the run ends with short
+        # calls instead of one long call alone
+        order = sorted(range(len(cases)), key=lambda i: -expected_seconds(cases[i][1], offline[i]))
+        done = await asyncio.gather(*(self.case(*cases[i], offline[i]) for i in order))
+        results = dict(zip(order, done, strict=True))
+        report.cases = [results[i] for i in range(len(cases))]
         return finish_report(report, self.flows, cases)
 
-    async def case(self, flow: Flow, case: Case, path: Path) -> CaseResult:
-        offline = await run_case(dict(self.flows), flow, self.config, case,
-                                 file_recognizer(self.config))
+    async def case(self, flow: Flow, case: Case, path: Path, offline: CaseResult) -> CaseResult:
         async with self._slots:
             hook = TestHook(flow=flow.id, stubs=case.stubs())
             with tempfile.NamedTemporaryFile("w", prefix="ivr-prompts-", suffix=".txt") as texts:
