@@ -71,7 +71,7 @@ DRIFT = 8
 """Frames (160 ms) a piece may sit from where the previous one ended: a loaded media clock
 drops or repeats frames, so a long prompt slides out of step with its rendering as it plays
 (measured: 7 frames over a 10 s menu on a busy machine, where one rigid window measured 0.85)."""
-START = 1.4 * MATCH
+START = 2.0 * MATCH
 """First-piece distance below which a start is worth following."""
 PHASES = 4
 """Offsets within a frame at which the heard audio is analysed (see find_prompts)."""
