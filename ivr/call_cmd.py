@@ -129,7 +129,7 @@ def _headers(given: tuple[str, ...]) -> dict[str, str]:
               help="more prompt texts to hear by sound, one a line (e.g. a case's rendered "
                    "templates, as `ivr test --sip` passes them)")
 @click.option("--voice", "caller_voice", metavar="ENGINE[:VOICE]",
-              help="the caller's voice for --say, e.g. flite:awb or espeak-ng:en+m3 "
+              help="the caller's voice for --say, e.g. flite:rms or espeak-ng:en+m3 "
                    "(default: the engine config's TTS voice)")
 @click.option("--asr", "asr", type=click.Choice(["auto", "whisper", "pocketsphinx", "none"]), default="auto",
               show_default=True,
@@ -180,7 +180,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         engine, _, name = caller_voice.partition(":")
         if engine not in ("espeak-ng", "flite"):
             raise click.BadParameter("ENGINE is espeak-ng or flite", param_hint="--voice")
-        voice = Voice(engine, name or ("awb" if engine == "flite" else "en-us"), tts.rate)
+        voice = Voice(engine, name or ("rms" if engine == "flite" else "en-us"), tts.rate)
     try:
         codec_priorities(codec)
     except ValueError as exc:

@@ -239,7 +239,7 @@ def _api(server: str | None, config_path: Path | None, token: str | None,
               "ports (no URI), or the server at URI (it needs test_hooks: true)")
 @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32),
               help="--sip: calls at a time")
-@click.option("--voice", "caller_voice", default="flite:awb", show_default=True,
+@click.option("--voice", "caller_voice", default="flite:rms", show_default=True,
               metavar="ENGINE[:VOICE]", help="--sip: the caller's voice for `say` steps")
 @click.option("--server-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="--sip without URI: keep the test server's config, state and log here "
