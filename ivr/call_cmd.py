@@ -34,22 +34,16 @@ class _InOrder(click.Command):
 
 
 def _catalogue(flows_dir: Path, config: Any) -> list[tuple[str, str]]:
-    """(text, language) of every prompt the flows can say: each is rendered in its flow's
-    language, as the IVR renders it."""
-    from ivr.flow.catalog import prompt_texts
+    """(text, language) of every prompt the flows can say, in every language a flow can be in:
+    the language picks the voice the prompt is rendered with here, as `serve` renders it."""
+    from ivr.flow.catalog import prompt_pairs
     from ivr.flow.loader import iter_yaml_files
     from ivr.flow.validate import load_flows
 
     if not flows_dir.is_dir():
         return []
     result = load_flows(list(iter_yaml_files([flows_dir], tests=False)), config)
-    return [(t, f.header.language) for f in result.flows.values() for t in prompt_texts(f)]
-
-
-def _with_extra(catalogue: list[tuple[str, str]], texts: list[str]) -> list[tuple[str, str]]:
-    """`--prompts` texts, in each language of the catalogue (the file does not say which)."""
-    languages = dict.fromkeys(lang for _, lang in catalogue) or {"en-US": None}
-    return catalogue + [(t, lang) for t in texts for lang in languages]
+    return [pair for f in result.flows.values() for pair in prompt_pairs(f)]
 
 
 def _cache_dir() -> Path:
@@ -59,20 +53,12 @@ def _cache_dir() -> Path:
 
 def _hear(samples: np.ndarray, catalogue: list[tuple[str, str]], cache: Any,
           transcriber: Any) -> Any:
-    """Static prompts by sound (rendered here with the same TTS), templates by grammar, the rest
-    by open transcription (ivr.speech.hear)."""
-    from ivr.flow.templates import is_template
-    from ivr.speech.audio import read_wav
+    """Static prompts by sound (as the IVR plays them: its pack or the same TTS), templates by
+    grammar, the rest by open transcription (ivr.speech.hear)."""
+    from ivr.speech.catalogue_audio import candidates
     from ivr.speech.hear import hear
-    from ivr.speech.tts import TtsError
 
-    static = []
-    for text, language in ((t, lang) for t, lang in catalogue if not is_template(t)):
-        try:
-            static.append((text, read_wav(cache.render_sync(text, language))[0]))
-        except (TtsError, OSError):
-            continue
-    templates = list(dict.fromkeys(t for t, _ in catalogue if is_template(t)))
+    static, templates = candidates(catalogue, cache)
     return hear(samples, 8000, static, templates, transcriber)
 
 
@@ -129,7 +115,7 @@ def _headers(given: tuple[str, ...]) -> dict[str, str]:
               help="more prompt texts to hear by sound, one a line (e.g. a case's rendered "
                    "templates, as `ivr test --sip` passes them)")
 @click.option("--voice", "caller_voice", metavar="ENGINE[:VOICE]",
-              help="the caller's voice for --say, e.g. flite:rms or espeak-ng:en+m3 "
+              help="the caller's voice for --say, e.g. flite:awb or espeak-ng:en+m3 "
                    "(default: the engine config's TTS voice)")
 @click.option("--asr", "asr", type=click.Choice(["auto", "whisper", "pocketsphinx", "none"]), default="auto",
               show_default=True,
@@ -157,6 +143,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     from ivr.speech.prompt_asr import expect_matches
     from ivr.speech.transcribe import TranscriberError, open_transcriber
     from ivr.speech.tts import Voice
+    from ivr.speech.voices import language_voices, pack_of, voice_of
 
     if not uri.startswith("sip:"):
         raise click.BadParameter("a SIP URI like sip:1000@127.0.0.1:5060", param_hint="URI")
@@ -180,7 +167,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         engine, _, name = caller_voice.partition(":")
         if engine not in ("espeak-ng", "flite"):
             raise click.BadParameter("ENGINE is espeak-ng or flite", param_hint="--voice")
-        voice = Voice(engine, name or ("rms" if engine == "flite" else "en-us"), tts.rate)
+        voice = Voice(engine, name or ("awb" if engine == "flite" else "en-us"), tts.rate)
     try:
         codec_priorities(codec)
     except ValueError as exc:
@@ -190,16 +177,20 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     except TranscriberError as exc:
         raise click.BadParameter(str(exc), param_hint="--asr") from None
     caller = TestCaller(uri, local_port=local_port, timeout=timeout,
-                        tts=Voice(tts.engine, tts.voice, tts.rate), cache_dir=_cache_dir(),
+                        tts=voice_of(tts), cache_dir=_cache_dir(),
                         voice=voice, codec=codec, headers=_headers(headers),
                         # a script's call ends with the IVR (a queue's announcements included)
                         listen_after=timeout if script is not None else 15.0)
+    caller.cache.languages = language_voices(tts)  # the IVR's voices and recorded pack, so its
+    caller.cache.pack = pack_of(config)            # prompts are recognised as they play
     report = asyncio.run(caller.run(actions))
     samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
     if prompts_file is not None:
-        catalogue = _with_extra(catalogue, [t for t in prompts_file.read_text().splitlines()
-                                            if t.strip()])
+        # a case's rendered templates, in whichever of the flows' languages the call speaks
+        languages = list(dict.fromkeys(lang for _, lang in catalogue)) or ["en-US"]
+        catalogue += [(t, lang) for t in prompts_file.read_text().splitlines() if t.strip()
+                      for lang in languages]
     hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber) if samples.size
                         else Hearing())
     heard = hearing.prompts
@@ -224,7 +215,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         **describe(hearing, offset),
         "sent": report.sent, "transfer": report.transfer, "end": report.end,
         "passed": passed, "failures": failures,
-        "recogniser": _recogniser(len(catalogue), transcriber),
+        "recogniser": _recogniser(len({t for t, _ in catalogue}), transcriber),
     }
     if as_json:
         click.echo(json.dumps(doc, indent=2))

@@ -458,6 +458,37 @@ def agent(action: str, name: str, config_path: Path | None, server: str | None,
     _emit_json(doc) if as_json else click.echo(f"{name}: {doc['state']}")
 
 
+@cli.command("log-level")
+@click.argument("level", required=False,
+                type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--logger", "logger_name", default="", metavar="NAME",
+              help="only this logger and those under it (e.g. ivr.sip); default: the root")
+@config_option
+@_server_option
+@click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
+def log_level(level: str | None, logger_name: str, config_path: Path | None, server: str | None,
+              token: str | None, state_dir: Path, as_json: bool) -> None:
+    """Change a running server's log level, in the supervisor and every worker (no LEVEL: show
+    the levels). SIGUSR1/SIGUSR2 to `ivr serve` do the same one step at a time."""
+    from ivr.acd.remote import call
+
+    url, bearer = _api(server, config_path, token, state_dir)
+    if level is None:
+        doc = call(url, "GET", "/log-level", token=bearer)
+    else:
+        doc = call(url, "PUT", "/log-level", {"level": level.upper(), "logger": logger_name},
+                   token=bearer)
+    if as_json:
+        _emit_json(doc)
+        return
+    for name, value in sorted(doc["levels"].items()):
+        click.echo(f"{name}: {value}")
+    lagging = sorted(w for w, applied in doc["workers"].items() if not applied)
+    if lagging:
+        click.echo(f"workers not yet at these levels: {', '.join(lagging)}", err=True)
+        sys.exit(1)
+
+
 @cli.command()
 @config_option
 @click.option("--since", default=None, help="from this date or ISO time (default: everything)")
@@ -536,6 +567,10 @@ def purge_cmd(config_path: Path | None, state_dir: Path, recordings_days: float 
 from ivr.call_cmd import call as _call_command  # noqa: E402 - registered after the group
 
 cli.add_command(_call_command)
+
+from ivr.pack_cmd import pack as _pack_command  # noqa: E402 - registered after the group
+
+cli.add_command(_pack_command)
 
 
 def main() -> None:

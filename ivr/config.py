@@ -307,6 +307,17 @@ class AsrSettings(_Strict):
     languages: dict[str, AsrEngineSettings] = Field(
         default_factory=dict, description="another engine for flows in these languages, e.g. "
         "ko-KR: {engine: vosk, model: 'lang:ko'}; a language (ko) covers its regions (ko-KR)")
+    default_languages: list[str] = Field(
+        default_factory=lambda: ["en"], description="languages the default engine (engine/model) "
+        "recognises; a call in a language neither these nor `languages` cover runs its input "
+        "nodes DTMF-only with their dtmf_prompt wording (a language, en, covers its regions)")
+
+    def recognises(self, language: str) -> bool:
+        """Whether calls in `language` get speech recognition (an engine for it is configured)."""
+        lang = language.lower()
+        tags = {lang, lang.split("-")[0]}
+        covered = {k.lower() for k in self.languages} | {k.lower() for k in self.default_languages}
+        return self.engine != "none" and bool(tags & covered)
     shared: bool | None = Field(
         None, description="load models once in a recognition service that `ivr serve` starts, "
         "instead of in every worker; unset: vosk (about 0.5 GB each) and Whisper models (about "
@@ -314,13 +325,55 @@ class AsrSettings(_Strict):
         "(about 30 MB) loads per worker; true: every model; false: none")
 
 
-class TtsSettings(_Strict):
-    engine: Literal["espeak-ng", "pyttsx3", "flite"] = Field(
+class TtsVoiceSettings(_Strict):
+    """One TTS engine (ivr.speech.engines): a local synthesiser, a program or a server."""
+
+    engine: Literal["espeak-ng", "pyttsx3", "flite", "command", "http"] = Field(
         "espeak-ng", description="pyttsx3 is accepted and renders with espeak-ng (same voice); "
-        "flite (English only) has CMU's voices: kal, awb, rms, slt"
+        "flite (English only) has CMU's voices: kal, awb, rms, slt; command: a local program "
+        "(`command`); http: a TTS server (`url`)"
     )
     voice: str = "en-us"
     rate: int = Field(165, ge=50, le=500)
+    command: list[str] | None = Field(
+        None, min_length=1, description="engine command: the program and its arguments, no "
+        "shell; {text} {out} {language} {voice} {rate} are replaced; without {text} the text "
+        "comes on stdin, without {out} the WAV goes to stdout")
+    url: str | None = Field(None, description="engine http: POST {text, language, voice, rate} "
+                            "as JSON, WAV back")
+    timeout: Duration = Field(20.0, gt=0, description="one rendering may take this long; then "
+                              "the next engine renders")
+
+    @model_validator(mode="after")
+    def _needs(self) -> TtsVoiceSettings:
+        if self.engine == "command" and not self.command:
+            raise ValueError("tts engine command needs command: [program, args...]")
+        if self.engine == "http" and not (self.url and self.url.startswith(("http://",
+                                                                              "https://"))):
+            raise ValueError("tts engine http needs url: http(s)://...")
+        if self.command and "/" in self.command[0] and not Path(self.command[0]).is_absolute():
+            raise ValueError("tts command: give the program by name (on PATH) or absolute path")
+        return self
+
+
+class TtsSettings(TtsVoiceSettings):
+    languages: dict[str, TtsVoiceSettings] = Field(
+        default_factory=dict, description="another engine for prompts in these languages, e.g. "
+        "zh-CN: {engine: command, command: [...]}; a language (zh) covers its regions (zh-CN). "
+        "When one fails the default engine renders, then espeak-ng")
+
+
+class PromptSettings(_Strict):
+    """Recorded prompt packs (ivr.speech.packs)."""
+
+    packs: Path | None = Field(
+        None, description="directory of recorded prompt packs: DIR/<language>/<prompt id>.wav "
+        "and DIR/<language>/say/<fragment>.wav play instead of TTS (`ivr pack build` makes one)")
+
+    @field_validator("packs")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
 
 
 class TurnSettings(_Strict):
@@ -473,6 +526,18 @@ class HttpSettings(_Strict):
                                      "one per line")
 
 
+class DesktopSettings(_Strict):
+    """The agent desktop and wallboard served on the HTTP listener (README: Agent desktop and
+    wallboard)."""
+
+    dispositions: list[str] = Field(
+        default_factory=lambda: ["resolved", "follow_up", "escalated", "wrong_number"],
+        min_length=1, description="the disposition codes an agent picks after a call")
+    heartbeat: Duration = Field(10.0, gt=0, description="a live page hears from the server at "
+                                "least this often; silence for 2.5x this marks it stale")
+    history_every: Duration = Field(30.0, gt=0, description="how often the wallboard's "
+                                    "last-hour chart takes a sample")
+
 
 class RecordingSettings(_Strict):
     """Whole-call recording for quality, opt-in: a call is recorded when its dialled number is
@@ -512,6 +577,20 @@ class RetentionSettings(_Strict):
                                            self.variables_days))
 
 
+class TracingSettings(_Strict):
+    """Per-call traces with OpenTelemetry (README: Tracing); needs the `ivr[tracing]` extra."""
+
+    enabled: bool = Field(False, description="trace every call: spans per node, prompt, listen, "
+                          "recognition, queue wait and agent leg, across worker, ACD and supervisor")
+    exporter: Literal["otlp", "file", "console"] = Field(
+        "otlp", description="otlp: OTLP/HTTP to otlp_endpoint; file: JSON lines appended to file; "
+        "console: JSON lines on stderr")
+    otlp_endpoint: str = Field("http://127.0.0.1:4318/v1/traces",
+                               description="the collector's OTLP/HTTP traces URL")
+    service_name: str = Field("ivr", min_length=1, description="service.name of every span")
+    file: str = Field("var/traces.jsonl", description="where exporter: file appends spans")
+
+
 class EngineConfig(_Strict):
     """Everything `ivr.yaml` may say; every field has a working default."""
 
@@ -522,6 +601,7 @@ class EngineConfig(_Strict):
     audio: str = "audio/"
     routes: dict[str, str] = Field(default_factory=dict)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     calendars: dict[str, Calendar] = Field(default_factory=dict)
     queues: dict[str, QueueSettings] = Field(default_factory=dict)
@@ -530,8 +610,10 @@ class EngineConfig(_Strict):
     transfers: TransferSettings = Field(default_factory=TransferSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    desktop: DesktopSettings = Field(default_factory=DesktopSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     test_hooks: bool = Field(
         False, description="take a flow test case's stubs (clock, http, caller, queues, "
         "transfers) from an INVITE's X-IVR-Test header, for that call only (`ivr test --sip`); "

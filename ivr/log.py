@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object a line when not on a terminal, call id on every line."""
+"""Structured logs: one JSON object a line when not on a terminal; a call's lines say which call,
+flow, node and worker they belong to (context variables, set where a call's task runs)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,27 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ivr.lang import secret
 
 call_id: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="-")
+flow: contextvars.ContextVar[str] = contextvars.ContextVar("flow", default="-")
+node: contextvars.ContextVar[str] = contextvars.ContextVar("node", default="-")
+worker = "-"
+"""This process's worker id (set once by the worker's main)."""
+trace_id: Callable[[], str | None] | None = None
+"""The current trace id, when tracing is on (ivr.tracing installs it)."""
 
 
 class _CallIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.call_id = call_id.get()
+        record.flow = flow.get()
+        record.node = node.get()
+        record.worker = worker
+        record.trace_id = trace_id() if trace_id is not None else None
         return True
 
 
@@ -43,8 +55,14 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "call_id": getattr(record, "call_id", "-"),
+            "flow": getattr(record, "flow", "-"),
+            "node": getattr(record, "node", "-"),
+            "worker": getattr(record, "worker", "-"),
             "msg": record.getMessage(),
         }
+        trace = getattr(record, "trace_id", None)
+        if trace:
+            out["trace_id"] = trace
         if record.exc_text:
             out["exc"] = record.exc_text
         elif record.exc_info:

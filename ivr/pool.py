@@ -69,7 +69,7 @@ class WorkerProc:
                 "draining": bool(self.status.get("draining")), "media": self.status.get("media", {}),
                 "tasks": self.status.get("tasks", 0), "flows": self.status.get("flows", {}),
                 "rss_kb": self.status.get("rss_kb", 0), "created": self.status.get("created", {}),
-                "speech": self.status.get("speech", {})}
+                "speech": self.status.get("speech", {}), "nodes": self.status.get("nodes", {})}
 
 
 class WorkerPool:
@@ -85,6 +85,8 @@ class WorkerPool:
         self.extra_args = extra_args
         self.spawn = spawn
         self.workers: dict[str, WorkerProc] = {}
+        self.status_seen = asyncio.Event()
+        """Set on every status line from any worker (whoever waits for one clears it first)."""
         self.pjsua2 = probe()
         self.limits = config.sip.worker_limits(self.pjsua2.max_calls, os.cpu_count() or 1)
         """Calls per worker, one entry per worker of the pool."""
@@ -118,6 +120,7 @@ class WorkerPool:
         async for status in read_statuses(proc.stdout):
             w.status = status
             w.ready.set()
+            self.status_seen.set()
 
     async def _add(self, limit: int) -> WorkerProc:
         w = WorkerProc(str(len(self.workers) + 1), free_port(kind=socket.SOCK_DGRAM), limit)

@@ -7,6 +7,15 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Piece:
+    """Part of a rendered template prompt: a fixed text, or what a say-as filter said (which a
+    recorded prompt pack plays from its fragments, ivr.speech.packs)."""
+
+    text: str
+    say_as: bool = False
+
+
+@dataclass(frozen=True)
 class Prompt:
     """One thing to play: synthesised text or an audio file (absolute path).
 
@@ -18,6 +27,8 @@ class Prompt:
     audio: str | None = None
     language: str = "en-US"
     shown: str | None = None
+    pieces: tuple[Piece, ...] | None = None
+    """A template prompt's parts in order, when each is fixed text or a say-as value."""
 
     @property
     def sensitive(self) -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 import aiomqtt
 from aiohttp import web
 
+from ivr import tracing
 from ivr.access.bootstrap import server_tokens
 from ivr.access.middleware import authenticate, principal
 from ivr.access.policy import api_policy
@@ -37,26 +38,34 @@ from ivr.bus.broker import find_ours, free_port, listening, start_broker
 from ivr.bus.users import BrokerUsers
 from ivr.config import EngineConfig
 from ivr.errors import ConfigError
-from ivr.flow.catalog import prompt_texts
+from ivr.flow.catalog import prompt_pairs
+from ivr.flow.languages import flow_languages
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.templates import is_template
 from ivr.flow.validate import load_flows
 from ivr.front.agent_secrets import agent_ha1s
 from ivr.front.process import Front
 from ivr.front.settings import FrontError, FrontSettings
+from ivr.log_levels import ROOT, LevelsFile, check_level, check_logger, root_level
 from ivr.pool import WorkerPool, WorkerProc
 from ivr.retention import purge
 from ivr.sip.build import warn_if_wheel
 from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
-from ivr.speech.tts import PromptCache, TtsError, Voice
+from ivr.speech.tts import TtsError
+from ivr.speech.voices import prompt_cache
 from ivr.store.db import Store
+from ivr.web.desktop import Desktop
+from ivr.web.routes import install as install_desktop
+from ivr.web.routes import pages
 
 log = logging.getLogger("ivr.serve")
 
 MAX_UNIX_PATH = 107
 """sockaddr_un.sun_path holds 108 bytes with the NUL."""
 DRAIN_BOUND = 60.0
+LEVELS_BOUND = 3.0
+"""How long `ivr log-level` waits for the workers to apply a new level (they poll twice a second)."""
 
 
 class Supervisor:
@@ -76,19 +85,24 @@ class Supervisor:
         self.front: Front | None = None
         self.store = Store(Path(config.store.path) if Path(config.store.path).is_absolute()
                            else Path.cwd() / config.store.path)
-        tts = config.speech.tts
-        self.cache = PromptCache(self.state / "prompts", Voice(tts.engine, tts.voice, tts.rate), 8000)
+        self.cache = prompt_cache(self.state / "prompts", config, 8000)
         if self.cache.forget_unkeyed():
             log.info("prompt cache: removed renderings named before the cache key")
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.flow_versions: dict[str, str] = {}
+        self.flow_languages: list[str] = []
+        """Every language the loaded flows' calls can be in (/health's speech.languages)."""
         self._flow_stamp: tuple[tuple[str, float, int], ...] = ()
         self.draining = False
         self.started = time.time()
         self.acd: AcdService | None = None  # the ACD (ivr/acd): queues, agents, callbacks
         self.recognition: RecognitionProcess | None = None  # shared models (ivr.speech.asr.server)
+        self.levels = LevelsFile(self.state / "log-levels.json")
+        """Run-time log levels, published to the workers (ivr.log_levels)."""
+        self.desktop = Desktop(config.desktop, lambda: self.acd, self.store.path,
+                               lambda: [w.as_json() for w in self.pool])  # ivr/web
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -113,8 +127,8 @@ class Supervisor:
         result = await asyncio.to_thread(load_flows, self._flow_files(), self.config)
         for problem in result.errors:
             log.error("flow problem (the last good version keeps serving): %s", problem)
-        texts = [(t, f.header.language) for f in result.flows.values()
-                 for t in prompt_texts(f) if not is_template(t)]
+        texts = [(t, lang) for f in result.flows.values()
+                 for t, lang in prompt_pairs(f) if not is_template(t)]
         rendered = 0
         for text, language in texts:
             if self.cache.cached(text, language) is None:
@@ -124,6 +138,8 @@ class Supervisor:
                 except TtsError as exc:
                     log.error("cannot pre-render prompt %r: %s", text[:60], exc)
         self.flow_versions = {k: v.version for k, v in result.flows.items()}
+        self.flow_languages = sorted({lang for f in result.flows.values()
+                                      for lang in flow_languages(f)})
         log.info("flows ready: %s (%d prompts rendered)", self.flow_versions, rendered)
         return not result.errors
 
@@ -191,13 +207,44 @@ class Supervisor:
                     async for message in client.messages:
                         try:
                             event = json.loads(bytes(message.payload))
-                            self.store.record_event(event)
+                            self._record(event)
                         except (ValueError, KeyError, TypeError) as exc:
                             log.error("bad event on %s: %s", message.topic, exc)
             except aiomqtt.MqttError as exc:
                 log.warning("bus unavailable for events (%s); retrying", exc)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), 1.0)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        """One call event into the CDR store, as a span of the call's trace."""
+        with tracing.remote(event), tracing.span(f"cdr {event.get('kind')}",
+                                                 call_id=str(event.get("call_id"))):
+            self.store.record_event(event)
+
+    # -- log levels -----------------------------------------------------------------------
+    def _verbosity(self, step: int) -> None:
+        """SIGUSR1 (-1, more verbose) / SIGUSR2 (+1): here and in every worker."""
+        self.levels.step(step)
+        log.warning("log level now %s (workers follow)", self.levels.levels.get(ROOT))
+
+    async def set_log_level(self, level: str, logger: str = ROOT) -> dict[str, Any]:
+        """`ivr log-level`: set it here and wait (bounded) until every live worker applied it."""
+        seq = self.levels.set(check_level(level), check_logger(logger))
+        log.warning("log level of %s now %s (workers follow)", logger or "root", level.upper())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._workers_at(seq), LEVELS_BOUND)
+        return self.log_levels()
+
+    async def _workers_at(self, seq: int) -> None:
+        while any(w.alive and int(w.status.get("log_levels", 0)) < seq for w in self.pool):
+            self.pool.status_seen.clear()
+            await self.pool.status_seen.wait()
+
+    def log_levels(self) -> dict[str, Any]:
+        seq = self.levels.seq
+        return {"levels": {k or "root": v for k, v in self.levels.levels.items()},
+                "workers": {w.worker_id: int(w.status.get("log_levels", 0)) >= seq
+                            for w in self.pool if w.alive}}
 
     # -- retention ------------------------------------------------------------------------
     async def purge_forever(self) -> None:
@@ -223,6 +270,7 @@ class Supervisor:
         speech = [w["speech"] for w in workers if w["alive"] and w["speech"]]
         speech_doc = {"ready": bool(speech) and all(s.get("ready") for s in speech),
                       "message": next((s.get("message") for s in speech), "no worker")}
+        speech_doc["languages"] = self.speech_languages(bool(speech_doc["ready"]))
         if self.recognition is not None:
             speech_doc["service"] = self.recognition.as_json()
         return {"status": "ok" if ok else ("draining" if self.draining else "degraded"),
@@ -232,6 +280,20 @@ class Supervisor:
                 "pjsua2": {**self.pool.pjsua2.as_json(), "calls_per_worker": max(self.pool.limits)},
                 "front": front, "bus": self.broker_url,
                 "flows": self.flow_versions, "uptime_s": round(time.time() - self.started, 1)}
+
+    def speech_languages(self, ready: bool) -> dict[str, dict[str, Any]]:
+        """Per language of the loaded flows: whether its calls get speech recognition, or run
+        their input nodes DTMF-only (no engine for it in speech.asr, or speech not ready)."""
+        asr = self.config.speech.asr
+        out = {}
+        for lang in self.flow_languages:
+            covered = asr.recognises(lang)
+            speech = ready and covered
+            why = ("" if speech else "speech not ready" if covered else
+                   f"no recogniser for {lang} in speech.asr (default_languages or languages)")
+            out[lang] = {"ready": speech, "input": "speech+dtmf" if speech else "dtmf",
+                         **({"reason": why} if why else {})}
+        return out
 
     def app(self) -> web.Application:
         async def health(request: web.Request) -> web.Response:
@@ -259,11 +321,28 @@ class Supervisor:
                      f"ivr_worker_restarts_total {sum(w['restarts'] for w in h['workers'])}"]
             return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
+        async def get_levels(_: web.Request) -> web.Response:
+            return web.json_response(self.log_levels())
+
+        async def put_levels(request: web.Request) -> web.Response:
+            try:
+                body = await request.json()
+                if not isinstance(body, dict):
+                    raise ValueError("the body must be an object")
+                doc = await self.set_log_level(str(body["level"]), str(body.get("logger") or ""))
+            except (ValueError, KeyError) as exc:
+                text = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise web.HTTPBadRequest(text=json.dumps({"error": text}),
+                                         content_type="application/json") from None
+            return web.json_response(doc)
+
         async def call(request: web.Request) -> web.Response:
             cdr = self.store.call(request.match_info["call_id"])
             if cdr is None:
                 raise web.HTTPNotFound(text=json.dumps({"error": "unknown call"}),
                                        content_type="application/json")
+            if self.acd is not None:  # its time in a queue (no context: that is the agent's)
+                cdr["acd"] = self.acd.store.queue_record(request.match_info["call_id"])
             return web.json_response(cdr)
 
         async def calls(request: web.Request) -> web.Response:
@@ -273,10 +352,13 @@ class Supervisor:
         def offered(call_id: str, agent: str) -> bool:
             return self.acd is not None and self.acd.offered_to(call_id, agent)
 
-        app = web.Application(middlewares=[authenticate(self.tokens, api_policy(offered))])
+        policy = api_policy(offered, self.desktop.ringing, self.desktop.had)
+        app = web.Application(middlewares=[pages(), authenticate(self.tokens, policy)])
         app.add_routes(acd_routes(lambda: self.acd))  # /queues, /agents, /calls/<id>/context
+        install_desktop(app, self.desktop, self.store)  # pages, /events, the agent's actions
         app.add_routes([web.get("/health", health), web.get("/metrics", metrics),
-                        web.get("/calls", calls), web.get("/calls/{call_id}", call)])
+                        web.get("/calls", calls), web.get("/calls/{call_id}", call),
+                        web.get("/log-level", get_levels), web.put("/log-level", put_levels)])
         return app
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -285,7 +367,10 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGTERM, self.stop.set)
         loop.add_signal_handler(signal.SIGINT, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        loop.add_signal_handler(signal.SIGUSR1, self._verbosity, -1)
+        loop.add_signal_handler(signal.SIGUSR2, self._verbosity, 1)
         self.state.mkdir(parents=True, exist_ok=True)
+        self.levels.write({ROOT: root_level()})  # a new run starts at its configured level
         runner: web.AppRunner | None = None
         try:
             if self.broker_url is None:
@@ -296,6 +381,7 @@ class Supervisor:
             self.acd = AcdService.create(self.config, self.store.path,
                                          self.state / "outbox" / "acd.sqlite", self.broker_url,
                                          auth=self.bus_auth)
+            self.acd.observers.append(self.desktop.on_actions)
             self._spawn(self.acd.run())
             await self.check_flows()
             self._flow_stamp = self._stamp()
@@ -426,4 +512,8 @@ def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> in
     if config.bus.mqtt:
         BusAuth.from_settings(config.bus)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return asyncio.run(Supervisor(config, config_path, state_dir, tokens).run())
+    tracing.setup(config.tracing, "supervisor")  # without the SDK: a ConfigError, nothing started
+    try:
+        return asyncio.run(Supervisor(config, config_path, state_dir, tokens).run())
+    finally:
+        tracing.shutdown()

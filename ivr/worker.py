@@ -29,6 +29,7 @@ import numpy as np
 import pjsua2 as pj
 
 from ivr import log as logs
+from ivr import tracing
 from ivr.acd.client import AcdClient, AcdEvent
 from ivr.bus.auth import ANONYMOUS, BusAuth
 from ivr.bus.outbox import Outbox, send_forever
@@ -38,6 +39,7 @@ from ivr.flow.interpreter import Interpreter
 from ivr.flow.loader import iter_yaml_files
 from ivr.flow.model import Flow
 from ivr.flow.validate import load_flows
+from ivr.log_levels import LevelsFile, root_level, stepped
 from ivr.sip import srtp, test_hooks
 from ivr.sip.build import probe
 from ivr.sip.callback import CallbackJob
@@ -53,7 +55,7 @@ from ivr.sip.stubbed import StubbedSipChannel
 from ivr.sip.test_hooks import TestHook
 from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
-from ivr.speech.tts import PromptCache, Voice
+from ivr.speech.voices import prompt_cache
 from ivr.status_line import rss_kb, write_status
 
 log = logging.getLogger("ivr.worker")
@@ -131,6 +133,8 @@ class Worker:
     """Calls this worker carries (its share of max_calls, within the loaded pjsua2's limit)."""
     registry: MediaRegistry = field(default_factory=MediaRegistry)
     sessions: dict[str, CallSession] = field(default_factory=dict)
+    contexts: dict[str, CallContext] = field(default_factory=dict)
+    """The running flows of live calls: where each call is now (the wallboard's self-service)."""
     rejected: dict[str, CallSession] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     flows: dict[str, Flow] = field(default_factory=dict)
@@ -147,9 +151,10 @@ class Worker:
     _last_status_at: float = 0.0
 
     def __post_init__(self) -> None:
-        tts = self.config.speech.tts
-        self.cache = PromptCache(self.state_dir / "prompts", Voice(tts.engine, tts.voice, tts.rate),
-                                 sample_rate=8000, private_dir=private_dir(self.state_dir))
+        self.levels = LevelsFile(self.state_dir / "log-levels.json")
+        self.levels.poll()
+        self.cache = prompt_cache(self.state_dir / "prompts", self.config, 8000,
+                                  private_dir=private_dir(self.state_dir))
         self.outbox = Outbox(self.state_dir / "outbox" / f"worker-{self.worker_id}.sqlite")
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
         self.asr = load_engine(self.config.speech.asr, self.asr_service)
@@ -164,7 +169,9 @@ class Worker:
         files = list(iter_yaml_files([Path(self.config.flows)], tests=False))
         result = load_flows(files, self.config)
         for p in result.errors:
-            log.error("flow problem, keeping the last good version: %s", p)
+            # the supervisor validated the same files and logged each problem once (not once
+            # per worker: ten identical lines for one typo)
+            log.debug("flow problem, keeping the last good version: %s", p)
         broken = {p.file for p in result.errors}
         fresh = {fid: f for fid, f in result.flows.items() if f.file not in broken}
         for fid, old in self.flows.items():
@@ -179,7 +186,7 @@ class Worker:
         seq = self._seq.get(call_id, 0) + 1
         self._seq[call_id] = seq
         event = {"call_id": call_id, "seq": seq, "kind": kind, "at": time.time(),
-                 "worker": self.worker_id, **data}
+                 "worker": self.worker_id, **tracing.carrier(), **data}
         self.outbox.put(f"ivr/events/{self.worker_id}", event, key=f"{call_id}:{seq}")
 
     def _emit_status(self, *, changed_only: bool = False) -> None:
@@ -193,7 +200,8 @@ class Worker:
                   "media": self.registry.snapshot(), "tasks": len(self.tasks),
                   "flows": {k: v.version for k, v in self.flows.items()}, "pid": os.getpid(),
                   "created": dict(self.registry.created),
-                  "speech": {"ready": self.asr.ready, "message": self.asr.message}}
+                  "speech": {"ready": self.asr.ready, "message": self.asr.message},
+                  "log_levels": self.levels.seq, "nodes": self._nodes()}
         now = time.monotonic()
         if changed_only and status == self._last_status and \
                 now - self._last_status_at < STATUS_HEARTBEAT:
@@ -201,6 +209,15 @@ class Worker:
         self._last_status, self._last_status_at = status, now
         if not write_status({**status, "rss_kb": rss_kb()}):
             self._orphan("the status pipe is closed")
+
+    def _nodes(self) -> dict[str, int]:
+        """Live calls by `flow:node` (the node a call is in now)."""
+        counts: dict[str, int] = {}
+        for ctx in self.contexts.values():
+            if ctx.node_id:
+                key = f"{ctx.top_flow_id or ctx.flow.id}:{ctx.node_id}"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def _orphan(self, why: str) -> None:
         """The supervisor is gone (SIGKILL, crash): keep the live calls, take no new ones.
@@ -292,7 +309,9 @@ class Worker:
         job = CallbackJob(asyncio.get_running_loop(), self.registry, self.account, self.acd,
                           self.cache, offer, self._front_hostport())
         try:
-            await job.run_recorded(self.emit)
+            with tracing.call_span(offer.call_id, callback=True, agent=offer.agent,
+                                   worker=self.worker_id):
+                await job.run_recorded(self.emit)
         finally:
             self.callbacks -= 1
             self._seq.pop(job.cdr_id, None)
@@ -311,6 +330,13 @@ class Worker:
     async def _run_call(self, session: CallSession, flow: Flow, account: Any,
                         hook: TestHook | None = None) -> None:
         logs.call_id.set(session.call_id)
+        logs.flow.set(flow.id)
+        with tracing.call_span(session.call_id, flow=flow.id, worker=self.worker_id,
+                               dialed=session.info.get("dialed")):
+            await self._call(session, flow, account, hook)
+
+    async def _call(self, session: CallSession, flow: Flow, account: Any,
+                    hook: TestHook | None) -> None:
         info = session.info if hook is None else hook.caller(session.info)
         self.emit(session.call_id, "call.start", flow=flow.id, flow_version=flow.version,
                   caller=info["number"], dialed=info["dialed"])
@@ -345,6 +371,7 @@ class Worker:
                     "flow": ctx.top_flow_id or flow.id, "path": list(ctx.path),
                     "variables": ctx.masked_variables(), "transcript": list(ctx.transcript),
                     "sensitive": sorted(ctx.sensitive | set(ctx.flow.sensitive))}
+                self.contexts[session.call_id] = ctx
                 result = await Interpreter(ctx).run()
             end = result.end
             reason = session.ended_for or \
@@ -359,6 +386,7 @@ class Worker:
             reason = "internal error"
             session.hangup()
         finally:
+            self.contexts.pop(session.call_id, None)
             if not session.gone.is_set():
                 session.hangup()
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -384,7 +412,8 @@ class Worker:
         kind = SipChannel if hook is None else partial(StubbedSipChannel, stubs=hook.stubs)
         return kind(session=session, cache=self.cache, account=account,
                     recordings=self.state_dir / "recordings", beep=self.beep, acd=self.acd,
-                    front=self._front_hostport(), audio_dir=self.config.audio)
+                    front=self._front_hostport(), audio_dir=self.config.audio,
+                    recognises=self.config.speech.asr.recognises)
 
     def _record(self, session: CallSession, flow: Flow) -> None:
         """Start the whole-call recording when the route or the flow asks for one."""
@@ -411,6 +440,8 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, self.load)
         loop.add_signal_handler(signal.SIGTERM, self._drain, stop)
         loop.add_signal_handler(signal.SIGINT, self._drain, stop)
+        loop.add_signal_handler(signal.SIGUSR1, self._verbosity, -1)
+        loop.add_signal_handler(signal.SIGUSR2, self._verbosity, 1)
         self.load()
         lib_limit = probe().max_calls
         self.limit = min(self.limit, lib_limit)
@@ -446,12 +477,21 @@ class Worker:
                 await asyncio.sleep(0.5)
                 if os.getppid() != self._parent:
                     self._orphan("the parent process changed")
+                if self.levels.poll():
+                    log.info("log levels now %s", self.levels.levels)
                 self._emit_status(changed_only=True)
         finally:
             await media_watch.stop()
             if acd_ctx is not None:
                 await acd_ctx.__aexit__(None, None, None)
             await self._shutdown(endpoint, account, sender)
+
+    def _verbosity(self, step: int) -> None:
+        """SIGUSR1/SIGUSR2 sent to this worker alone (the supervisor's reach every worker
+        through log-levels.json): the root logger one level more or less verbose."""
+        level = stepped(root_level(), step)
+        logging.getLogger().setLevel(level)
+        log.warning("log level now %s", level)
 
     def _drain(self, stop: asyncio.Event) -> None:
         log.info("draining: %d live calls", len(self.sessions))
@@ -504,7 +544,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logs.setup(args.log_level, json_lines=True)
+    logs.worker = args.id
     config = load_config(args.config)
+    tracing.setup(config.tracing, f"worker-{args.id}")
     if args.bus_user and args.bus_password_file:
         auth = BusAuth.from_file(args.bus_user, args.bus_password_file)
     else:
@@ -512,6 +554,7 @@ def main(argv: list[str] | None = None) -> None:
     worker = Worker(args.id, args.sip_port, config, args.state_dir.resolve(), args.broker,
                     bus_auth=auth, asr_service=args.asr_service, limit=args.calls)
     asyncio.run(worker.run())
+    tracing.shutdown()
     with contextlib.suppress(OSError, ValueError):  # stdout is a dead pipe when orphaned
         sys.stdout.flush()
         sys.stderr.flush()

@@ -74,6 +74,23 @@ class OfferedCall:
             self.offered(request.match_info.get("call_id", ""), who.agent)
 
 
+@dataclass(frozen=True)
+class AgentOfCall:
+    """Only the agent `check(call id, agent)` says (no admin: it acts as that agent), e.g. the
+    agent the call rings now (accept/reject) or the agent who had it (its disposition)."""
+
+    check: Offered
+    open: bool = False
+
+    def allows(self, who: Principal | None, request: web.Request) -> bool:
+        return who is not None and who.role is Role.agent and who.agent is not None and \
+            self.check(request.match_info.get("call_id", ""), who.agent)
+
+
+def _nobody(call_id: str, agent: str) -> bool:
+    return False
+
+
 ADMIN = Roles(frozenset({Role.admin}))
 READ = Roles(frozenset({Role.admin, Role.read}))
 
@@ -89,8 +106,9 @@ class Policy:
         return self.rules.get((method, path), ADMIN)
 
 
-def api_policy(offered: Offered) -> Policy:
-    """The supervisor's API (ivr/serve.py, ivr/acd/http.py); README "Privacy and access"."""
+def api_policy(offered: Offered, ringing: Offered = _nobody, had: Offered = _nobody) -> Policy:
+    """The supervisor's API (ivr/serve.py, ivr/acd/http.py, ivr/web/routes.py); README "Privacy
+    and access". `ringing`: the call rings that agent now; `had`: that agent answered it."""
     return Policy({
         ("GET", "/health"): Open(),  # details only for admin/read tokens (serve.py)
         ("GET", "/metrics"): READ,
@@ -101,4 +119,9 @@ def api_policy(offered: Offered) -> Policy:
         ("PUT", "/queues/{name}"): ADMIN,
         ("GET", "/agents"): READ,
         ("POST", "/agents/{name}/{action}"): OwnAgent(),
+        # the desktop (README "Agent desktop and wallboard"): every token gets its own events
+        ("GET", "/events"): Roles(frozenset({Role.admin, Role.read, Role.agent})),
+        ("POST", "/calls/{call_id}/offer/{action}"): AgentOfCall(ringing),
+        ("POST", "/calls/{call_id}/disposition"): AgentOfCall(had),
+        ("GET", "/calls/{call_id}/recording"): READ,
     })

@@ -34,6 +34,7 @@ from typing import Any
 
 import aiomqtt
 
+from ivr import tracing
 from ivr.acd import protocol as p
 from ivr.bus.auth import ANONYMOUS, BusAuth
 from ivr.bus.outbox import Outbox, send_forever
@@ -183,7 +184,7 @@ class AcdClient:
         self._seq[call_id] = n
         key = f"acd:{self._boot}:{call_id}:{n}"
         self.outbox.put(p.REQUEST_TOPIC, {"op": op, "call_id": call_id, "reply_to": self.reply_to,
-                                          "key": key, **data}, key=key)
+                                          "key": key, **tracing.carrier(), **data}, key=key)
 
     def agent_answered(self, call_id: str, agent: str, attempt: int) -> None:
         self.report(call_id, "agent_answered", agent=agent, attempt=attempt)

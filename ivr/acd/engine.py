@@ -280,6 +280,22 @@ class Engine:
             self._set(agent, AgentState.away if reason == "no_answer" else AgentState.ready, out)
         return out
 
+    def accept(self, call_id: str, agent_name: str) -> list[Action]:
+        """The agent took the offer on their desktop: any other agent ringing for it stops, so
+        the call waits for this agent's phone alone (the answer still comes from the phone)."""
+        out: list[Action] = []
+        call = self.waiting.get(call_id)
+        if call is None or agent_name not in call.ringing:
+            raise StateError(f"{call_id} is not ringing {agent_name}")
+        self._release_ringing(call, "accepted_elsewhere", out, keep=agent_name)
+        return out
+
+    def ringing_for(self, call_id: str, agent_name: str) -> bool:
+        """Whether `agent_name` is being offered `call_id` right now."""
+        agent = self.agents.get(agent_name)
+        return agent is not None and agent.state is AgentState.ringing and \
+            agent.call_id == call_id
+
     def caller_gone(self, call_id: str) -> list[Action]:
         """The caller hung up while waiting or while an agent rang: the agents are released."""
         out: list[Action] = []

@@ -3,7 +3,8 @@
 All messages are JSON, QoS 1, and leave their process through a SQLite outbox; each carries
 `key` (an idempotency key, `<call id>:<sequence>`): a consumer that has seen a key drops the
 message. Requests carry `reply_to` (the topic the worker listens on) and `call_id` (the
-correlation id); replies name the `call_id` they belong to.
+correlation id); replies name the `call_id` they belong to. With tracing on, a request also
+carries the W3C `traceparent` (and `tracestate`) of the span it was sent from (ivr.tracing).
 
 worker -> ACD, topic `ivr/acd/request`, `{"op": ..., "call_id", "reply_to", "key", ...}`:
   enqueue        queue, priority, skills, max_wait, since (first enqueue time: a resync keeps the

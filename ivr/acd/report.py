@@ -84,6 +84,21 @@ def build_report(path: Path, since: float = 0.0, threshold: float = 20.0) -> dic
             "flows": flows, "queues": queues}
 
 
+def queue_figures(path: Path, since: float, thresholds: dict[str, float]) -> dict[str, Any]:
+    """Per queue, the report's figures for calls queued since `since`, each queue's service
+    level against its own threshold (the wallboard's numbers)."""
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        acd = _rows(db, "SELECT call_id, queue, enqueued_at, answered_at, outcome, callback "
+                        "FROM acd_log WHERE enqueued_at >= ?", (since,))
+    finally:
+        db.close()
+    return {q: _queue_stats([r for r in acd if r["queue"] == q], thresholds.get(q, 20.0))
+            for q in sorted({str(r["queue"]) for r in acd} | set(thresholds))}
+
+
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 

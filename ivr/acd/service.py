@@ -15,11 +15,14 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
+from ivr import log as logs
+from ivr import tracing
 from ivr.acd import protocol as p
 from ivr.acd.engine import Engine
 from ivr.acd.model import (
@@ -81,7 +84,11 @@ class AcdService:
         self._every: dict[str, float] = {}
         self._last_position: dict[str, float] = {}
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._traces: dict[str, dict[str, str]] = {}
+        """Each live call's trace context, from its last request: the parent of its offers."""
         self.connected = asyncio.Event()
+        self.observers: list[Callable[[list[Action]], None]] = []
+        """Called with every batch of decisions after it was sent (the desktop's live feed)."""
 
     @classmethod
     def create(cls, config: EngineConfig, store_path: Path, outbox_path: Path, broker_url: str,
@@ -173,7 +180,34 @@ class AcdService:
         self.tick()
         return actions
 
+    def reject(self, call_id: str, agent: str) -> None:
+        """The agent declined the offer on their desktop: their leg is cancelled and the call
+        keeps its place for the next agent (as a rejected INVITE would)."""
+        call = self.engine.waiting.get(call_id)
+        actions: list[Action] = [Cancel(call_id, agent, "rejected")]
+        actions += self.engine.failed(call_id, agent, call.attempt if call else None, "reject")
+        self.apply(actions)
+        self.tick()
+
+    def accept(self, call_id: str, agent: str) -> None:
+        """The agent took the offer on their desktop (StateError when it is not theirs now)."""
+        self.apply(self.engine.accept(call_id, agent))
+
     def request(self, data: dict[str, Any]) -> None:
+        """One worker request, in its call's log context and trace (its `traceparent`)."""
+        call_id = str(data.get("call_id", "-"))
+        token = logs.call_id.set(call_id)
+        if data.get("traceparent"):
+            self._traces[call_id] = {k: str(data[k]) for k in ("traceparent", "tracestate")
+                                     if data.get(k)}
+        try:
+            with tracing.remote(data), tracing.span(f"acd {data.get('op')}", call_id=call_id,
+                                                     queue=str(data["queue"]) if data.get("queue") else None):
+                self._request(data)
+        finally:
+            logs.call_id.reset(token)
+
+    def _request(self, data: dict[str, Any]) -> None:
         key = data.get("key")
         if key:
             if key in self._seen:
@@ -271,23 +305,7 @@ class AcdService:
             if isinstance(a, Queued):
                 self._reply_msg(a.call_id, "queued", position=a.position, eta_s=_eta(a.eta))
             elif isinstance(a, Offer):
-                ctx = e.context(a.call_id) or {"call_id": a.call_id}
-                agent = e.agents[a.agent]
-                offer = {"agent": {"name": agent.name, "uri": agent.uri}, "attempt": a.attempt,
-                         "context": ctx}
-                if a.callback:
-                    call = e.waiting.get(a.call_id)
-                    uri = call.handoff.get("callback_uri") if call is not None else None
-                    self._put(p.CALLBACK_TOPIC, a.call_id,
-                              {"kind": "offer", "call_id": a.call_id, "callback": ctx["callback"],
-                               "callback_uri": uri, "at": time.time(), **offer})
-                else:
-                    self._reply_msg(a.call_id, "offer", **offer)
-                self._put(p.agent_topic(a.agent, "offer"), a.call_id,
-                          {**ctx, "agent": a.agent, "attempt": a.attempt, "at": time.time()})
-                self.store.log(a.call_id, offered_at=time.time())
-                self.store.bump_attempts(a.call_id)
-                self.store.add_offer(a.call_id, a.agent)
+                self._offer(a)
             elif isinstance(a, Cancel):
                 self._reply_msg(a.call_id, "cancel", agent=a.agent, reason=a.reason)
                 self._put(p.agent_topic(a.agent, "cancel"), a.call_id,
@@ -310,8 +328,40 @@ class AcdService:
             elif isinstance(a, CallClosed):
                 self.store.log(a.call_id, outcome=a.outcome, ended_at=time.time(), agent=a.agent)
                 self._reply.pop(a.call_id, None)
+                self._traces.pop(a.call_id, None)
                 self._every.pop(a.call_id, None)
                 self._last_position.pop(a.call_id, None)
+        if actions:
+            for observe in self.observers:
+                try:
+                    observe(actions)
+                except Exception:  # a page's feed must never stop the ACD
+                    log.exception("ACD observer failed")
+
+
+    def _offer(self, a: Offer) -> None:
+        """Offer the call to an agent (the worker rings them), a span of the call's trace:
+        the ACD's choice, whether a request or the tick made it."""
+        e = self.engine
+        ctx = e.context(a.call_id) or {"call_id": a.call_id}
+        with tracing.remote(self._traces.get(a.call_id, {})), \
+                tracing.span("acd offer", call_id=a.call_id, agent=a.agent, attempt=a.attempt):
+            agent = e.agents[a.agent]
+            offer = {"agent": {"name": agent.name, "uri": agent.uri}, "attempt": a.attempt,
+                     "context": ctx}
+            if a.callback:
+                call = e.waiting.get(a.call_id)
+                uri = call.handoff.get("callback_uri") if call is not None else None
+                self._put(p.CALLBACK_TOPIC, a.call_id,
+                          {"kind": "offer", "call_id": a.call_id, "callback": ctx["callback"],
+                           "callback_uri": uri, "at": time.time(), **offer})
+            else:
+                self._reply_msg(a.call_id, "offer", **offer)
+            self._put(p.agent_topic(a.agent, "offer"), a.call_id,
+                      {**ctx, "agent": a.agent, "attempt": a.attempt, "at": time.time()})
+            self.store.log(a.call_id, offered_at=time.time())
+            self.store.bump_attempts(a.call_id)
+            self.store.add_offer(a.call_id, a.agent)
 
     # -- views -------------------------------------------------------------------------------
     def context(self, call_id: str) -> dict[str, Any] | None:
@@ -319,6 +369,13 @@ class AcdService:
         if live is not None:
             return live
         return self.store.logged_context(call_id)
+
+    def agent_of(self, call_id: str) -> str | None:
+        """The agent who answered the call (live or logged), else None."""
+        call = self.engine.active.get(call_id)
+        if call is not None and call.agent:
+            return call.agent
+        return self.store.agent_of(call_id)
 
     def offered_to(self, call_id: str, agent: str) -> bool:
         """Whether the call was ever offered to `agent` (an agent's token may read its context)."""

@@ -106,6 +106,22 @@ class AcdStore(Database):
                                    (call_id, agent)).fetchone()
         return row is not None
 
+    def queue_record(self, call_id: str) -> dict[str, Any] | None:
+        """The call's acd_log row without its context: queue, agent, times, outcome."""
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT queue, priority, enqueued_at, offered_at, answered_at, ended_at, agent, "
+                "outcome, attempts, callback FROM acd_log WHERE call_id = ?", (call_id,))
+            row = cur.fetchone()
+            names = [d[0] for d in cur.description]
+        return None if row is None else dict(zip(names, row, strict=True))
+
+    def agent_of(self, call_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT agent FROM acd_log WHERE call_id = ? AND answered_at "
+                                   "IS NOT NULL", (call_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
     def logged_context(self, call_id: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute("SELECT context FROM acd_log WHERE call_id = ?",

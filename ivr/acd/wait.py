@@ -19,8 +19,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Se
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from ivr import tracing
 from ivr.acd.client import AcdEvent
 from ivr.errors import CallerHangup
+from ivr.lang import messages
 from ivr.prompt import Prompt
 
 REFER_TIMEOUT = 25.0
@@ -49,8 +51,8 @@ class CallbackOffer:
 
 @dataclass(frozen=True)
 class WaitWords:
-    """The wait's sentences in the flow's language, as the queue node words them: `position`
-    takes `{position}`, `wait_time` takes `{minutes}` and `{s}` (the plural ending)."""
+    """The wait's sentences in the call's language, as the queue node words them (its message
+    catalogue's templates): `position` takes `position`, `wait_time` takes `minutes`."""
 
     language: str = "en-US"
     position: str = ""
@@ -59,10 +61,10 @@ class WaitWords:
     callback_confirm: str = ""
 
     def position_text(self, position: int) -> str:
-        return self.position.format(position=position)
+        return messages.fill(self.position, position=position)
 
     def wait_time_text(self, minutes: int) -> str:
-        return self.wait_time.format(minutes=minutes, s="s" * (minutes != 1))
+        return messages.fill(self.wait_time, minutes=minutes)
 
     def prompts(self, *texts: str) -> list[Prompt]:
         return [Prompt(text=t, language=self.language) for t in texts if t]
@@ -201,6 +203,10 @@ class QueueWait(Generic[Leg]):
 
     async def run(self) -> QueueResult:
         """Wait for the outcome; CallerHangup (after telling the ACD) if the caller leaves."""
+        with tracing.span("queue wait", queue=self.request.name, mode=self.request.mode):
+            return await self._run()
+
+    async def _run(self) -> QueueResult:
         call, request, h = self.call, self.request, self.handoff
         if call.gone:
             raise CallerHangup()
@@ -327,7 +333,8 @@ class QueueWait(Generic[Leg]):
     async def _ring(self, agent: str, uri: str | None, attempt: int) -> None:
         """Call one offered agent with the handoff context; report how it went."""
         call = self.call
-        leg, reason = await call.dial(self._target(agent, uri), self.request.context)
+        with tracing.span("agent leg", agent=agent, attempt=attempt):
+            leg, reason = await call.dial(self._target(agent, uri), self.request.context)
         if leg is None:
             if not call.gone:
                 self.acd.agent_failed(call.call_id, agent, attempt, reason)
@@ -364,7 +371,10 @@ class QueueWait(Generic[Leg]):
         """
         call = self.call
         call.hold(False)
-        if not await call.refer(self._target(agent, uri), self.request.context, REFER_TIMEOUT):
+        with tracing.span("agent leg", agent=agent, attempt=attempt, refer=True):
+            referred = await call.refer(self._target(agent, uri), self.request.context,
+                                        REFER_TIMEOUT)
+        if not referred:
             self.acd.agent_failed(call.call_id, agent, attempt, "reject")
             if not call.gone:
                 call.hold(True)

@@ -79,6 +79,11 @@ class Channel(abc.ABC):
         `dtmf_prompt` (the DTMF wording) instead of a prompt that offers "or say ..."."""
         return True
 
+    def speech_for(self, language: str) -> bool:
+        """Whether speech in `language` is recognised on this call: a language without its
+        engine (`speech.asr.languages`) runs DTMF-only, as a call without speech does."""
+        return self.speech_available
+
     def private(self, node: str) -> contextlib.AbstractAsyncContextManager[None]:
         """A span in which the caller gives, or hears read back, a sensitive value: a channel
         that records the call holds silence for it and notes the span (`ivr.flow.pauses`).

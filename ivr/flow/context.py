@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from ivr import tracing
 from ivr.config import EngineConfig
 from ivr.errors import FlowRuntimeError
 from ivr.flow.channel import Channel, Input, ListenSpec, Prompt
 from ivr.flow.templates import render
+from ivr.lang import messages
 from ivr.lang.masking import mask
 from ivr.lang.secret import Tainted, contains_secret, scrub, secrets_in, shown, taint
 
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from ivr.flow.model import Flow
 
 EndKind = Literal["hangup", "queue", "transfer", "error", "inputs_exhausted"]
+
+LANGUAGE = "language"
+"""The variable that holds the call's language once a flow sets it (`set: {language: ...}`)."""
 
 MAX_STEPS_WITHOUT_INPUT = 100
 """Nodes a flow may pass without waiting for the caller before we call it a loop."""
@@ -89,21 +94,46 @@ class CallContext:
     top_flow_id: str = ""
     secrets: list[Tainted] = field(default_factory=list)
     """Every secret this call has held, for scrubbing free text (`mask_text`, logs)."""
+    start_language: str = ""
+    """The call's language until the flow sets `language`: the top flow's `language:`."""
 
     def __post_init__(self) -> None:
+        if not self.start_language:
+            self.start_language = self.flow.header.language
         for name in list(self.variables):  # given before the flow ran (a test case, a callback)
             if name in self.flow.sensitive:
                 self.assign(name, self.variables[name])
+
+    # -- language ------------------------------------------------------------------------
+    @property
+    def language(self) -> str:
+        """The call's language now: prompts, system prompts (ivr/lang/messages), the TTS voice
+        and the recogniser follow it. A flow changes it with `set: {language: en-US}`."""
+        value = self.variables.get(LANGUAGE)
+        return value if isinstance(value, str) and value else self.start_language
+
+    def message(self, key: str, /, **values: Any) -> str:
+        """A system prompt (ivr/lang/messages) in the call's language."""
+        try:
+            return messages.text(self.language, key, **values)
+        except messages.MessageError as exc:
+            raise FlowRuntimeError(str(exc), node=self.node_id) from None
 
     # -- variables -----------------------------------------------------------------------
     def scope(self) -> dict[str, Any]:
         """Names templates may use: flow variables, then the call-level ones."""
         caller = {"number": "", "name": "", "dialed": "", "sip_headers": {}, **self.caller}
-        call = {"id": self.call_id, "started_at": self.started_at.isoformat()}
+        call = {"id": self.call_id, "started_at": self.started_at.isoformat(),
+                "language": self.language}
         return {**self.variables, "caller": caller, "call": call, "last": dict(self.last)}
 
     def assign(self, name: str, value: Any, *, sensitive: bool = False) -> None:
         """Store a variable; a sensitive input or a name the flow lists as sensitive taints it."""
+        if name == LANGUAGE:  # the call's language: only one that has its system prompts
+            why = messages.problem(str(value))
+            if why is not None:
+                raise FlowRuntimeError(f"cannot switch the call to language {value!r}: {why}",
+                                       node=self.node_id)
         if sensitive or name in self.flow.sensitive:
             value = taint(value)
         self.remember(value)
@@ -172,12 +202,14 @@ class CallContext:
             self.prompts.append(text)
             self.transcript.append({"who": "ivr", "text": text})
         # a prompt that reads a sensitive value out is a private span: a recording holds silence
-        async with self.channel.private(self.node_id) if carries else contextlib.nullcontext():
-            await self.channel.play(prompts, barge_in=barge_in)
+        with tracing.span("prompt", prompts=len(prompts), barge_in=barge_in):
+            async with self.channel.private(self.node_id) if carries else contextlib.nullcontext():
+                await self.channel.play(prompts, barge_in=barge_in)
 
     async def listen(self, spec: ListenSpec) -> Input | None:
         self.steps_since_input = 0
-        return await self.channel.listen(spec)
+        with tracing.span("listen", speech=spec.speech, timeout_s=spec.timeout):
+            return await self.channel.listen(spec)
 
     def note_input(self, got: Input, *, sensitive: bool = False, value: str | None = None) -> None:
         """Record an accepted input (and make it `last`); a sensitive one is tainted."""

@@ -17,11 +17,9 @@ from ivr.flow.channel import Input, ListenSpec, Prompt
 from ivr.flow.context import CallContext
 from ivr.flow.model import GlobalLink
 from ivr.flow.prompts import text_prompt
+from ivr.lang import messages
 from ivr.lang.grammars import default_confidence
 from ivr.lang.normalize import best_phrase
-
-DEFAULT_NOINPUT = "Sorry, I did not hear anything."
-DEFAULT_NOMATCH = "Sorry, I did not understand."
 
 
 @dataclass
@@ -83,15 +81,16 @@ def global_keys(links: list[GlobalLink]) -> tuple[tuple[str, ...], tuple[str, ..
     return keys, phrases
 
 
-def escalation_texts(noinput: list[str], nomatch: list[str]) -> list[str]:
-    """What the loop below may say on noinput and nomatch: the node's lists, or the defaults."""
-    return [*noinput, *nomatch, *([] if noinput else [DEFAULT_NOINPUT]),
-            *([] if nomatch else [DEFAULT_NOMATCH])]
+def escalation_texts(noinput: list[str], nomatch: list[str], language: str) -> list[str]:
+    """What the loop below may say on noinput and nomatch in `language`: the node's lists, or
+    the defaults of the language's message catalogue."""
+    defaults = [key for key, own in (("noinput", noinput), ("nomatch", nomatch)) if not own]
+    return [*noinput, *nomatch, *(messages.text(language, key) for key in defaults)]
 
 
-def _escalation(texts: list[str], count: int, fallback: str) -> str:
+def _escalation(ctx: CallContext, texts: list[str], count: int, fallback: str) -> str:
     if not texts:
-        return fallback
+        return ctx.message(fallback)
     return texts[min(count, len(texts)) - 1]
 
 
@@ -141,7 +140,7 @@ async def gather(
             return Gathered("failed")
         if kind == "noinput":
             noinputs += 1
-            before = [text_prompt(ctx, _escalation(noinput, noinputs, DEFAULT_NOINPUT))]
+            before = [text_prompt(ctx, _escalation(ctx, noinput, noinputs, "noinput"))]
         elif kind == "nomatch":
             nomatches += 1
-            before = [text_prompt(ctx, _escalation(nomatch, nomatches, DEFAULT_NOMATCH))]
+            before = [text_prompt(ctx, _escalation(ctx, nomatch, nomatches, "nomatch"))]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ivr import log as log_context
+from ivr import tracing
 from ivr.errors import CallerHangup, FlowRuntimeError, InputsExhausted
 from ivr.flow.context import CallContext, End
 from ivr.flow.model import Flow
@@ -87,7 +88,8 @@ class Interpreter:
             if node is None:
                 raise FlowRuntimeError(f"flow {flow.id} has no node {node_id!r}", node_id)
             ctx.step(flow, node_id)
-            node_id = await node.run(ctx)
+            with tracing.node(flow.id, node_id, str(getattr(node, "kind", type(node).__name__))):
+                node_id = await node.run(ctx)
             if ctx.ending is not None:
                 return True
             if node.hangup:

@@ -59,8 +59,9 @@ class Node(BaseModel):
     def check(self, checker: Checker, path: Path_) -> None:
         """Semantic checks beyond the schema (audio files, queues, calendars...)."""
 
-    def prompts(self) -> list[str]:
-        """Every text this node can speak, templates as written: the prompt catalogue that
+    def prompts(self, language: str) -> list[str]:
+        """Every text this node can speak while the call is in `language` (its system prompts
+        come from that language's catalogue), templates as written: the prompt catalogue that
         `serve` renders ahead and `ivr call` recognises (ivr/flow/catalog.py) asks each node."""
         return []
 

@@ -27,7 +27,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ivr.lang.masking import mask
-from ivr.lang.numbers import say_currency, say_date, say_digits, say_number
+from ivr.lang.sayas.filters import FILTERS
 from ivr.lang.secret import HIDDEN, Masked, contains_secret, is_secret, touch
 
 
@@ -101,8 +101,8 @@ class _SandboxedNativeEnvironment(_Sandbox):
     concat = staticmethod(native_concat)  # type: ignore[assignment]
 
 
-KEEPS_THE_VALUE = frozenset({"say_digits", "say_number", "say_currency", "say_date", "mask",
-                             "string", "trim", "upper", "lower", "default", "d", "e", "escape"})
+KEEPS_THE_VALUE = frozenset({*FILTERS, "mask", "string", "trim", "upper", "lower", "default", "d",
+                             "e", "escape"})
 """Filters that say the same value another way: in a record's render (`ivr.flow.templates`)
 they leave a secret's stand-in as it is (`You entered ****5678`, not `* * * * 5 6 7 8`); any
 other filter given a stand-in gives `****` (`{{ account | length }}` says nothing)."""
@@ -126,8 +126,7 @@ def _watched(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _configure(env: ImmutableSandboxedEnvironment) -> None:
-    env.filters.update(say_digits=say_digits, say_number=say_number, say_currency=say_currency,
-                       say_date=say_date, mask=mask)
+    env.filters.update(FILTERS, mask=mask)
     env.filters = {name: _watched(name, f) for name, f in env.filters.items()}
 
 

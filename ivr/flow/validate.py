@@ -21,9 +21,14 @@ from pydantic import ValidationError
 import ivr.flow.nodes  # noqa: F401 - fills the node registry
 from ivr.config import EngineConfig
 from ivr.errors import Problem, ProblemsError
+from ivr.flow.languages import switches
 from ivr.flow.loader import Document, Path_, load_file
 from ivr.flow.model import NODE_TYPES, Flow, FlowHeader, Node
+from ivr.flow.pack_check import check_pack
+from ivr.flow.sayas_check import problem as sayas_problem
 from ivr.flow.templates import check_source, is_template
+from ivr.lang import messages
+from ivr.speech.packs import PromptPack
 from ivr.yamldoc import validation_problems
 
 _NODE_ID = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
@@ -50,6 +55,8 @@ class Checker:
     flow_ids: set[str]
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    language: str = "en-US"
+    """The flow's language: what a template's say-as speaks unless it names another."""
 
     def error(self, path: Path_, message: str) -> None:
         self.errors.append(self.doc.problem(path, message))
@@ -60,7 +67,7 @@ class Checker:
     def template(self, path: Path_, source: str, *, expression: bool = False) -> None:
         if not expression and not is_template(source):
             return
-        why = check_source(source, expression=expression)
+        why = check_source(source, expression=expression) or sayas_problem(source, self.language)
         if why:
             self.error(path, why)
 
@@ -148,8 +155,16 @@ def parse_flow(doc: Document) -> Flow:
 
 def check_flow(flow: Flow, config: EngineConfig, flow_ids: set[str]) -> Checker:
     """Semantic checks of one parsed flow."""
-    checker = Checker(flow.doc, config, flow_ids)
     header = flow.header
+    checker = Checker(flow.doc, config, flow_ids, language=header.language)
+    why = messages.problem(header.language)
+    if why is not None:
+        checker.error(("language",), why)
+    for at, value in switches(flow):
+        if not isinstance(value, str):
+            checker.error(at, "language must be a language tag such as en-US")
+        elif not is_template(value) and (why := messages.problem(value)) is not None:
+            checker.error(at, f"cannot switch to language {value!r}: {why}")
     if header.start not in flow.nodes:
         checker.error(("start",), f"start node {header.start!r} does not exist")
     roots = [header.start]
@@ -176,6 +191,8 @@ def check_flow(flow: Flow, config: EngineConfig, flow_ids: set[str]) -> Checker:
     for node_id in flow.nodes:
         if node_id not in seen:
             checker.error(("nodes", node_id), f"node {node_id!r} is unreachable from start")
+    if config.prompts.packs is not None:
+        check_pack(checker, flow, PromptPack(config.prompts.packs))
     return checker
 
 

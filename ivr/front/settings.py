@@ -166,6 +166,9 @@ class FrontSettings:
     retry_after_s: int = 5
     fr_timer_ms: int = 1500  # no reply at all from a worker within this: fail over
     fr_inv_timer_ms: int = 10000  # a worker sent 1xx but no final reply within this: fail over
+    # a worker's own outbound INVITE (an agent's phone, a transfer target) rings as long as the
+    # worker wants (the ACD's ring_timeout; it CANCELs): this bounds only a worker that vanished
+    outbound_ring_ms: int = 180000
     children: int = 4
     log_level: int = 2  # kamailio `debug`: 2 = info (our xlog lines), 3 = debug
     # TLS listen sockets: PEM certificate (chain may follow) and private key
@@ -208,7 +211,8 @@ class FrontSettings:
             if not _SAFE_AGENT.match(agent):
                 raise ValueError(f"scanner user agent {agent!r} may only use letters, digits, ' ._/-'")
         for name in ("pike_sampling_s", "pike_density", "pike_remove_latency_s", "probe_interval_s",
-                     "fr_timer_ms", "fr_inv_timer_ms", "children", "reg_timer_interval_s", "retry_after_s",
+                     "fr_timer_ms", "fr_inv_timer_ms", "outbound_ring_ms", "children",
+                     "reg_timer_interval_s", "retry_after_s",
                      "reg_retry_interval_s", "auth_max_failures", "auth_window_s", "auth_ban_s",
                      "max_message_bytes"):
             if getattr(self, name) < 1:

@@ -3,19 +3,20 @@
 One list of number words serves the parsers (a caller's "double five" into "55"), the recognisers
 (the words a digits or number grammar may hear) and the say-as filters of prompts
 (`say_number`, `say_currency`, `say_date`, `say_digits`), so the three never drift apart.
-English only for now: other languages' say-as goes through num2words, and their callers' number
-words are not yet known to the parsers.
+The parsers are English only; say-as for every language is `ivr.lang.sayas`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from num2words import num2words
 
 from ivr.lang.normalize import normalize
+from ivr.lang.sayas import speaker
+from ivr.lang.sayas.en import CURRENCY_NAMES
+from ivr.lang.sayas.values import to_date, to_decimal
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 """Digit names by value."""
@@ -37,22 +38,20 @@ SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
 NUMBER_WORDS = (*SPOKEN_DIGITS, *TEENS, *TENS, *SCALES, "and", "point")
 """What a caller says for a number or an amount (a recogniser's number words)."""
 
-CURRENCY_NAMES = {"USD": ("dollar", "dollars", "cent", "cents"),
-                  "EUR": ("euro", "euros", "cent", "cents"),
-                  "GBP": ("pound", "pounds", "penny", "pence")}
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
           "october", "november", "december")
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
             "tenth", "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth",
             "seventeenth", "eighteenth", "nineteenth", "twentieth", "thirtieth")
 SAY_AS_WORDS = (
-    *NUMBER_WORDS, "billion", "minus", "a",
+    *NUMBER_WORDS, "billion", "minus", "a", "oh", "am", "pm", "hour", "hours", "minute", "minutes",
+    "second", "seconds",
     *dict.fromkeys(w for names in CURRENCY_NAMES.values() for w in names), *MONTHS, *ORDINALS,
 )
-"""What `say_number`, `say_currency`, `say_date` and `say_digits` can produce (English)."""
+"""What the say-as filters can produce in English (`ivr.lang.sayas.en`)."""
 
 SAY_AS = {"say_digits": "digits", "say_currency": "currency", "say_date": "date",
-          "say_number": "number"}
+          "say_number": "number", "say_ordinal": "any", "say_time": "any", "say_duration": "any"}
 """Say-as filters of the template language -> the kind of words they produce."""
 
 
@@ -122,52 +121,27 @@ def parse_number(text: str) -> Decimal | None:
 
 
 # --- what prompts say (say-as) ----------------------------------------------------------------
+# The words themselves are per language in `ivr.lang.sayas`; these are the English-default
+# entry points code outside templates calls.
 
-def _lang(language: str) -> str:
-    return language.split("-")[0].lower() or "en"
-
-
-def say_digits(value: Any) -> str:
+def say_digits(value: Any, language: str = "en-US") -> str:
     """Digits spoken one by one: TTS reads '12345678' as a number otherwise."""
-    return " ".join(ch for ch in str(value) if not ch.isspace())
+    return speaker(language).digits(str(value))
 
 
 def say_number(value: Any, language: str = "en-US") -> str:
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return str(value)
-    return str(num2words(number, lang=_lang(language))).replace("-", " ")
+    number = to_decimal(value)
+    return str(value) if number is None else speaker(language).number(number)
 
 
 def say_currency(value: Any, currency: str = "USD", language: str = "en-US") -> str:
-    try:
-        amount = Decimal(str(value)).quantize(Decimal("0.01"))
-    except InvalidOperation:
-        return str(value)
-    whole = int(amount)
-    cents = int((abs(amount) - abs(whole)) * 100)
-    lang = _lang(language)
-    unit1, units, sub1, subs = CURRENCY_NAMES.get(currency.upper(),
-                                                  (currency, currency, "cent", "cents"))
-    text = f"{num2words(whole, lang=lang)} {unit1 if abs(whole) == 1 else units}"
-    if cents:
-        text += f" and {num2words(cents, lang=lang)} {sub1 if cents == 1 else subs}"
-    return text.replace("-", " ")
+    amount = to_decimal(value)
+    return str(value) if amount is None else speaker(language).currency(amount, currency)
 
 
 def say_date(value: Any, language: str = "en-US") -> str:
-    if isinstance(value, str):
-        try:
-            value = dt.date.fromisoformat(value[:10])
-        except ValueError:
-            return str(value)
-    if not isinstance(value, dt.date):
-        return str(value)
-    lang = _lang(language)
-    day = str(num2words(value.day, lang=lang, to="ordinal"))
-    year = str(num2words(value.year, lang=lang, to="year"))
-    return f"{value:%B} {day}, {year}".replace("-", " ")
+    date = to_date(value)
+    return str(value) if date is None else speaker(language).date(date)
 
 
 def number_words(token: str) -> str:

@@ -28,10 +28,13 @@ from typing import Any, SupportsIndex
 
 from ivr.lang.masking import mask
 from ivr.lang.numbers import DIGITS, say_digits
+from ivr.lang.sayas import speaker
 
 HIDDEN = "****"
 """How a value derived from a secret shows when nothing of it may be shown."""
 
+DIGIT_LANGUAGES = ("zh-CN", "ko-KR")
+"""Languages besides English whose digit words a secret is also scrubbed in."""
 MIN_SCRUB = 3
 """Secrets shorter than this are not searched for in free text (`scrub`): a one-digit piece of
 an account would mask every digit of a log line and protect nothing."""
@@ -271,7 +274,8 @@ def reveal(value: Any) -> Any:
 
 def forms(secret: Tainted) -> list[str]:
     """How a secret may appear in free text: as written, digit by digit, and as digit words
-    (what a recogniser heard: "four oh seven one")."""
+    (what a recogniser heard: "four oh seven one"; a Mandarin or Korean prompt's 四零七一,
+    사 영 칠 일)."""
     raw = str(secret.reveal())
     out = [raw]
     spaced = say_digits(raw)
@@ -280,6 +284,9 @@ def forms(secret: Tainted) -> list[str]:
     if raw.isdigit() and raw.isascii():
         out += [" ".join(DIGITS[int(c)] for c in raw),
                 " ".join("oh" if c == "0" else DIGITS[int(c)] for c in raw)]
+        for language in DIGIT_LANGUAGES:
+            said = speaker(language).digits(raw)
+            out += [said, said.replace(" ", "")]
     return list(dict.fromkeys(out))
 
 

@@ -20,10 +20,16 @@ _TEMPLATE = re.compile(r"(\{\{.*?\}\}|\{%.*?%\})", re.S)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
+def template_parts(text: str) -> list[str]:
+    """Fixed text and template parts in turn: [text, "{{ ... }}", text, ...]; [text] alone
+    when it is no template."""
+    return _TEMPLATE.split(text)
+
+
 def spoken_tokens(text: str) -> list[str]:
     """Lowercase words as a recogniser says them; template parts (`{{ ... }}`) become a `SLOT`
     token of their say-as kind."""
-    parts = _TEMPLATE.split(text)
+    parts = template_parts(text)
     out: list[str] = []
     for i, part in enumerate(parts):
         if i % 2:

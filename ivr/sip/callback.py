@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr import log as logs
+from ivr import tracing
 from ivr.acd.client import AcdClient, AcdEvent
 from ivr.sip.legs import OutboundLeg, failure_reason, forget_leg, handoff_headers, start_leg
 from ivr.sip.media import MediaRegistry, first_of, play_once
@@ -92,7 +93,8 @@ class CallbackJob:
             target = ev.agent_uri or f"sip:{agent}@{self.front}"
             context = dict(ev.context.get("context") or {})
             headers = {**handoff_headers(call_id, context), "X-IVR-Callback": self.number}
-            agent_leg = await self._dial(target, headers, AGENT_RING)
+            with tracing.span("agent leg", agent=agent, attempt=attempt):
+                agent_leg = await self._dial(target, headers, AGENT_RING)
             if agent_leg is None:
                 self.acd.agent_failed(call_id, agent, attempt, failure_reason(self.last_code))
                 return "agent_no_answer"
@@ -102,8 +104,9 @@ class CallbackJob:
                 return "taken"  # another answer won (or the ACD is away): not ours to bridge
             await self._say(agent_leg, f"Callback. Calling the customer at {self.number} now.")
             uri = self.caller_uri()
-            caller_leg = await self._dial(uri, {"X-IVR-Call-Id": call_id}, CALLER_RING) \
-                if uri and not agent_leg.gone.is_set() else None
+            with tracing.span("caller leg"):
+                caller_leg = await self._dial(uri, {"X-IVR-Call-Id": call_id}, CALLER_RING) \
+                    if uri and not agent_leg.gone.is_set() else None
             if caller_leg is None:
                 if not agent_leg.gone.is_set():
                     await self._say(agent_leg, "The customer did not answer.")

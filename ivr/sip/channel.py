@@ -44,6 +44,8 @@ class SipChannel(Channel):
     """What the flow learned so far (flow, path, masked variables, transcript, sensitive)."""
     front: str = "127.0.0.1:5060"
     audio_dir: str = "audio"
+    recognises: Callable[[str], bool] = field(default=lambda _language: True)
+    """Whether the configured engines recognise a language (`AsrSettings.recognises`)."""
     control: SipCallControl = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,6 +54,9 @@ class SipChannel(Channel):
     @property
     def speech_available(self) -> bool:
         return self.session.speech is not None
+
+    def speech_for(self, language: str) -> bool:
+        return self.speech_available and self.recognises(language)
 
     def _check(self) -> None:
         if self.session.gone.is_set():
@@ -67,7 +72,7 @@ class SipChannel(Channel):
     async def listen(self, spec: ListenSpec) -> Input | None:
         self._check()
         s = self.session
-        speech = s.speech if spec.speech else None
+        speech = s.speech if spec.speech and self.speech_for(spec.language) else None
         if speech is None:
             if s.speech is not None:
                 s.speech.end_turn()

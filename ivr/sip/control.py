@@ -2,7 +2,8 @@
 
 `SipCallControl` is the SIP side of `ivr.acd.wait.CallControl`, and the prompt player of
 `ivr.sip.channel.SipChannel` too, so a prompt plays the same way in a menu and in a queue.
-Prompts are files from the shared prompt cache: static text (the wait's words included) was
+Prompts are files from a recorded prompt pack when it holds them (`PromptCache.pack_files`), else
+from the shared prompt cache: static text (the wait's words included) was
 rendered when the flow loaded, dynamic text is rendered in a subprocess now; the hold file is
 hashed and resampled in a thread. A prompt that carries a sensitive value is rendered privately
 (`PromptCache.render_private`) and its file deleted as soon as it has played or been cut.
@@ -59,6 +60,11 @@ class SipCallControl:
         out = []
         for p in prompts:
             try:
+                if p.audio is None and self.cache.pack is not None:
+                    recorded = await asyncio.to_thread(self.cache.pack_files, p)
+                    if recorded is not None:  # the recorded pack says it: no TTS
+                        out += [str(f) for f in recorded]
+                        continue
                 if p.audio is not None:
                     path = await asyncio.to_thread(self.cache.prepare_audio, Path(p.audio))
                 elif p.sensitive:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,14 +35,21 @@ def failure_reason(code: int) -> str:
 
 
 def handoff_headers(call_id: str, context: Mapping[str, Any]) -> dict[str, str]:
-    """User-to-User (RFC 7433) carries the context id; X-IVR-* carry the values (masked)."""
+    """User-to-User (RFC 7433) carries the context id; X-IVR-* carry the values (masked).
+
+    Values go as UTF-8 text (RFC 3261 header values are TEXT-UTF8: 人工服务 arrives as
+    written); control characters become spaces, so a value can never end the header early
+    and start another (a CR LF from a back-end's answer or a caller's words)."""
     headers = {"User-to-User": f"{call_id.encode().hex()};encoding=hex;purpose=call-context",
                "X-IVR-Call-Id": call_id}
     for name, value in dict(context).items():
         if value is not None:  # (the flow hands context masked; a secret here still shows so)
             header = f"X-IVR-{name.replace('.', '-').replace('_', '-').title()}"
-            headers[header] = str(shown(value))[:200]
+            headers[header] = _CONTROL.sub(" ", str(shown(value))[:200]).strip()
     return headers
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def header_vector(headers: dict[str, str]) -> Any:

@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 import pjsua2 as pj
 
+from ivr import log as logs
+
 log = logging.getLogger("ivr.sip")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,15 +41,21 @@ default in this wheel, iLBC, GSM) disabled."""
 
 
 def guard(fn: F) -> F:
-    """Never let an exception escape a pjsua2 director callback (see module doc)."""
+    """Never let an exception escape a pjsua2 director callback (see module doc). A call's
+    callback (its director has a `session`) logs with the call's id."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        call_id = getattr(getattr(args[0], "session", None), "call_id", None) if args else None
+        token = logs.call_id.set(call_id) if isinstance(call_id, str) else None
         try:
             return fn(*args, **kwargs)
         except BaseException:
             log.exception("pjsua2 callback %s failed", fn.__name__)
             return None
+        finally:
+            if token is not None:
+                logs.call_id.reset(token)
 
     return wrapper  # type: ignore[return-value]
 

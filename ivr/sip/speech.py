@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pjsua2 as pj
 
+from ivr import tracing
 from ivr.config import TurnSettings
 from ivr.flow.channel import Input, ListenSpec
 from ivr.flow.grammar import speech_grammar
@@ -249,6 +250,8 @@ class Turn:
         """Loop: the node now waits for input; its grammar and noinput clock apply from here."""
         self.grammar = speech_grammar(spec)
         self.timeout = spec.timeout
+        # decodes from now on belong to the node's listen (its span), not the prompt before it
+        self._ctx = contextvars.copy_context()
         self._armed = True
         self.grammar_ready.set()
 
@@ -445,12 +448,14 @@ class Turn:
         if partial:
             grammar = partial_grammar(grammar)
         started = time.monotonic()
-        rec = self.engine.new_recognizer(grammar, RATE)
-        try:
-            rec.accept(audio)
-            result = rec.finalize()
-        finally:
-            rec.close()
+        with tracing.span("recognition", audio_s=round(len(audio) / (2 * RATE), 2),
+                          partial=partial):
+            rec = self.engine.new_recognizer(grammar, RATE)
+            try:
+                rec.accept(audio)
+                result = rec.finalize()
+            finally:
+                rec.close()
         log.debug("decoded %.1fs of speech in %.0f ms%s", len(audio) / (2 * RATE),
                   (time.monotonic() - started) * 1000, " (at a pause)" if partial else "")
         if result is None:

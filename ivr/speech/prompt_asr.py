@@ -245,7 +245,20 @@ def _longest_pause(samples: np.ndarray, rate: int, threshold: float = 60.0,
 
 
 def expect_matches(expected: str, heard_text: str) -> bool:
-    """`expect_prompt`: case-insensitive substring on normalised words."""
+    """`expect_prompt`: case-insensitive substring on normalised words. Text in another script
+    (Chinese, Korean: `spoken_text` keeps English letters only) compares as written, without
+    spaces and punctuation, as `ivr test` offline does."""
+    if any(ord(ch) >= LATIN_END and ch.isalpha() for ch in expected):
+        plain = _plain(expected)
+        return bool(plain) and plain in _plain(heard_text)
     needle = spoken_text(expected)
     hay = spoken_text(heard_text)
     return bool(needle) and needle in hay
+
+
+LATIN_END = 0x250
+"""Letters below this code point are Latin (with accents): words `spoken_text` can say."""
+
+
+def _plain(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())

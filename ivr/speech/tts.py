@@ -12,6 +12,11 @@ number back. `ivr serve` removes names from before the key when it starts. A pro
 sensitive value never enters the cache at all: `render_private` synthesises it into a file of its
 own (0600 in a 0700 directory, the text passed on stdin so no process listing shows it) that the
 player deletes with `discard` once it has played.
+
+Voices are plugins (`ivr.speech.engines`): a language may have its own engine
+(`speech.tts.languages`), and when an engine fails the next one renders (the language's, then
+the default one, then espeak-ng), so a call never dies on TTS. A prompt a recorded pack holds
+(`ivr.speech.packs`) plays from the pack and is never synthesised.
 """
 
 from __future__ import annotations
@@ -25,51 +30,38 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
-from ivr.speech.audio import convert
+import numpy as np
+
+from ivr.prompt import Prompt
+from ivr.speech.audio import convert, write_wav
+from ivr.speech.engines import RENDER_TIMEOUT, TtsError, Voice, engine
+from ivr.speech.packs import PromptPack
+
+__all__ = ["RENDER_TIMEOUT", "PromptCache", "TtsError", "Voice", "voice_for"]
 
 log = logging.getLogger(__name__)
 
-RENDER_TIMEOUT = 20.0
+FAILED_ENGINE_REST = 30.0
+"""After a failure an engine is skipped this long (a dead TTS server costs one timeout, not one
+per prompt)."""
+PACK_TAIL = 0.25
+"""Silence after a prompt played from a pack: the player ends when it has read its last file,
+which cuts about 150 ms of what is still to be heard, and studio recordings end tight (TTS
+renderings carry their own trailing silence)."""
+FALLBACK = Voice()
+"""The engine of last resort: espeak-ng is always installed."""
 
 
-class TtsError(Exception):
-    """Rendering failed (engine missing, crashed or timed out)."""
-
-
-@dataclass(frozen=True)
-class Voice:
-    engine: str = "espeak-ng"
-    voice: str = "en-us"
-    rate: int = 165
-
-
-def _espeak_voice(language: str, voice: str) -> str:
-    """A flow's language picks the voice unless the engine config names one for it."""
+def voice_for(voices: Mapping[str, Voice], language: str) -> Voice | None:
+    """A language's own voice: its exact tag, else its primary language (zh covers zh-CN)."""
     lang = language.lower()
-    if lang.startswith("en") or not lang:
-        return voice
-    return {"zh-cn": "cmn", "zh": "cmn", "ko-kr": "ko"}.get(lang, lang.split("-")[0])
-
-
-FLITE_RATE = 170
-"""Words per minute of flite's voices at their natural duration."""
-
-
-def _render_cmd(engine: str, text: str | None, out: Path, voice: str, rate: int) -> list[str]:
-    """The synthesiser's command line; with `text` None it reads the text from stdin."""
-    if engine == "flite":  # CMU's diphone/cluster voices (kal, awb, rms, slt)
-        stretch = f"duration_stretch={FLITE_RATE / rate:.3f}"
-        source = ["-f", "/dev/stdin"] if text is None else ["-t", text]
-        return ["flite", "-voice", voice, "--setf", stretch, *source, "-o", str(out)]
-    # `engine: pyttsx3` renders through espeak-ng directly: pyttsx3 2.99's espeak driver
-    # truncates save_to_file output ("one. two" came out as 30 ms), and it is the same voice.
-    source = ["--stdin"] if text is None else ["--", text]
-    return ["espeak-ng", "-w", str(out), "-v", voice, "-s", str(rate), *source]
+    by = {k.lower(): v for k, v in voices.items()}
+    return by.get(lang) or by.get(lang.split("-")[0])
 
 
 KEY_BYTES = 32
@@ -103,12 +95,18 @@ class PromptCache:
     """Rendered prompts on disk, shared by every worker of a node."""
 
     def __init__(self, root: Path, voice: Voice, sample_rate: int = 16000, *,
-                 key_file: Path | None = None, private_dir: Path | None = None) -> None:
+                 key_file: Path | None = None, private_dir: Path | None = None,
+                 languages: Mapping[str, Voice] | None = None,
+                 pack: PromptPack | None = None) -> None:
         """`key_file`: the naming secret, by default `<root>.key` beside the directory (so a
         copy of the directory alone does not carry it); `private_dir`: where sensitive prompts
-        are rendered for one playback (the system's temporary directory by default)."""
+        are rendered for one playback (the system's temporary directory by default);
+        `languages`: voices of their own for some languages; `pack`: recorded prompts."""
         self.root = root
         self.voice = voice
+        self.languages = dict(languages or {})
+        self.pack = pack
+        self._resting: dict[Voice, float] = {}
         self.sample_rate = sample_rate
         self.private_dir = private_dir
         root.mkdir(parents=True, exist_ok=True)
@@ -125,42 +123,79 @@ class PromptCache:
                 gone += 1
         return gone
 
-    def key(self, text: str, language: str = "en-US") -> str:
-        v = self.voice
-        raw = f"{v.engine}|{_espeak_voice(language, v.voice)}|{v.rate}|{self.sample_rate}|{text}"
+    def chain(self, language: str = "en-US") -> list[Voice]:
+        """The voices that may render a language, in order: its own, the default, espeak-ng."""
+        own = voice_for(self.languages, language)
+        return list(dict.fromkeys(v for v in (own, self.voice, FALLBACK) if v is not None))
+
+    def key(self, text: str, language: str = "en-US", voice: Voice | None = None) -> str:
+        v = voice or self.chain(language)[0]
+        raw = f"{engine(v.engine).identity(v, language)}|{self.sample_rate}|{text}"
         return hmac.new(self._secret, raw.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def path_for(self, text: str, language: str = "en-US") -> Path:
-        return self.root / f"t-{self.key(text, language)}.wav"
+    def path_for(self, text: str, language: str = "en-US", voice: Voice | None = None) -> Path:
+        return self.root / f"t-{self.key(text, language, voice)}.wav"
 
     def cached(self, text: str, language: str = "en-US") -> Path | None:
+        """The recording or rendering that plays now, if there is one already."""
+        recorded = self.recorded(text, language)
+        if recorded is not None:
+            return recorded
         p = self.path_for(text, language)
         return p if p.is_file() else None
 
-    def render_sync(self, text: str, language: str = "en-US") -> Path:
-        """Render now (flow load, CLI); blocking, so never call it on an event loop."""
-        dst = self.path_for(text, language)
-        if dst.is_file():
-            return dst
-        with tempfile.TemporaryDirectory(prefix="ivr-tts-") as tmp:
-            raw = Path(tmp) / "raw.wav"
-            self._synthesise(text, language, raw, private=False)
-            convert(raw, dst, self.sample_rate)
+    def recorded(self, text: str, language: str = "en-US") -> Path | None:
+        """The pack's recording of a prompt text at the call rate, if the pack has one."""
+        src = self.pack.recording(text, language) if self.pack is not None else None
+        return None if src is None else self.prepare_audio(src)
+
+    def pack_files(self, prompt: Prompt) -> list[Path] | None:
+        """A prompt played from the pack (a recording, or fixed parts and say-as fragments),
+        at the call rate; None when the pack cannot say it. Blocking (reads, converts)."""
+        found = self.pack.files(prompt) if self.pack is not None else None
+        if found is None:
+            return None
+        return [*(self.prepare_audio(p) for p in found), self.silence(PACK_TAIL)]
+
+    def silence(self, seconds: float) -> Path:
+        """A file of silence at the call rate (made once)."""
+        dst = self.root / f"silence-{round(seconds * 1000)}ms-{self.sample_rate}.wav"
+        if not dst.is_file():
+            write_wav(dst, np.zeros(round(seconds * self.sample_rate), dtype=np.int16),
+                      self.sample_rate)
         return dst
 
-    def _synthesise(self, text: str, language: str, raw: Path, *, private: bool) -> None:
-        voice = _espeak_voice(language, self.voice.voice)
-        cmd = _render_cmd(self.voice.engine, None if private else text, raw, voice,
-                          self.voice.rate)
-        try:
-            proc = subprocess.run(cmd, capture_output=True, timeout=RENDER_TIMEOUT, check=False,
-                                  input=text.encode() if private else None)
-        except subprocess.TimeoutExpired:
-            raise TtsError(f"TTS timed out after {RENDER_TIMEOUT}s") from None
-        except FileNotFoundError as exc:
-            raise TtsError(f"TTS engine not found: {exc.filename}") from None
-        if proc.returncode != 0 or not raw.is_file() or raw.stat().st_size < 100:
-            raise TtsError(f"TTS failed: {proc.stderr.decode(errors='replace').strip()}")
+    def render_sync(self, text: str, language: str = "en-US") -> Path:
+        """Render now (flow load, CLI); blocking, so never call it on an event loop."""
+        hit = self.cached(text, language)
+        if hit is not None:
+            return hit
+        failures = []
+        for voice in self.chain(language):
+            dst = self.path_for(text, language, voice)
+            if dst.is_file():
+                return dst
+            if self._resting.get(voice, 0.0) > time.monotonic():
+                continue
+            with tempfile.TemporaryDirectory(prefix="ivr-tts-") as tmp:
+                raw = Path(tmp) / "raw.wav"
+                try:
+                    self._synthesise(voice, text, language, raw, private=False)
+                except TtsError as exc:
+                    failures.append(self._failed(voice, exc))
+                    continue
+                convert(raw, dst, self.sample_rate)
+            return dst
+        raise TtsError("; ".join(failures) or "every tts engine is resting after a failure")
+
+    def _failed(self, voice: Voice, exc: TtsError) -> str:
+        self._resting[voice] = time.monotonic() + FAILED_ENGINE_REST
+        log.warning("tts engine %s failed (%s); the next engine renders", voice.engine, exc)
+        return f"{voice.engine}: {exc}"
+
+    def _synthesise(self, voice: Voice, text: str, language: str, raw: Path, *,
+                    private: bool) -> None:
+        engine(voice.engine).synthesise(voice, text, language, raw, private=private)
 
     def render_private_sync(self, text: str, language: str = "en-US") -> Path:
         """A sensitive prompt in a file of its own, never in the cache; `discard` it after
@@ -170,7 +205,18 @@ class PromptCache:
         home = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX, dir=self.private_dir))  # 0700
         try:
             raw = home / "raw.wav"
-            self._synthesise(text, language, raw, private=True)
+            failures = []
+            for voice in self.chain(language):
+                if self._resting.get(voice, 0.0) > time.monotonic():
+                    continue
+                try:
+                    self._synthesise(voice, text, language, raw, private=True)
+                    break
+                except TtsError:  # its message may echo the text (an engine's stderr)
+                    failures.append(f"{voice.engine} failed")
+                    raw.unlink(missing_ok=True)
+            else:
+                raise TtsError("; ".join(failures) or "every tts engine is resting")
             dst = home / "prompt.wav"
             convert(raw, dst, self.sample_rate)
             dst.chmod(0o600)
@@ -191,9 +237,10 @@ class PromptCache:
 
     async def render(self, text: str, language: str = "en-US") -> Path:
         """Cached path, rendering in a thread (which runs the subprocess) on a miss."""
-        hit = self.cached(text, language)
-        if hit is not None:
-            return hit
+        if self.pack is None:  # else the pack's file is read and converted: in the thread
+            hit = self.cached(text, language)
+            if hit is not None:
+                return hit
         return await asyncio.to_thread(self.render_sync, text, language)
 
     def prepare_audio(self, src: Path) -> Path:

@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS calls (
   started_at REAL, answered_at REAL, ended_at REAL,
   end_kind TEXT, end_reason TEXT, end_node TEXT, queue TEXT, target TEXT,
   path TEXT, variables TEXT, transcript TEXT, recording TEXT, recording_pauses TEXT,
-  end_context TEXT
+  end_context TEXT, disposition TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
   call_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL,
@@ -32,11 +32,11 @@ CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
 _CALL_FIELDS = (
     "flow", "flow_version", "caller", "dialed", "worker", "started_at", "answered_at", "ended_at",
     "end_kind", "end_reason", "end_node", "queue", "target", "path", "variables", "transcript",
-    "recording", "recording_pauses", "end_context",
+    "recording", "recording_pauses", "end_context", "disposition",
 )
-_ADDED_COLUMNS = ("recording", "recording_pauses", "end_context")
+_ADDED_COLUMNS = ("recording", "recording_pauses", "end_context", "disposition")
 """Columns newer than the first schema: added to a store an older version created."""
-_JSON_FIELDS = ("path", "variables", "transcript", "recording_pauses", "end_context")
+_JSON_FIELDS = ("path", "variables", "transcript", "recording_pauses", "end_context", "disposition")
 
 
 class Store(Database):
@@ -91,6 +91,15 @@ class Store(Database):
         if fields:
             sets = ", ".join(f"{k} = ?" for k in fields)
             self._db.execute(f"UPDATE calls SET {sets} WHERE call_id = ?", (*fields.values(), call_id))
+
+    def set_disposition(self, call_id: str, disposition: dict[str, Any]) -> None:
+        """The agent's wrap-up (code, notes, agent, at), kept on the call's CDR; the row may
+        come before the call's own events (they fill in the rest)."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO calls(call_id, started_at) VALUES (?, ?)",
+                             (call_id, time.time()))
+            self._db.execute("UPDATE calls SET disposition = ? WHERE call_id = ?",
+                             (json.dumps(disposition), call_id))
 
     def close_calls_of(self, worker: str, reason: str) -> int:
         """A worker died: its open calls ended with it (no call.end event will come)."""

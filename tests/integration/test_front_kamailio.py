@@ -214,7 +214,12 @@ async def procs(tmp_path: Path) -> AsyncIterator[dict[str, Factory]]:
         ])
         sipps.append(s)
         await s.start()
-        return await s.wait(timeout + 5)
+        rc = await s.wait(timeout + 5)
+        if rc != 0:  # shown by pytest when the test then fails: what SIPp saw, and the front's view
+            print(f"sipp {scenario} from {src} exited {rc}; its messages:\n"
+                  f"{s.log.read_text(errors='replace')[-4000:] if s.log.exists() else '(none)'}\n"
+                  f"front log:\n{front.log_path.read_text(errors='replace')[-3000:]}")
+        return rc
 
     async def peer(name: str, args: list[str]) -> Sipp:
         s = Sipp(tmp_path / "sipp", name, args)

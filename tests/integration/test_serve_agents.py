@@ -131,6 +131,28 @@ def test_caller_hangs_up_while_the_agent_rings_the_ring_is_cancelled(
     assert not bob.seen(ev="state", leg="in", state="CONFIRMED")
 
 
+def test_an_agent_phone_rings_for_the_queues_ring_timeout_not_the_fronts(
+        server: Server, tmp_path: Path) -> None:
+    """The queue rings an agent for its ring_timeout (20 s); the front's own INVITE failover
+    timer (10 s) must not cancel the agent's phone first."""
+    bob = Softphone("--name", "bob", "--register", server.uri_host, "--incoming", "answer",
+                    "--answer-after", "13", "--duration", "50")
+    caller = None
+    try:
+        bob.wait(10, "bob registered at the front", ev="registered", code=200)
+        _post(server, "/agents/bob/login")
+        caller = Softphone("--name", "carol", "--call", f"sip:{HANDOFF}@{server.uri_host}",
+                           "--play", "tone", "--hangup-after", "30", "--duration", "45")
+        bob.wait(20, "the agent's INVITE", ev="incoming")
+        bob.wait(20, "bob's call up after 13 s of ringing", ev="state", leg="in",
+                 state="CONFIRMED")
+        server.wait(lambda: _agent(server, "bob")["state"] == "on_call", 5, "bob on_call")
+    finally:
+        bob.stop()
+        if caller is not None:
+            caller.stop()
+
+
 def test_a_queued_callback_dials_the_agent_then_the_caller_and_bridges(
         server: Server, tmp_path: Path, record_property: Any) -> None:
     rec = tmp_path / "rec"
@@ -280,7 +302,7 @@ def test_mode_refer_sends_the_caller_to_the_agent_with_the_context(server: Serve
 
 
 def test_a_waiting_caller_is_offered_the_callback_key(server: Server, tmp_path: Path) -> None:
-    from ivr.flow.nodes.queue import CALLBACK_OFFER
+    from ivr.lang import messages
     from ivr.speech.audio import read_wav
     from ivr.speech.prompt_match import find_prompts
     from ivr.speech.tts import PromptCache, Voice
@@ -296,7 +318,7 @@ def test_a_waiting_caller_is_offered_the_callback_key(server: Server, tmp_path: 
     tts = server.config["speech"]["tts"]
     cache = PromptCache(server.root / "var" / "prompts",
                         Voice(tts["engine"], tts["voice"], tts["rate"]), 8000)
-    offer = CALLBACK_OFFER.format(key="9")
+    offer = messages.text("en-US", "callback_offer", key="9")
     rendered = cache.cached(offer)
     assert rendered is not None, "the offer was never rendered"
     heard, rate = read_wav(tmp_path / "out-1.wav")

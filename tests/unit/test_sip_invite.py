@@ -39,3 +39,13 @@ def test_an_agent_legs_final_status_is_the_acds_failure_reason() -> None:
     assert [failure_reason(c) for c in (403, 603, 488)] == ["reject"] * 3
     # nobody there: ring timeout, unavailable, unknown user, unreachable, never sent
     assert {failure_reason(c) for c in (408, 480, 404, 503, 0)} == {"no_answer"}
+
+
+def test_handoff_headers_carry_chinese_as_utf8_and_no_control_characters() -> None:
+    from ivr.sip.legs import handoff_headers
+
+    h = handoff_headers("c1", {"intent": "人工服务", "fault_label": "上网速度慢",
+                               "note": "a\r\nX-Evil: 1", "ticket": None})
+    assert h["X-IVR-Intent"] == "人工服务" and h["X-IVR-Fault-Label"] == "上网速度慢"
+    assert h["X-IVR-Note"] == "a  X-Evil: 1"  # one header: the CR LF cannot start another
+    assert "X-IVR-Ticket" not in h and "X-Evil" not in h

@@ -15,16 +15,13 @@ from ivr.flow.loader import Path_
 from ivr.flow.model import Node
 from ivr.flow.nodes.set import assign_all
 from ivr.flow.prompts import PromptSpec
+from ivr.lang import messages
 from ivr.lang.grammars import BUILTINS, builtin_phrases, dtmf_builtin, parse_builtin
 from ivr.lang.normalize import best_phrase
 
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext
     from ivr.flow.validate import Checker
-
-
-RETRY_TEXT = "Let's try again."
-"""Said after the caller refuses a confirmation."""
 
 
 class Digits(BaseModel):
@@ -87,11 +84,12 @@ class CollectNode(Node):
             for i, text in enumerate(getattr(spec, key)):
                 checker.template((*path, "collect", key, i), text)
 
-    def prompts(self) -> list[str]:
+    def prompts(self, language: str) -> list[str]:
         spec = self.collect
         return [*prompts.texts(spec.prompt), *prompts.texts(spec.dtmf_prompt),
-                *prompts.texts(spec.confirm), *escalation_texts(spec.noinput, spec.nomatch),
-                *([RETRY_TEXT] if spec.confirm is not None else [])]
+                *prompts.texts(spec.confirm),
+                *escalation_texts(spec.noinput, spec.nomatch, language),
+                *([messages.text(language, "retry")] if spec.confirm is not None else [])]
 
     def _builtin(self) -> str | None:
         return self.collect.speech if isinstance(self.collect.speech, str) else None
@@ -108,7 +106,7 @@ class CollectNode(Node):
             terminator=d.terminator if d else None,
             dtmf_keys=tuple(k for k in g_keys if not k.isdigit()),
             speech=speech is not None, phrases=phrases + g_phrases if phrases else (),
-            builtin=self._builtin(), barge_in=s.barge_in, language=ctx.flow.header.language,
+            builtin=self._builtin(), barge_in=s.barge_in, language=ctx.language,
         )
 
     def interpret(self, got: Input) -> str | None:
@@ -141,7 +139,7 @@ class CollectNode(Node):
         got = await ctx.listen(
             ListenSpec(timeout=s.timeout, interdigit_timeout=s.interdigit_timeout, max_digits=1,
                        dtmf_keys=("1", "2"), speech=True, phrases=tuple(builtin_phrases("yes_no")),
-                       builtin="yes_no", barge_in=s.barge_in, language=ctx.flow.header.language)
+                       builtin="yes_no", barge_in=s.barge_in, language=ctx.language)
         )
         if got is None:
             return False
@@ -154,7 +152,8 @@ class CollectNode(Node):
         if answer == "yes":
             return True
         ctx.variables.pop(spec.into, None)
-        await ctx.play([Prompt(text=RETRY_TEXT, language=ctx.flow.header.language)])
+        # said after the caller refuses a confirmation
+        await ctx.play([Prompt(text=ctx.message("retry"), language=ctx.language)])
         return False
 
     async def run(self, ctx: CallContext) -> str | None:

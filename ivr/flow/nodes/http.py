@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from ivr import tracing
 from ivr.durations import Duration
 from ivr.flow.loader import Path_
 from ivr.flow.model import Node
@@ -74,7 +75,9 @@ class HttpNode(Node):
             client = httpx.AsyncClient()
         try:
             response = await client.request(
-                spec.method, reveal(url), headers=reveal(headers), json=reveal(body),
+                # with tracing on, the back-end's spans join the call's trace (its node's span)
+                spec.method, reveal(url), headers={**tracing.carrier(), **reveal(headers)},
+                json=reveal(body),
                 timeout=spec.timeout,
             )
         finally:

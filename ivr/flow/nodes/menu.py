@@ -108,10 +108,10 @@ class MenuNode(Node):
                 seen_phrases.setdefault(norm, i)
             checker.assignments((*at, "set"), opt.set)
 
-    def prompts(self) -> list[str]:
+    def prompts(self, language: str) -> list[str]:
         spec = self.menu
         return [*prompts.texts(spec.prompt), *prompts.texts(spec.dtmf_prompt),
-                *escalation_texts(spec.noinput, spec.nomatch)]
+                *escalation_texts(spec.noinput, spec.nomatch, language)]
 
     def _spec(self, ctx: CallContext) -> ListenSpec:
         s = settings_for(ctx, self.menu)
@@ -122,7 +122,7 @@ class MenuNode(Node):
             timeout=s.timeout, interdigit_timeout=s.interdigit_timeout,
             max_digits=max((len(k) for k in keys), default=1), min_digits=1,
             dtmf_keys=keys, speech=bool(phrases), phrases=phrases, barge_in=s.barge_in,
-            language=ctx.flow.header.language,
+            language=ctx.language,
         )
 
     def _pick(self, got: Input) -> Option | None:

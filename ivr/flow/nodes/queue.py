@@ -1,8 +1,8 @@
 """`queue`: hand the caller to an agent queue with what the IVR learned.
 
-The node owns what the waiting caller hears (the sentences below, in the flow's language) and
-puts every fixed form of them in the prompt catalogue (`prompts`), so they are rendered
-when the flow loads; `ivr.acd.wait.QueueWait` says them while the caller waits.
+The node picks what the waiting caller hears (the call's language's message catalogue,
+ivr/lang/messages) and puts every fixed form of it in the prompt catalogue (`prompts`), so it is
+rendered when the flow loads; `ivr.acd.wait.QueueWait` says it while the caller waits.
 """
 
 from __future__ import annotations
@@ -16,16 +16,12 @@ from ivr.durations import Duration
 from ivr.flow.loader import Path_
 from ivr.flow.model import Node
 from ivr.flow.templates import render_value
+from ivr.lang import messages
 
 if TYPE_CHECKING:
     from ivr.flow.context import CallContext
     from ivr.flow.validate import Checker
 
-POSITION = "You are number {position} in the queue."
-WAIT_TIME = "Your expected wait is about {minutes} minute{s}."
-CALLBACK_OFFER = "To keep your place and be called back, press {key}."
-CALLBACK_CONFIRM = "You keep your place in the queue. We will call you back. Goodbye."
-SPOKEN_KEYS = {"*": "star", "#": "pound"}
 PRERENDERED = 10
 """Positions and minutes 1..10 are rendered when the flow loads; a longer queue's numbers are
 rendered the first time they are said (in a thread, under the hold music)."""
@@ -75,16 +71,18 @@ class QueueNode(Node):
             checker.template((*path, "queue", "whisper"), self.queue.whisper)
 
     def words(self, language: str) -> WaitWords:
-        """The wait's sentences for this node, in `language`."""
+        """The wait's sentences for this node, in `language` (its message catalogue)."""
         key = self.queue.callback.dtmf if self.queue.callback else ""
-        return WaitWords(language=language, position=POSITION, wait_time=WAIT_TIME,
-                         callback_offer=CALLBACK_OFFER.format(key=SPOKEN_KEYS.get(key, key)),
-                         callback_confirm=CALLBACK_CONFIRM)
+        offer = messages.text(language, "callback_offer", key=messages.spoken_key(language, key))
+        return WaitWords(language=language, position=messages.template(language, "queue_position"),
+                         wait_time=messages.template(language, "queue_wait_time"),
+                         callback_offer=offer,
+                         callback_confirm=messages.text(language, "callback_confirm"))
 
-    def prompts(self) -> list[str]:
+    def prompts(self, language: str) -> list[str]:
         """What this node says on its own account: the whisper as written, and every fixed form
         of its wait words (ivr/flow/catalog.py collects them; the supervisor pre-renders them)."""
-        spec, words = self.queue, self.words("")
+        spec, words = self.queue, self.words(language)
         out = [spec.whisper] if spec.whisper else []
         numbers = range(1, PRERENDERED + 1)
         if spec.announce.position:
@@ -111,7 +109,7 @@ class QueueNode(Node):
             callback=CallbackOffer(**spec.callback.model_dump()) if spec.callback else None,
             mode=spec.mode,
             whisper=ctx.mask_text(ctx.render(spec.whisper)) if spec.whisper else None,
-            words=self.words(ctx.flow.header.language),
+            words=self.words(ctx.language),  # checked at load and on every switch
         )
         result = await ctx.channel.enqueue(request)
         if result.status in ("connected", "callback"):

@@ -36,7 +36,7 @@ class RecordNode(Node):
     def check(self, checker: Checker, path: Path_) -> None:
         prompts.check(checker, (*path, "record", "prompt"), self.record.prompt)
 
-    def prompts(self) -> list[str]:
+    def prompts(self, language: str) -> list[str]:
         return prompts.texts(self.record.prompt)
 
     async def run(self, ctx: CallContext) -> str | None:

@@ -24,7 +24,7 @@ class SayNode(Node):
     def check(self, checker: Checker, path: Path_) -> None:
         prompts.check(checker, (*path, "say"), self.say)
 
-    def prompts(self) -> list[str]:
+    def prompts(self, language: str) -> list[str]:
         return prompts.texts(self.say)
 
     async def run(self, ctx: CallContext) -> str | None:

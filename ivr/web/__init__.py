@@ -1,0 +1,1 @@
+"""The browser side of `ivr serve`: live event stream, agent desktop, wallboard, call search."""
