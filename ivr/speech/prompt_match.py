@@ -150,7 +150,9 @@ def find_prompts(heard: np.ndarray, candidates: Iterable[tuple[str, np.ndarray]]
                     scored.append((best, skip + max(0, start) * HOP,
                                    skip + min(end, len(h)) * HOP, text))
     found: list[Found] = []
-    for best, lo, hi, text in sorted(scored):
+    # the longest match first: a prompt as played (a case's rendered template) explains more of
+    # the line than the static pieces of its template, which match inside it as well
+    for best, lo, hi, text in sorted(scored, key=lambda m: (-(m[2] - m[1]), m[0])):
         if hi > lo and not any(lo < f_hi and f_lo < hi for f_lo, f_hi in _spans(found)):
             found.append(Found(lo * 1000 // RATE, hi * 1000 // RATE, text, best))
     return sorted(found, key=lambda f: f.at_ms)

@@ -108,3 +108,19 @@ def test_a_prompt_is_found_off_the_hop_grid_and_with_frames_dropped(tmp_path: Pa
                  np.concatenate([pad[:4037], dropped, pad])):
         found = find_prompts(line, list(audio.items()))
         assert [f.text for f in found] == [menu], [(f.text, f.distance) for f in found]
+
+
+def test_a_prompt_as_played_wins_over_the_static_pieces_of_its_template(tmp_path: Path) -> None:
+    from ivr.speech.audio import write_wav
+
+    cache = PromptCache(tmp_path / "cache", Voice(), 8000)
+    full = "You are reporting slow internet. Is that right?"
+    piece = "Is that right?"  # the template's static tail, named by the template
+    template = "You are reporting {{ fault_label }}. Is that right?"
+    line = tmp_path / "line.wav"
+    pad = np.zeros(4000, dtype=np.int16)
+    write_wav(line, np.concatenate([pad, read_wav(cache.render_sync(full))[0], pad]), 8000)
+    found = find_prompts(_through_g711(line, tmp_path),
+                         [(template, read_wav(cache.render_sync(piece))[0]),
+                          (full, read_wav(cache.render_sync(full))[0])])
+    assert [f.text for f in found] == [full], [(f.text, f.distance) for f in found]
