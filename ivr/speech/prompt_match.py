@@ -75,6 +75,8 @@ START = 2.0 * MATCH
 """First-piece distance below which a start is worth following."""
 PHASES = 4
 """Offsets within a frame at which the heard audio is analysed (see find_prompts)."""
+LONGER = 1.5
+"""A match this many times longer than the closer ones it overlaps replaces them."""
 CLIPPED = CHUNK // 2
 """Frames a prompt may have lost before the received audio begins (it started with the call)."""
 
@@ -150,14 +152,21 @@ def find_prompts(heard: np.ndarray, candidates: Iterable[tuple[str, np.ndarray]]
                     scored.append((best, skip + max(0, start) * HOP,
                                    skip + min(end, len(h)) * HOP, text))
     found: list[Found] = []
-    # the longest match first: a prompt as played (a case's rendered template) explains more of
-    # the line than the static pieces of its template, which match inside it as well
-    for best, lo, hi, text in sorted(scored, key=lambda m: (-(m[2] - m[1]), m[0])):
-        if hi > lo and not any(lo < f_hi and f_lo < hi for f_lo, f_hi in _spans(found)):
-            found.append(Found(lo * 1000 // RATE, hi * 1000 // RATE, text, best))
+    for best, lo, hi, text in sorted(scored):  # the closest first
+        match = Found(lo * 1000 // RATE, hi * 1000 // RATE, text, best)
+        clash = [f for f in found if _overlap(f, match)]
+        if hi <= lo or any(LONGER * (f.end_ms - f.at_ms) > match.end_ms - match.at_ms
+                           for f in clash):
+            continue
+        # a prompt as played (a case's rendered template) explains more of the line than the
+        # static pieces of its template that match inside it: it takes their place
+        found = [f for f in found if f not in clash] + [match]
     return sorted(found, key=lambda f: f.at_ms)
 
 
-def _spans(found: list[Found]) -> Iterable[tuple[int, int]]:
-    """The stretches (in samples) already named."""
-    return ((f.at_ms * RATE // 1000, f.end_ms * RATE // 1000) for f in found)
+
+def _overlap(a: Found, b: Found) -> bool:
+    """Whether two matches claim the same sound: more than half of the shorter one (a long
+    prompt's warped end may touch the next prompt's start)."""
+    shared = min(a.end_ms, b.end_ms) - max(a.at_ms, b.at_ms)
+    return shared > 0.5 * min(a.end_ms - a.at_ms, b.end_ms - b.at_ms)
