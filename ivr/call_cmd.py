@@ -63,16 +63,14 @@ def _cache_dir() -> Path:
 
 
 def _hear(samples: np.ndarray, catalogue: list[tuple[str, str]], cache: Any,
-          transcriber: Any, *, grammar: bool = True) -> Any:
+          transcriber: Any) -> Any:
     """Static prompts by sound (as the IVR plays them: its pack or the same TTS), templates by
-    grammar (unless `grammar` is off: `--prompts` gave them rendered, and decoding every
-    stretch sound did not name under a large catalogue's grammar took minutes on a busy
-    machine), the rest by open transcription (ivr.speech.hear)."""
+    grammar, the rest by open transcription (ivr.speech.hear)."""
     from ivr.speech.catalogue_audio import candidates
     from ivr.speech.hear import hear
 
     static, templates = candidates(catalogue, cache)
-    return hear(samples, 8000, static, templates if grammar else [], transcriber)
+    return hear(samples, 8000, static, templates, transcriber)
 
 
 def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
@@ -126,8 +124,7 @@ def _headers(given: tuple[str, ...]) -> dict[str, str]:
               help="flows whose prompts the recogniser expects (default: the config's flows)")
 @click.option("--prompts", "prompts_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="more prompt texts to hear by sound, one a line (e.g. a case's rendered "
-                   "templates, as `ivr test --sip` passes them); templates are then not "
-                   "decoded by grammar")
+                   "templates, as `ivr test --sip` passes them)")
 @click.option("--voice", "caller_voice", metavar="ENGINE[:VOICE]",
               help="the caller's voice for --say, e.g. flite:rms or espeak-ng:en+m3 "
                    "(default: the engine config's TTS voice)")
@@ -208,8 +205,8 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         languages = list(dict.fromkeys(lang for _, lang in catalogue)) or ["en-US"]
         catalogue += [(t, lang) for t in prompts_file.read_text().splitlines() if t.strip()
                       for lang in languages]
-    hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber,
-                              grammar=prompts_file is None) if samples.size else Hearing())
+    hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber) if samples.size
+                        else Hearing())
     heard = hearing.prompts
     offset = report.answered_ms or 0
     failures: list[str] = []
