@@ -46,6 +46,17 @@ def _catalogue(flows_dir: Path, config: Any) -> list[tuple[str, str]]:
     return [pair for f in result.flows.values() for pair in prompt_pairs(f)]
 
 
+def _flow_language(flows_dir: Path, config: Any, flow_id: str) -> str:
+    """The language a script's flow speaks (its caller answers in it); en-US when unknown."""
+    from ivr.flow.loader import iter_yaml_files
+    from ivr.flow.validate import load_flows
+
+    if not flows_dir.is_dir():
+        return "en-US"
+    flow = load_flows(list(iter_yaml_files([flows_dir], tests=False)), config).flows.get(flow_id)
+    return flow.header.language if flow is not None else "en-US"
+
+
 def _cache_dir() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "ivr" / "call-prompts"
@@ -115,7 +126,7 @@ def _headers(given: tuple[str, ...]) -> dict[str, str]:
               help="more prompt texts to hear by sound, one a line (e.g. a case's rendered "
                    "templates, as `ivr test --sip` passes them)")
 @click.option("--voice", "caller_voice", metavar="ENGINE[:VOICE]",
-              help="the caller's voice for --say, e.g. flite:awb or espeak-ng:en+m3 "
+              help="the caller's voice for --say, e.g. flite:rms or espeak-ng:en+m3 "
                    "(default: the engine config's TTS voice)")
 @click.option("--asr", "asr", type=click.Choice(["auto", "whisper", "pocketsphinx", "none"]), default="auto",
               show_default=True,
@@ -149,10 +160,12 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         raise click.BadParameter("a SIP URI like sip:1000@127.0.0.1:5060", param_hint="URI")
     config = load_config(config_path)
     steps: list[Step] = []
+    say_language = "en-US"
     if script is not None:
         if ctx.obj and ctx.obj.get("actions"):
             raise click.UsageError("--script runs the case's steps; give no --dtmf/--say/--play")
         test = load_test_file(script)
+        say_language = _flow_language(flows_dir or Path(config.flows), config, test.flow)
         cases = [c for c in test.cases if case_name in (None, c.name)]
         if not cases:
             raise click.BadParameter(f"no case named {case_name!r}", param_hint="--case")
@@ -167,7 +180,7 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
         engine, _, name = caller_voice.partition(":")
         if engine not in ("espeak-ng", "flite"):
             raise click.BadParameter("ENGINE is espeak-ng or flite", param_hint="--voice")
-        voice = Voice(engine, name or ("awb" if engine == "flite" else "en-us"), tts.rate)
+        voice = Voice(engine, name or ("rms" if engine == "flite" else "en-us"), tts.rate)
     try:
         codec_priorities(codec)
     except ValueError as exc:
@@ -180,7 +193,8 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
                         tts=voice_of(tts), cache_dir=_cache_dir(),
                         voice=voice, codec=codec, headers=_headers(headers),
                         # a script's call ends with the IVR (a queue's announcements included)
-                        listen_after=timeout if script is not None else 15.0)
+                        listen_after=timeout if script is not None else 15.0,
+                        say_language=say_language)
     caller.cache.languages = language_voices(tts)  # the IVR's voices and recorded pack, so its
     caller.cache.pack = pack_of(config)            # prompts are recognised as they play
     report = asyncio.run(caller.run(actions))

@@ -239,7 +239,7 @@ def _api(server: str | None, config_path: Path | None, token: str | None,
               "ports (no URI), or the server at URI (it needs test_hooks: true)")
 @click.option("--parallel", default=4, show_default=True, type=click.IntRange(1, 32),
               help="--sip: calls at a time")
-@click.option("--voice", "caller_voice", default="flite:awb", show_default=True,
+@click.option("--voice", "caller_voice", default="flite:rms", show_default=True,
               metavar="ENGINE[:VOICE]", help="--sip: the caller's voice for `say` steps")
 @click.option("--server-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="--sip without URI: keep the test server's config, state and log here "
@@ -312,7 +312,8 @@ def _sip_tests(sip: str, target: Any, config: EngineConfig, config_path: Path | 
         return asyncio.run(SipRunner(target, config, flowset.flows).run(test_files))
     with local_server(config_path, target.flows_dir, max_calls=max(8, 2 * target.parallel),
                       keep=server_dir) as srv:
-        target = dataclasses.replace(target, host=srv.sip, api=srv.api, token=srv.token())
+        target = dataclasses.replace(target, host=srv.sip, api=srv.api, token=srv.token(),
+                                     calls_dir=server_dir / "calls" if server_dir else None)
         return asyncio.run(SipRunner(target, config, flowset.flows).run(test_files))
 
 

@@ -180,12 +180,16 @@ class TestCaller:
     def __init__(self, uri: str, *, local_port: int = 0, timeout: float = 60.0,
                  tts: Voice | None = None, cache_dir: Path | None = None,
                  voice: Voice | None = None, codec: str | None = None,
-                 headers: dict[str, str] | None = None, listen_after: float = 15.0) -> None:
+                 headers: dict[str, str] | None = None, listen_after: float = 15.0,
+                 say_language: str = "en-US") -> None:
         """`tts`: the IVR's voice (to recognise its prompts); `voice`: the caller's (default:
         the same); `codec`: offered first (G722, PCMU, PCMA); `headers`: extra INVITE headers
         (e.g. X-IVR-Test); `listen_after`: how long the caller listens after its last action (4 s
-        of quiet or the IVR's hangup end it)."""
+        of quiet or the IVR's hangup end it); `say_language`: the language the caller speaks
+        (`voice` is for English: flite has English voices only; another language is spoken
+        with the IVR's voice for it)."""
         self.uri = uri
+        self.say_language = say_language
         self.codecs = codec_priorities(codec)
         self.listen_after = listen_after
         self.headers = dict(headers or {})
@@ -199,8 +203,10 @@ class TestCaller:
                                                                         key_file=key)
 
     def speech_pcm(self, text: str) -> bytes:
-        """What the caller says, in the caller's voice."""
-        return read_wav(self.voice_cache.render_sync(text))[0].astype("<i2").tobytes()
+        """What the caller says, in the caller's voice (see `say_language`)."""
+        english = self.say_language.lower().startswith("en")
+        cache = self.voice_cache if english else self.cache
+        return read_wav(cache.render_sync(text, self.say_language))[0].astype("<i2").tobytes()
 
     @staticmethod
     def wav_pcm(path: Path) -> bytes:
@@ -233,12 +239,14 @@ class TestCaller:
                 report.end = {"by": "remote", "cause": f"{call.code} {call.reason}".strip(),
                               "at_ms": _ms(t0)}
                 return report
-            await self._wait_any([call.confirmed, call.gone], 5.0)
-            report.answered_ms = _ms(t0)
-            report.codec = call.codec
+            # listen from the first packet: an IVR greets as soon as it answers, and a prompt
+            # that lost its start is heard as a different one
             port.createPort("ivr-call", audio_format(RATE))
             call.aud.startTransmit(port)
             port.startTransmit(call.aud)
+            await self._wait_any([call.confirmed, call.gone], 5.0)
+            report.answered_ms = _ms(t0)
+            report.codec = call.codec
             deadline = t0 + self.timeout
             answered = time.monotonic()
             for i, action in enumerate(actions):

@@ -24,6 +24,7 @@ import pjsua2 as pj
 
 from ivr import metrics
 from ivr.sip import info_dtmf
+from ivr.sip.dtmf_events import DTMF_IS_END, DTMF_IS_UPDATE, KeyPresses
 from ivr.sip.legs import OutboundLeg, forget_leg, header_vector, start_leg
 from ivr.sip.media import MediaRegistry, PromptPlayer, first_of, play_once
 from ivr.sip.pj import active_audio, guard
@@ -473,6 +474,7 @@ class IvrCall(pj.Call):  # type: ignore[misc]
     def __init__(self, account: Any, call_index: int, session: CallSession) -> None:
         super().__init__(account, call_index)
         self.session = session
+        self.keys = KeyPresses()
 
     @guard
     def onCallState(self, prm: Any) -> None:
@@ -490,8 +492,13 @@ class IvrCall(pj.Call):  # type: ignore[misc]
         return active_audio(self)
 
     @guard
-    def onDtmfDigit(self, prm: Any) -> None:
-        self.session.on_dtmf(str(prm.digit))
+    def onDtmfEvent(self, prm: Any) -> None:
+        """Every DTMF event (RFC 4733 and dtmf-relay INFO); a long-held key's later segments
+        are not new keys (ivr.sip.dtmf_events). pjsua2 then calls onDtmfDigit, left unused."""
+        flags = int(prm.flags)
+        if self.keys.new_press(str(prm.digit), int(prm.timestamp), int(prm.duration),
+                               update=bool(flags & DTMF_IS_UPDATE), end=bool(flags & DTMF_IS_END)):
+            self.session.on_dtmf(str(prm.digit))
 
     @guard
     def onCallTsxState(self, prm: Any) -> None:

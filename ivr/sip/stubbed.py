@@ -6,6 +6,10 @@ music and the queue wait's announcements are the real SIP ones; what the case st
 as offline: the wait runs against the scripted ACD (`ivr.flow.scripted.ScriptedAcd`, in
 virtual time) and its agents answer at once (`ScriptedAgents`); a transfer succeeds or fails as
 the case says, and nothing leaves the worker; a `record` beeps and keeps nothing (as offline).
+
+Virtual time makes a 5 minute wait's position updates arrive back to back; over SIP each is a
+real prompt, so an announcement the caller has just heard word for word is not played again
+(the wait is as immediate as offline, and the caller still hears every distinct sentence).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class StubbedAgents(ScriptedAgents):
     """The real caller (prompts, keys, hold music, hangup) waiting for scripted agents."""
 
     control: SipCallControl
+    said: set[tuple[str, ...]] = field(default_factory=set)
+    """The announcements already played in this wait (see the module doc)."""
 
     @property
     def call_id(self) -> str:
@@ -46,6 +52,11 @@ class StubbedAgents(ScriptedAgents):
         return self.control.take_key(wanted)
 
     async def play(self, prompts: Sequence[Prompt], *, barge_in: bool) -> None:
+        words = tuple(p.text or p.audio or "" for p in prompts)
+        if words in self.said:
+            self.control.check()
+            return
+        self.said.add(words)
         await self.control.play(prompts, barge_in=barge_in)
 
     def hold(self, on: bool) -> None:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +64,8 @@ class Target:
     config: Path | None = None
     uri: str | None = None
     """a given sip: URI (its user part reaches the flow); else one per flow, see `request_uri`"""
+    calls_dir: Path | None = None
+    """where each call's report, log and audio are kept for a look afterwards (--server-dir)"""
 
 
 def request_uri(target: Target, config: EngineConfig, flow: str) -> str:
@@ -101,6 +106,21 @@ def unused_steps(case: Case, sent: list[Any]) -> str | None:
     return f"the flow ended before these steps were used: {left}" if left else None
 
 
+SPOKEN_CHARS_PER_S = 14.0
+"""The IVR's TTS at its default rate, roughly."""
+SILENCE_STEP_S = 7.0
+"""How long a `silence` step keeps quiet (ivr.sip.caller)."""
+
+
+def expected_seconds(case: Case, offline: CaseResult) -> float:
+    """About how long the case's call takes: what the IVR says, the caller's silences, a
+    second a step (to schedule the longest first)."""
+    steps = [parse_step(raw) for raw in case.steps]
+    said = Counter(offline.spoken)  # a stubbed queue wait says an announcement once or so
+    return (sum(len(t) * min(n, 2) for t, n in said.items()) / SPOKEN_CHARS_PER_S
+            + SILENCE_STEP_S * sum(s.kind == "silence" for s in steps) + len(steps))
+
+
 class SipRunner:
     """Runs cases against one target, `parallel` calls at a time."""
 
@@ -113,12 +133,17 @@ class SipRunner:
     async def run(self, test_files: Iterable[Path]) -> Report:
         report = Report()
         cases = load_cases(test_files, self.flows, report)
-        report.cases = list(await asyncio.gather(*(self.case(f, c, p) for f, c, p in cases)))
+        offline = [await run_case(dict(self.flows), f, self.config, c,
+                                  file_recognizer(self.config)) for f, c, _ in cases]
+        # the longest calls first (the slots take waiters in order): the run ends with short
+        # calls instead of one long call alone
+        order = sorted(range(len(cases)), key=lambda i: -expected_seconds(cases[i][1], offline[i]))
+        done = await asyncio.gather(*(self.case(*cases[i], offline[i]) for i in order))
+        results = dict(zip(order, done, strict=True))
+        report.cases = [results[i] for i in range(len(cases))]
         return finish_report(report, self.flows, cases)
 
-    async def case(self, flow: Flow, case: Case, path: Path) -> CaseResult:
-        offline = await run_case(dict(self.flows), flow, self.config, case,
-                                 file_recognizer(self.config))
+    async def case(self, flow: Flow, case: Case, path: Path, offline: CaseResult) -> CaseResult:
         async with self._slots:
             hook = TestHook(flow=flow.id, stubs=case.stubs())
             with tempfile.NamedTemporaryFile("w", prefix="ivr-prompts-", suffix=".txt") as texts:
@@ -158,23 +183,47 @@ class SipRunner:
             cmd += ["--voice", t.voice]
         if t.config is not None:
             cmd += ["--config", str(t.config)]
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), t.call_timeout + REPORT_SLACK)
-        except asyncio.TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise IvrError(f"no report within {t.call_timeout + REPORT_SLACK:.0f} s") from None
+        with contextlib.ExitStack() as files:
+            if t.calls_dir is not None:  # kept for a look afterwards (--server-dir)
+                t.calls_dir.mkdir(parents=True, exist_ok=True)
+                stem = t.calls_dir / hook.call_id
+                cmd += ["--record", str(stem.with_suffix(".wav"))]
+                (stem.with_suffix(".case")).write_text(f"{case.name}\n{' '.join(cmd)}\n")
+                log = files.enter_context(stem.with_suffix(".log").open("w+b"))
+            else:
+                log = files.enter_context(tempfile.TemporaryFile())
+            out, code = await self._run(cmd, log)
+            if t.calls_dir is not None and out is not None:
+                stem.with_suffix(".json").write_bytes(out)
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
+        if out is None:
+            raise IvrError(f"no report within {t.call_timeout + REPORT_SLACK:.0f} s: "
+                           f"{' / '.join(tail)}")
         try:
             doc = json.loads(out)
         except ValueError:
-            tail = err.decode(errors="replace").strip().splitlines()[-3:]
-            raise IvrError(f"`ivr call` gave no report (exit {proc.returncode}): "
+            raise IvrError(f"`ivr call` gave no report (exit {code}): "
                            f"{' / '.join(tail)}") from None
         return dict(doc)
+
+    async def _run(self, cmd: list[str], log: Any) -> tuple[bytes | None, int | None]:
+        """The command's stdout and exit code (stderr to `log`); None once out of time."""
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(),
+                                            self.target.call_timeout + REPORT_SLACK)
+            return out, proc.returncode
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGABRT)  # faulthandler: where it hung, into the log
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 3.0)
+                proc.kill()
+            await proc.wait()
+            return None, None
 
     def _cdr(self, call_id: str) -> dict[str, Any] | None:
         """The call's CDR once it has ended; None without API access."""
@@ -193,4 +242,5 @@ class SipRunner:
             if time.monotonic() > deadline:
                 return dict(cdr)
             time.sleep(0.3)
+
 

@@ -21,10 +21,6 @@ BANDS = 20
 MATCH = 0.45
 """Mean absolute log-mel distance below which a window is the prompt (same audio through G.711
 measures ~0.1-0.25; different prompts > 0.8)."""
-SUB_HOPS = 4
-"""Offsets within a hop at which each prompt is compared: the call's audio need not start on our
-hop grid, and half a hop off costs as much as G.711 (espeak-ng's Mandarin voice: from 0.1 to
-0.4 and more, then no match at all)."""
 
 
 def _mel_filters() -> np.ndarray:
@@ -69,57 +65,108 @@ def _voiced(f: np.ndarray) -> np.ndarray:
     return np.asarray(f.max(axis=1) > 4.5)
 
 
-def _slack(per_frame: np.ndarray) -> np.ndarray:
-    """Window distances from per-frame ones (window, frame), each prompt frame compared also with
-    the heard frame before and after its place: a frame the call's audio path dropped or
-    repeated (a loaded machine's sound clock) shifts the rest of the prompt by one."""
-    d = per_frame
-    if len(d) < 3:
-        return np.asarray(d.mean(axis=1))
-    best = d.copy()
-    best[1:] = np.minimum(best[1:], d[:-1])  # window i, frame j vs heard frame i-1+j
-    best[:-1] = np.minimum(best[:-1], d[1:])  # ... vs heard frame i+1+j
-    return np.asarray(best.mean(axis=1))
+CHUNK = 25
+"""Frames (0.5 s) of a prompt matched as one piece."""
+DRIFT = 8
+"""Frames (160 ms) a piece may sit from where the previous one ended: a loaded media clock
+drops or repeats frames, so a long prompt slides out of step with its rendering as it plays
+(measured: 7 frames over a 10 s menu on a busy machine, where one rigid window measured 0.85)."""
+START = 2.0 * MATCH
+"""First-piece distance below which a start is worth following."""
+PHASES = 4
+"""Offsets within a frame at which the heard audio is analysed (see find_prompts)."""
+LONGER = 1.5
+"""A match this many times longer than the closer ones it overlaps replaces them."""
+CLIPPED = CHUNK // 2
+"""Frames a prompt may have lost before the received audio begins (it started with the call)."""
 
 
-def _shifted_features(audio: np.ndarray) -> list[np.ndarray]:
-    """The prompt's voiced frames at SUB_HOPS offsets within a hop (trimmed to one length), or
-    none when it is too short to match."""
-    first = features(audio)
-    voiced = np.nonzero(_voiced(first))[0]
-    if voiced.size < 5:
+def _starts(h: np.ndarray, c: np.ndarray) -> list[int]:
+    """Frames of `h` where the first piece of `c` may begin (local minima below START); negative
+    for a prompt whose beginning was clipped by the start of the audio."""
+    head = c[:CHUNK]
+    n = len(head)
+    if len(h) < n:
         return []
-    lo, hi = voiced[0], voiced[-1] + 1  # the rendering's own leading/trailing silence
-    out = [features(audio[k * HOP // SUB_HOPS:])[lo:hi] for k in range(SUB_HOPS)]
-    n = min(len(c) for c in out)
-    return [c[:n] for c in out]
+    dist = np.abs(np.lib.stride_tricks.sliding_window_view(h, (n, BANDS))[:, 0]
+                  - head[None]).mean(axis=(1, 2))
+    out = [-m for m in range(CLIPPED, 0, -1)
+           if float(np.abs(h[: n - m] - head[m:]).mean()) < START]
+    for i in np.nonzero(dist < START)[0]:
+        lo, hi = max(0, i - CHUNK // 2), i + CHUNK // 2 + 1
+        if dist[i] <= dist[lo:hi].min():
+            out.append(int(i))
+    return out
+
+
+def _follow(h: np.ndarray, c: np.ndarray, start: int) -> tuple[float, int]:
+    """`c` laid on `h` from frame `start`, piece by piece, each free to slide DRIFT frames from
+    where the previous one ended: the mean distance and the frame where it ends."""
+    total, frames, shift = 0.0, 0, 0
+    for k in range(0, len(c), CHUNK):
+        piece = c[k: k + CHUNK]
+        if len(piece) < 3:
+            break  # a last sliver says nothing
+        best, best_shift = np.inf, shift
+        for s in range(shift - DRIFT, shift + DRIFT + 1) if k else (0,):
+            lo = start + k + s
+            part = piece
+            if lo < 0:  # before the audio began (a clipped start)
+                part, lo = piece[-lo:], 0
+            if len(part) < 3 or lo + len(part) > len(h):
+                continue
+            d = float(np.abs(h[lo: lo + len(part)] - part).mean())
+            if d < best:
+                best, best_shift = d, s
+        if best == np.inf:
+            if start + k + shift < 0:
+                continue  # this piece lies wholly before the audio
+            return np.inf, 0
+        total += best * len(piece)
+        frames += len(piece)
+        shift = best_shift
+    return (total / frames if frames else np.inf), start + len(c) + shift
 
 
 def find_prompts(heard: np.ndarray, candidates: Iterable[tuple[str, np.ndarray]]) -> list[Found]:
-    """Non-overlapping best matches of candidate prompt audio (8 kHz int16) in `heard`."""
-    h = features(heard)
-    found: list[Found] = []
-    taken = np.zeros(len(h), dtype=bool)
-    scored: list[tuple[float, int, int, str]] = []
+    """Non-overlapping best matches of candidate prompt audio (8 kHz int16) in `heard`.
+
+    The heard audio is analysed at PHASES offsets within a frame: a prompt starts anywhere on
+    the line, and half a frame out of step measures ~0.5 on clean audio (MATCH is 0.45)."""
+    rendered = []
     for text, audio in candidates:
-        shifted = _shifted_features(audio)
-        if not shifted:
+        c = features(audio)
+        voiced = np.nonzero(_voiced(c))[0]
+        if voiced.size >= 5:  # the rendering's own leading/trailing silence goes
+            rendered.append((text, c[voiced[0]: voiced[-1] + 1]))
+    scored: list[tuple[float, int, int, str]] = []  # distance, start and end sample, text
+    for phase in range(PHASES):
+        skip = phase * HOP // PHASES
+        h = features(heard[skip:])
+        for text, c in rendered:
+            if len(c) > len(h) + CLIPPED:
+                continue
+            for start in _starts(h, c):  # the same prompt may play again
+                best, end = _follow(h, c, start)
+                if best < MATCH:
+                    scored.append((best, skip + max(0, start) * HOP,
+                                   skip + min(end, len(h)) * HOP, text))
+    found: list[Found] = []
+    for best, lo, hi, text in sorted(scored):  # the closest first
+        match = Found(lo * 1000 // RATE, hi * 1000 // RATE, text, best)
+        clash = [f for f in found if _overlap(f, match)]
+        if hi <= lo or any(LONGER * (f.end_ms - f.at_ms) > match.end_ms - match.at_ms
+                           for f in clash):
             continue
-        n = len(shifted[0])
-        if n > len(h):
-            continue
-        windows = np.lib.stride_tricks.sliding_window_view(h, (n, BANDS))[:, 0]
-        dist = np.min([_slack(np.abs(windows - c[None]).mean(axis=2)) for c in shifted], axis=0)
-        i = int(np.argmin(dist))
-        best = float(dist[i])
-        while best < MATCH:
-            scored.append((best, i, n, text))
-            dist[max(0, i - n // 2): i + n // 2 + 1] = np.inf  # the same prompt may play again
-            i = int(np.argmin(dist))
-            best = float(dist[i])
-    for best, i, n, text in sorted(scored):
-        if taken[i: i + n].any():
-            continue
-        taken[i: i + n] = True
-        found.append(Found(i * HOP * 1000 // RATE, (i + n) * HOP * 1000 // RATE, text, best))
+        # a prompt as played (a case's rendered template) explains more of the line than the
+        # static pieces of its template that match inside it: it takes their place
+        found = [f for f in found if f not in clash] + [match]
     return sorted(found, key=lambda f: f.at_ms)
+
+
+
+def _overlap(a: Found, b: Found) -> bool:
+    """Whether two matches claim the same sound: more than half of the shorter one (a long
+    prompt's warped end may touch the next prompt's start)."""
+    shared = min(a.end_ms, b.end_ms) - max(a.at_ms, b.at_ms)
+    return shared > 0.5 * min(a.end_ms - a.at_ms, b.end_ms - b.at_ms)

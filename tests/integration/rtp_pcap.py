@@ -62,26 +62,47 @@ def garbage(path: Path, seconds: float = 3.0, seed: int = 7) -> Path:
 EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
 
 
+MAX_DURATION = 0xFFFF
+"""The longest duration one telephone-event can carry (8.19 s at 8 kHz)."""
+
+
 def rfc4733(path: Path, keys: str, *, marker: bool = True, hold_ms: int | dict[str, int] = 100,
-            end_repeats: int = 3, gap_ms: int = 300, packet_ms: int = 20, pt: int = 101) -> Path:
+            end_repeats: int = 3, gap_ms: int = 300, packet_ms: int = 20, pt: int = 101,
+            long_style: str = "segments") -> Path:
     """Key presses as RFC 4733 telephone-events, as phones send them: per key one timestamp,
     a packet every `packet_ms` with the duration so far (the first with the marker bit unless
     `marker` is False), then the end packet (E bit) sent `end_repeats` times. `hold_ms` per key
-    (a dict) makes long-held keys."""
+    (a dict) makes long-held keys. A key held beyond MAX_DURATION goes out as RFC 4733 2.5.1.3
+    says (`long_style="segments"`: a packet at MAX_DURATION, then a new segment whose timestamp
+    is the old one + MAX_DURATION, no marker) or as some phones do it (`"wrap"`: the same
+    timestamp, the duration wrapping around 16 bits)."""
     packets: list[tuple[float, bytes]] = []
     seq, at = 0, 0.2
     ts = 16000
+
+    def send(event: int, stamp: int, duration: int, *, first: bool, end: bool) -> None:
+        nonlocal seq
+        header = struct.pack("!BBHII", 0x80, (0x80 if first else 0) | pt, seq & 0xFFFF,
+                             stamp & 0xFFFFFFFF, 0x4733)
+        body = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+        packets.append((at, header + body))
+        seq += 1
+
     for key in keys:
         hold = hold_ms.get(key, 100) if isinstance(hold_ms, dict) else hold_ms
         steps = max(1, hold // packet_ms)
+        segment = 0
         for i in range(steps + end_repeats):
-            end = i >= steps
-            duration = min(steps, i + 1) * packet_ms * 8
-            first = i == 0 and marker
-            header = struct.pack("!BBHII", 0x80, (0x80 if first else 0) | pt, seq & 0xFFFF, ts, 0x4733)
-            body = struct.pack("!BBH", EVENT_CODES[key], (0x80 if end else 0) | 10, duration)
-            packets.append((at, header + body))
-            seq += 1
+            elapsed = min(steps, i + 1) * packet_ms * 8
+            if long_style == "wrap":
+                stamp, duration = ts, elapsed & MAX_DURATION
+            else:
+                while elapsed > (segment + 1) * MAX_DURATION:  # this segment is full
+                    send(EVENT_CODES[key], ts + segment * MAX_DURATION, MAX_DURATION,
+                         first=False, end=False)
+                    segment += 1
+                stamp, duration = ts + segment * MAX_DURATION, elapsed - segment * MAX_DURATION
+            send(EVENT_CODES[key], stamp, duration, first=i == 0 and marker, end=i >= steps)
             at += packet_ms / 1000
         ts += (steps + 1) * packet_ms * 8 + gap_ms * 8
         at += gap_ms / 1000

@@ -28,6 +28,9 @@ nodes:
     hangup: true
 """
 KEYS = "6100"
+LONG_KEYS_FLOW = KEYS_FLOW.replace("flow: keys\n", "flow: longkeys\ndefaults: {interdigit_timeout: 15s}\n")
+"""The keys flow with time to hold a key for 9 s between two others."""
+LONG_KEYS = "6200"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("dtmf")
     (root / "flows").mkdir()
     (root / "flows" / "keys.yaml").write_text(KEYS_FLOW)
-    srv = start_server(root, max_calls=8, extra={"routes": {KEYS: "keys", "3000": "quick",
+    (root / "flows" / "longkeys.yaml").write_text(LONG_KEYS_FLOW)
+    srv = start_server(root, max_calls=8, extra={"routes": {KEYS: "keys", LONG_KEYS: "longkeys",
+                                                            "3000": "quick",
                                                             "default": "acme-bank"}})
     try:
         yield srv
@@ -43,13 +48,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv.stop()
 
 
-def _code_entered(server: Server, tmp_path: Path, *parts: str) -> dict[str, Any]:
+def _code_entered(server: Server, tmp_path: Path, *parts: str, service: str = KEYS) -> dict[str, Any]:
     """Call the keys flow with SIPp doing `parts` after the answer; the call's CDR."""
     before = len(server.calls())
     path = tmp_path / "keys.xml"
     path.write_text(scenario("keys", call_setup(), pause(1500), *parts,
-                             recv("BYE", timeout_ms=20000), answer_200()))
-    r = run_sipp(server.uri_host, str(path), service=KEYS, cwd=tmp_path, timeout=40)
+                             recv("BYE", timeout_ms=25000), answer_200()))
+    r = run_sipp(server.uri_host, str(path), service=service, cwd=tmp_path, timeout=45)
     assert r.successful == 1, r.output[-2000:] + server.log_tail()
     (cdr,) = server.wait_cdrs(before + 1)[before:]
     return cdr
@@ -70,6 +75,17 @@ def test_rfc4733_keys_are_counted_once_each(server: Server, tmp_path: Path, case
     cdr = _code_entered(server, tmp_path, play_pcap(str(pcap)))  # played while we wait for BYE
     assert cdr["path"] == ["ask", "done"], cdr
     assert cdr["variables"]["code"] == keys, (case, cdr["variables"])
+
+
+@pytest.mark.parametrize("style", ["segments", "wrap"])
+def test_a_key_held_past_the_longest_event_is_counted_once(server: Server, tmp_path: Path,
+                                                          style: str) -> None:
+    """9 s of "5" is longer than one event's 16-bit duration (8.19 s): RFC 4733 segments, or a
+    phone that lets the duration wrap; either way one 5."""
+    pcap = rfc4733(tmp_path / "long.pcap", "153#", hold_ms={"5": 9000}, long_style=style)
+    cdr = _code_entered(server, tmp_path, play_pcap(str(pcap)), service=LONG_KEYS)
+    assert cdr["path"] == ["ask", "done"], cdr
+    assert cdr["variables"]["code"] == "153", (style, cdr["variables"])
 
 
 @pytest.mark.parametrize("kind", ["application/dtmf-relay", "application/dtmf"])

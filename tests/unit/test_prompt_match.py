@@ -46,6 +46,51 @@ def test_nothing_is_found_in_silence_or_noise() -> None:
     assert find_prompts(noise, [("Hello.", tone)]) == []
 
 
+MENU = ("For your data balance press 1 or say data. To report a fault press 2 or say fault. "
+        "For your bill press 3 or say bill. To speak to an agent press 0 or say agent.")
+MENU_KEYS = ("For your data balance press 1. To report a fault press 2. For your bill press 3. "
+             "To speak to an agent press 0.")
+
+
+def _glitched(samples: np.ndarray) -> np.ndarray:
+    """What a busy media clock does to a long prompt: 20-60 ms dropped here, repeated there."""
+    out, at = [], 0
+    for cut, drop, repeat in [(16000, 480, 0), (30000, 0, 320), (45000, 160, 0), (60000, 0, 160)]:
+        out.append(samples[at:cut])
+        if repeat:
+            out.append(samples[cut - repeat: cut])
+        at = cut + drop
+    out.append(samples[at:])
+    return np.concatenate(out)
+
+
+def test_a_long_prompt_is_found_though_the_line_dropped_and_repeated_frames(tmp_path: Path) -> None:
+    from ivr.speech.audio import write_wav
+
+    cache = PromptCache(tmp_path / "cache", Voice(), 8000)
+    menu, keys = (read_wav(cache.render_sync(t))[0] for t in (MENU, MENU_KEYS))
+    pause = np.zeros(4000, dtype=np.int16)
+    line = tmp_path / "line.wav"
+    write_wav(line, np.concatenate([pause, _glitched(menu), pause, keys, pause]), 8000)
+    heard = _through_g711(line, tmp_path)
+    found = find_prompts(heard, [(MENU, menu), (MENU_KEYS, keys)])
+    assert [f.text for f in found] == [MENU, MENU_KEYS]
+    # the other wording is not taken for the glitched one, nor the other way round
+    assert find_prompts(heard[: 4000 + len(menu)], [(MENU_KEYS, keys)]) == []
+
+
+def test_a_prompt_clipped_by_the_start_of_the_audio_is_found(tmp_path: Path) -> None:
+    from ivr.speech.audio import write_wav
+
+    cache = PromptCache(tmp_path / "cache", Voice(), 8000)
+    welcome = read_wav(cache.render_sync("Welcome to Telco customer care."))[0]
+    voiced = int(np.nonzero(np.abs(welcome) > 500)[0][0])
+    line = tmp_path / "line.wav"
+    write_wav(line, np.concatenate([welcome[voiced + 1200:], np.zeros(4000, dtype=np.int16)]), 8000)
+    found = find_prompts(_through_g711(line, tmp_path), [("Welcome to Telco customer care.", welcome)])
+    assert [f.text for f in found] == ["Welcome to Telco customer care."]
+
+
 def test_a_prompt_is_found_off_the_hop_grid_and_with_frames_dropped(tmp_path: Path) -> None:
     """A call's audio starts anywhere within a 20 ms hop, and a loaded machine's sound clock may
     drop a frame: espeak-ng's Mandarin voice was missed either way before (distance 0.4+)."""
@@ -63,3 +108,19 @@ def test_a_prompt_is_found_off_the_hop_grid_and_with_frames_dropped(tmp_path: Pa
                  np.concatenate([pad[:4037], dropped, pad])):
         found = find_prompts(line, list(audio.items()))
         assert [f.text for f in found] == [menu], [(f.text, f.distance) for f in found]
+
+
+def test_a_prompt_as_played_wins_over_the_static_pieces_of_its_template(tmp_path: Path) -> None:
+    from ivr.speech.audio import write_wav
+
+    cache = PromptCache(tmp_path / "cache", Voice(), 8000)
+    full = "You are reporting slow internet. Is that right?"
+    piece = "Is that right?"  # the template's static tail, named by the template
+    template = "You are reporting {{ fault_label }}. Is that right?"
+    line = tmp_path / "line.wav"
+    pad = np.zeros(4000, dtype=np.int16)
+    write_wav(line, np.concatenate([pad, read_wav(cache.render_sync(full))[0], pad]), 8000)
+    found = find_prompts(_through_g711(line, tmp_path),
+                         [(template, read_wav(cache.render_sync(piece))[0]),
+                          (full, read_wav(cache.render_sync(full))[0])])
+    assert [f.text for f in found] == [full], [(f.text, f.distance) for f in found]
