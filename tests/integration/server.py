@@ -274,3 +274,14 @@ def ivr_call(server: Server, *args: str, timeout: float = 120, call_timeout: flo
         raise AssertionError(
             f"no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-2000:]}") from None
     return proc.returncode, doc, proc.stderr
+
+
+def ivr_test(*args: str, timeout: float) -> dict[str, Any]:
+    """`ivr test ... --json` from the repository (offline, or `--sip`): its JSON report."""
+    proc = subprocess.run([sys.executable, "-m", "ivr.cli", "test", *args, "--json"],
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        return dict(json.loads(proc.stdout))
+    except ValueError:
+        raise AssertionError(f"no JSON: {proc.stdout[-1000:]} {proc.stderr[-3000:]}") from None

@@ -8,31 +8,17 @@ that passes offline and fails over SIP fails here, and so does coverage below of
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from server import REPO, Server, start_server
+from server import Server, ivr_test, start_server
 
 from ivr.flow.stubs import Stubs
 from ivr.sip import caller as sip_caller
 from ivr.sip.test_hooks import HEADER, TestHook, encode
 
 SUITE_TIMEOUT = 5 * 60
-
-
-def _ivr_test(*args: str, timeout: float) -> dict[str, object]:
-    proc = subprocess.run([sys.executable, "-m", "ivr.cli", "test", *args, "--json"],
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        return dict(json.loads(proc.stdout))
-    except ValueError:
-        raise AssertionError(f"no JSON: {proc.stdout[-1000:]} {proc.stderr[-3000:]}") from None
 
 
 FLOW = """
@@ -118,19 +104,19 @@ def test_a_new_flows_cases_pass_over_sip_as_offline_with_the_same_coverage(tmp_p
     flows.mkdir()
     (flows / "orders.yaml").write_text(FLOW)
     (flows / "orders.test.yaml").write_text(CASES)
-    offline = _ivr_test(str(flows), timeout=120)
-    assert all(c["passed"] for c in offline["cases"]), offline  # type: ignore[union-attr]
+    offline = ivr_test(str(flows), timeout=120)
+    assert all(c["passed"] for c in offline["cases"]), offline
     started = time.monotonic()
-    over_sip = _ivr_test("--sip", str(flows), "--parallel", "3", "--server-dir",
-                         str(tmp_path / "server"), timeout=SUITE_TIMEOUT)
+    over_sip = ivr_test("--sip", str(flows), "--parallel", "3", "--server-dir",
+                        str(tmp_path / "server"), timeout=SUITE_TIMEOUT)
     took = time.monotonic() - started
-    failed = [f"{c['flow']}: {c['name']}: {c['message']}"  # type: ignore[index]
-              for c in over_sip["cases"] if not c["passed"]]  # type: ignore[union-attr]
+    failed = [f"{c['flow']}: {c['name']}: {c['message']}"
+              for c in over_sip["cases"] if not c["passed"]]
     assert not failed, "\n".join(failed) + "\n" + \
         (tmp_path / "server" / "serve.log").read_text(errors="replace")[-3000:]
-    assert over_sip["problems"] == [] and len(over_sip["cases"]) == 3, over_sip  # type: ignore[arg-type]
-    names = [(c["flow"], c["name"]) for c in over_sip["cases"]]  # type: ignore[union-attr]
-    assert names == [(c["flow"], c["name"]) for c in offline["cases"]]  # type: ignore[union-attr]
+    assert over_sip["problems"] == [] and len(over_sip["cases"]) == 3, over_sip
+    names = [(c["flow"], c["name"]) for c in over_sip["cases"]]
+    assert names == [(c["flow"], c["name"]) for c in offline["cases"]]
     assert over_sip["coverage"] == offline["coverage"]
     print(f"\n{len(names)} cases over SIP in {took:.0f} s")
 

@@ -9,30 +9,16 @@ test's tmp_path (`--server-dir`) for a look.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from server import REPO
+from server import ivr_test
 
 PARALLEL = 6
 """Calls at a time: the suite's calls are mostly the IVR talking (~25 min of audio in all), so
 they overlap well even on two cores; the caller hears each call after it ends."""
 SUITE_TIMEOUT = 12 * 60
 """Bound for the whole SIP run (measured ~4-6 min on two busy cores)."""
-
-
-def _ivr_test(*args: str, timeout: float) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "ivr.cli", "test", *args, "--json"],
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        return dict(json.loads(proc.stdout))
-    except ValueError:
-        raise AssertionError(f"no JSON: {proc.stdout[-1000:]} {proc.stderr[-3000:]}") from None
 
 
 def _failed(report: dict[str, Any]) -> list[str]:
@@ -42,12 +28,12 @@ def _failed(report: dict[str, Any]) -> list[str]:
 
 def test_every_shipped_case_passes_over_sip_as_offline_with_the_same_coverage(
         tmp_path: Path) -> None:
-    offline = _ivr_test("flows/", timeout=120)
+    offline = ivr_test("flows/", timeout=120)
     assert offline["cases"] and not _failed(offline), _failed(offline)
     assert not offline["problems"], offline["problems"]
 
     server_dir = tmp_path / "server"
-    sip = _ivr_test("--sip", "--parallel", str(PARALLEL), "--server-dir", str(server_dir),
+    sip = ivr_test("--sip", "--parallel", str(PARALLEL), "--server-dir", str(server_dir),
                     "flows/", timeout=SUITE_TIMEOUT)
     assert not sip["problems"], sip["problems"]
     names = sorted((c["flow"], c["name"]) for c in sip["cases"])
