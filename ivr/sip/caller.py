@@ -242,9 +242,15 @@ class TestCaller:
             # listen from the first packet: an IVR greets as soon as it answers, and a prompt
             # that lost its start is heard as a different one
             port.createPort("ivr-call", audio_format(RATE))
-            call.aud.startTransmit(port)
-            port.startTransmit(call.aud)
+            linked = call.aud
+            linked.startTransmit(port)
+            port.startTransmit(linked)
             await self._wait_any([call.confirmed, call.gone], 5.0)
+            if call.aud is not None and call.aud.getPortId() != linked.getPortId():
+                # the answer renegotiated the media (early media, then 200 OK): listen and
+                # speak on the stream that carries the call now
+                call.aud.startTransmit(port)
+                port.startTransmit(call.aud)
             report.answered_ms = _ms(t0)
             report.codec = call.codec
             deadline = t0 + self.timeout
