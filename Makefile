@@ -3,10 +3,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng sox sip-tester mosquitto mosquitto-clients baresip-core kamailio kamailio-tls-modules flite \
-  asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 prometheus chromium chromium-driver fonts-wqy-zenhei
+  asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 prometheus chromium chromium-driver fonts-wqy-zenhei postgresql
 # (the asterisk core sounds: real human recordings the speech tests build their corpus from;
 # prometheus and promtool scrape and check /metrics in the tests; chromium and a CJK font run the
-# agent desktop's browser tests)
+# agent desktop's browser tests; postgresql is the shared store of a multi-node site, and its tests
+# run a real server)
 # to build pjproject (pjsua2 with hundreds of calls per process and SRTP): scripts/build-pjsua2.sh
 BUILD_PACKAGES := build-essential swig libssl-dev uuid-dev
 
