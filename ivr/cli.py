@@ -501,6 +501,7 @@ def log_level(level: str | None, logger_name: str, config_path: Path | None, ser
 def report(config_path: Path | None, since: str | None, threshold: float, as_json: bool) -> None:
     """Calls, containment, transfers, abandonment, service level and ASA, per flow and queue."""
     from ivr.acd.report import build_report, render
+    from ivr.store.open import open_backend
 
     config = _config(config_path)
     start = 0.0
@@ -511,7 +512,11 @@ def report(config_path: Path | None, since: str | None, threshold: float, as_jso
             raise click.BadParameter(f"{since!r} is not a date (YYYY-MM-DD or ISO 8601)",
                                      param_hint="--since") from None
         start = (when if when.tzinfo else when.astimezone()).timestamp()
-    doc = build_report(Path(config.store.path), start, threshold)
+    db = open_backend(config.store, read_only=True)
+    try:
+        doc = build_report(db, start, threshold)
+    finally:
+        db.close()
     _emit_json(doc) if as_json else click.echo(render(doc), nl=False)
 
 
@@ -548,6 +553,7 @@ def purge_cmd(config_path: Path | None, state_dir: Path, recordings_days: float 
               as_json: bool) -> None:
     """Apply retention now: delete old recordings, blank old CDR transcripts and variables."""
     from ivr.retention import purge
+    from ivr.store.open import open_backend, sqlite_path
 
     config = _config(config_path)
     overrides = {k: v for k, v in (("recordings_days", recordings_days),
@@ -557,7 +563,13 @@ def purge_cmd(config_path: Path | None, state_dir: Path, recordings_days: float 
     if not settings.active:
         raise click.UsageError("no retention is configured: set retention.* in the config or "
                                "give --recordings-days/--transcripts-days/--variables-days")
-    report = purge(settings, Path(config.store.path), state_dir / "recordings", dry_run=dry_run)
+    # a SQLite path, so that a dry run never creates the file; PostgreSQL: its connection
+    target = sqlite_path(config.store) if config.store.url is None else open_backend(config.store)
+    try:
+        report = purge(settings, target, state_dir / "recordings", dry_run=dry_run)
+    finally:
+        if not isinstance(target, Path):
+            target.close()
     if as_json:
         _emit_json(report.as_json())
     else:

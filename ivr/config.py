@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -512,7 +513,34 @@ class TransferSettings(_Strict):
 
 
 class StoreSettings(_Strict):
+    """Where CDRs, events and the ACD's tables live: the SQLite file `path` (one box), or with
+    `url` a PostgreSQL database every node of a site shares (README: Shared store). Its
+    password comes from the environment or a 0600 file, never from the URL."""
+
     path: str = "var/ivr.sqlite"
+    url: str | None = Field(None, description="postgresql://user@host:port/dbname; unset: SQLite")
+    password_env: EnvName | None = Field(None, description="environment variable holding the "
+                                         "database password")
+    password_file: Path | None = Field(None, description="file (mode 0600) holding the password")
+    retry: Duration = Field(15.0, description="how long a write waits for a lost database to "
+                            "come back (reconnecting) before it fails")
+
+    @model_validator(mode="after")
+    def _url(self) -> StoreSettings:
+        if self.url is None:
+            if self.password_env or self.password_file:
+                raise ValueError("store: password_env/password_file apply to store.url")
+            return self
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"store.url: expected postgresql://user@host:port/dbname, got "
+                             f"scheme {parts.scheme or '(none)'!r}")
+        if parts.password:
+            raise ValueError("store.url: no password in the URL; use store.password_env or "
+                             "store.password_file")
+        if self.password_env and self.password_file:
+            raise ValueError("store: give password_env or password_file, not both")
+        return self
 
 
 class HttpSettings(_Strict):

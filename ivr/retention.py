@@ -18,6 +18,7 @@ from typing import Any
 
 from ivr.acd.store import AcdStore
 from ivr.config import RetentionSettings
+from ivr.store.backend import Backend
 from ivr.store.db import Store
 
 log = logging.getLogger("ivr.retention")
@@ -65,15 +66,24 @@ def _remove_empty_dirs(root: Path) -> None:
             d.rmdir()  # fails, as wanted, on a directory that still holds something
 
 
-def purge(settings: RetentionSettings, store_path: Path, recordings: Path, *,
+def _open(target: Path | Backend, dry_run: bool) -> Store | None:
+    """The store to purge: an open backend (SQLite or PostgreSQL, ivr/store/open.py), or a
+    SQLite path (not created by a dry run)."""
+    if isinstance(target, Path) and dry_run and not target.exists():
+        return None
+    return Store(target)
+
+
+def purge(settings: RetentionSettings, target: Path | Backend, recordings: Path, *,
           now: float | None = None, dry_run: bool = False) -> PurgeReport:
-    """Apply `settings` to the store at `store_path` and the files under `recordings`."""
+    """Apply `settings` to the store `target` and the files under `recordings`; a path is
+    opened and closed here, a backend stays open (its owner closes it)."""
     now = time.time() if now is None else now
     report = PurgeReport(dry_run=dry_run)
     rec_before = _cutoff(settings.recordings_days, now)
     text_before = _cutoff(settings.transcripts_days, now)
     vars_before = _cutoff(settings.variables_days, now)
-    store = Store(store_path) if store_path.exists() or not dry_run else None
+    store = _open(target, dry_run)
     try:
         if rec_before is not None:
             report.recordings = _purge_recordings(store, recordings, rec_before, dry_run)
@@ -82,16 +92,12 @@ def purge(settings: RetentionSettings, store_path: Path, recordings: Path, *,
                 report.transcripts = store.blank_before("transcript", text_before)
             if vars_before is not None:
                 report.variables = store.blank_before("variables", vars_before)
-                acd = AcdStore(store_path)
-                try:
-                    acd.blank_context(vars_before)
-                finally:
-                    acd.close()
+                AcdStore(store.db).blank_context(vars_before)
         elif store is not None:
             report.transcripts = _count(store, "transcript", text_before)
             report.variables = _count(store, "variables", vars_before)
     finally:
-        if store is not None:
+        if store is not None and isinstance(target, Path):
             store.close()
     if report.recordings or report.transcripts or report.variables:
         log.info("retention purge%s: %d recordings, %d transcripts, %d variable sets",

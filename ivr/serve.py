@@ -56,7 +56,8 @@ from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import TtsError
 from ivr.speech.voices import prompt_cache
-from ivr.store.db import Store
+from ivr.store.backend import StoreError
+from ivr.store.open import open_backend, open_store
 from ivr.web.desktop import Desktop
 from ivr.web.routes import install as install_desktop
 from ivr.web.routes import pages
@@ -85,8 +86,7 @@ class Supervisor:
         self._broker: asyncio.subprocess.Process | None = None
         self._adopted_broker: int | None = None
         self.front: Front | None = None
-        self.store = Store(Path(config.store.path) if Path(config.store.path).is_absolute()
-                           else Path.cwd() / config.store.path)
+        self.store = open_store(config)
         self.cache = prompt_cache(self.state / "prompts", config, 8000)
         if self.cache.forget_unkeyed():
             log.info("prompt cache: removed renderings named before the cache key")
@@ -103,7 +103,7 @@ class Supervisor:
         self.recognition: RecognitionProcess | None = None  # shared models (ivr.speech.asr.server)
         self.levels = LevelsFile(self.state / "log-levels.json")
         """Run-time log levels, published to the workers (ivr.log_levels)."""
-        self.desktop = Desktop(config.desktop, lambda: self.acd, self.store.path,
+        self.desktop = Desktop(config.desktop, lambda: self.acd, self.store.db,
                                lambda: [w.as_json() for w in self.pool])  # ivr/web
         self.events_connected = False  # the CDR feed's bus session
 
@@ -219,6 +219,8 @@ class Supervisor:
                             self._record(event)
                         except (ValueError, KeyError, TypeError) as exc:
                             log.error("bad event on %s: %s", message.topic, exc)
+                        except StoreError as exc:  # the database stayed away past store.retry
+                            log.error("event on %s not stored: %s", message.topic, exc)
             except aiomqtt.MqttError as exc:
                 self.events_connected = False
                 log.warning("bus unavailable for events (%s); retrying", exc)
@@ -264,12 +266,19 @@ class Supervisor:
             return
         while not self.stop.is_set():
             try:
-                await asyncio.to_thread(purge, settings, self.store.path,
-                                        self.state / "recordings")
-            except (OSError, sqlite3.Error) as exc:
+                await asyncio.to_thread(self._purge_once)
+            except (OSError, sqlite3.Error, StoreError) as exc:
                 log.error("retention purge failed (the next run tries again): %s", exc)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), settings.purge_every)
+
+    def _purge_once(self) -> None:
+        """One purge on its own connection (a long purge never holds the loop's)."""
+        db = open_backend(self.config.store)
+        try:
+            purge(self.config.retention, db, self.state / "recordings")
+        finally:
+            db.close()
 
     # -- HTTP API -------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -407,7 +416,7 @@ class Supervisor:
                 log.info("private broker on %s", self.broker_url)
             self._spawn(self.consume_events())
             self._spawn(self.purge_forever())
-            self.acd = AcdService.create(self.config, self.store.path,
+            self.acd = AcdService.create(self.config, open_backend(self.config.store),
                                          self.state / "outbox" / "acd.sqlite", self.broker_url,
                                          auth=self.bus_auth)
             self.acd.observers.append(self.desktop.on_actions)

@@ -1,4 +1,5 @@
-"""`ivr report`: contact-centre figures from the CDR store (`calls`) and the ACD log (`acd_log`).
+"""`ivr report`: contact-centre figures from the CDR store (`calls`) and the ACD log (`acd_log`),
+in SQLite or PostgreSQL alike.
 
 Definitions:
 - calls: calls that started since the date (per flow: by the flow that answered).
@@ -17,18 +18,27 @@ Definitions:
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ivr.store.backend import Backend
+from ivr.store.sqlite import SqliteBackend
 
-def _rows(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+
+@contextlib.contextmanager
+def _reading(store: Path | Backend) -> Iterator[Backend]:
+    """The store to read: an open backend as it is, a SQLite path opened read-only for the read
+    (a missing file reads as empty)."""
+    if not isinstance(store, Path):
+        yield store
+        return
+    db = SqliteBackend(store, read_only=True)
     try:
-        cur = db.execute(sql, args)
-    except sqlite3.OperationalError:  # table not there yet (no call ever reached it)
-        return []
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        yield db
+    finally:
+        db.close()
 
 
 def _queue_stats(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
@@ -62,18 +72,16 @@ def _call_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "errors": sum(1 for r in ended if r["end_kind"] == "error")}
 
 
-def build_report(path: Path, since: float = 0.0, threshold: float = 20.0) -> dict[str, Any]:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True) if path.exists() else \
-        sqlite3.connect(":memory:")
-    try:
-        calls = _rows(db, "SELECT call_id, flow, started_at, ended_at, end_kind FROM calls "
-                          "WHERE started_at >= ?", (since,))
-        acd = _rows(db, "SELECT l.call_id, l.queue, COALESCE(l.flow, c.flow) AS flow, "
-                        "l.enqueued_at, l.answered_at, l.outcome, l.callback FROM acd_log l "
-                        "LEFT JOIN calls c ON c.call_id = l.call_id WHERE l.enqueued_at >= ?",
-                    (since,))
-    finally:
-        db.close()
+def build_report(store: Path | Backend, since: float = 0.0, threshold: float = 20.0
+                 ) -> dict[str, Any]:
+    """The report's figures from `store` (tables not created yet read as no rows)."""
+    with _reading(store) as db:
+        calls = db.rows_if_table("SELECT call_id, flow, started_at, ended_at, end_kind FROM calls "
+                                 "WHERE started_at >= ?", (since,))
+        acd = db.rows_if_table(
+            "SELECT l.call_id, l.queue, COALESCE(l.flow, c.flow) AS flow, l.enqueued_at, "
+            "l.answered_at, l.outcome, l.callback FROM acd_log l LEFT JOIN calls c "
+            "ON c.call_id = l.call_id WHERE l.enqueued_at >= ?", (since,))
     flows: dict[str, Any] = {}
     for flow in sorted({str(r["flow"]) for r in calls} | {str(r["flow"]) for r in acd}):
         flows[flow] = {**_call_stats([r for r in calls if str(r["flow"]) == flow]),
@@ -84,17 +92,15 @@ def build_report(path: Path, since: float = 0.0, threshold: float = 20.0) -> dic
             "flows": flows, "queues": queues}
 
 
-def queue_figures(path: Path, since: float, thresholds: dict[str, float]) -> dict[str, Any]:
+def queue_figures(store: Path | Backend, since: float, thresholds: dict[str, float]
+                  ) -> dict[str, Any]:
     """Per queue, the report's figures for calls queued since `since`, each queue's service
     level against its own threshold (the wallboard's numbers)."""
-    if not path.exists():
+    if isinstance(store, Path) and not store.exists():
         return {}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        acd = _rows(db, "SELECT call_id, queue, enqueued_at, answered_at, outcome, callback "
-                        "FROM acd_log WHERE enqueued_at >= ?", (since,))
-    finally:
-        db.close()
+    with _reading(store) as db:
+        acd = db.rows_if_table("SELECT call_id, queue, enqueued_at, answered_at, outcome, "
+                               "callback FROM acd_log WHERE enqueued_at >= ?", (since,))
     return {q: _queue_stats([r for r in acd if r["queue"] == q], thresholds.get(q, 20.0))
             for q in sorted({str(r["queue"]) for r in acd} | set(thresholds))}
 

@@ -43,6 +43,7 @@ from ivr.bus.auth import ANONYMOUS, BusAuth
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig
 from ivr.lang.masking import mask
+from ivr.store.backend import Backend
 
 log = logging.getLogger("ivr.acd")
 
@@ -93,11 +94,12 @@ class AcdService:
         self.counts = QueueCounts(engine)
 
     @classmethod
-    def create(cls, config: EngineConfig, store_path: Path, outbox_path: Path, broker_url: str,
-               **kw: Any) -> AcdService:
-        store = AcdStore(store_path)
-        engine = Engine.from_config(config, store=store, stale_after=120.0)
-        return cls(engine, store, Outbox(outbox_path), broker_url, **kw)
+    def create(cls, config: EngineConfig, store: Path | Backend, outbox_path: Path,
+               broker_url: str, **kw: Any) -> AcdService:
+        """`store`: the ACD's database (a SQLite path, or a backend from ivr/store/open.py)."""
+        acd_store = AcdStore(store)
+        engine = Engine.from_config(config, store=acd_store, stale_after=120.0)
+        return cls(engine, acd_store, Outbox(outbox_path), broker_url, **kw)
 
     def close(self) -> None:
         self.outbox.close()

@@ -20,6 +20,7 @@ from typing import Any
 from ivr.acd.model import Action, AgentChanged, CallClosed, Cancel, Connected, Offer
 from ivr.acd.service import AcdService
 from ivr.config import DesktopSettings
+from ivr.store.backend import Backend
 from ivr.web import views
 from ivr.web.hub import EventHub
 
@@ -30,7 +31,7 @@ PUBLISH_EVERY = 0.5
 
 class Desktop:
     def __init__(self, settings: DesktopSettings, acd: Callable[[], AcdService | None],
-                 store: Path, workers: Callable[[], Iterable[dict[str, Any]]]) -> None:
+                 store: Path | Backend, workers: Callable[[], Iterable[dict[str, Any]]]) -> None:
         self.settings = settings
         self.acd = acd
         self.store = store

@@ -15,6 +15,7 @@ from typing import Any
 from ivr.acd.model import AgentState
 from ivr.acd.report import queue_figures
 from ivr.acd.service import AcdService
+from ivr.store.backend import Backend
 
 DAY = 86400.0
 
@@ -51,7 +52,7 @@ def self_service(workers: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"flow": f, "node": n, "calls": c} for (f, n), c in sorted(counts.items()) if c]
 
 
-def wallboard(acd: AcdService, store: Path, workers: Iterable[dict[str, Any]],
+def wallboard(acd: AcdService, store: Path | Backend, workers: Iterable[dict[str, Any]],
               now: float | None = None) -> dict[str, Any]:
     """Per queue: GET /queues' live figures plus today's service level, ASA, abandonment."""
     now = time.time() if now is None else now
