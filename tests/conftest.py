@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,18 @@ for _path in (HERE, HERE / "integration", HERE / "unit"):
 
 from helpers import config, config_file, harness, run_cli  # noqa: E402, F401 - fixtures
 from server import Server, start_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A real PostgreSQL (tests/pg.py), started once for the session when a test asks."""
+    from pg import PgServer
+
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`ivr report` from a CDR store with calls and ACD log rows."""
+"""`ivr report` from a CDR store with calls and ACD log rows, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from ivr.acd.report import build_report, queue_figures
 from ivr.acd.store import AcdStore
 from ivr.store.db import Store
+from stores import StoreSite, store_site  # noqa: F401 - fixture
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -20,10 +24,9 @@ def _call(store: Store, call_id: str, flow: str, at: float, end: str, queue: str
                         "end": {"kind": end, "queue": queue}})
 
 
-def test_report_containment_transfers_abandonment_sl_asa(tmp_path: Path,
+def test_report_containment_transfers_abandonment_sl_asa(tmp_path: Path, store_site: StoreSite,
                                                          run_cli: Callable[..., Any]) -> None:
-    db = tmp_path / "var" / "ivr.sqlite"
-    store, acd = Store(db), AcdStore(db)
+    store, acd = Store(store_site.backend()), AcdStore(store_site.backend())
     _call(store, "c1", "bank", T0, "hangup")
     _call(store, "c2", "bank", T0 + 1, "hangup")
     _call(store, "c3", "bank", T0 + 2, "transfer")
@@ -38,7 +41,7 @@ def test_report_containment_transfers_abandonment_sl_asa(tmp_path: Path,
     acd.log("c6", queue="general", flow="demo", enqueued_at=T0 + 10, outcome="abandoned")
     store.close()
     acd.close()
-    (tmp_path / "ivr.yaml").write_text(f"store: {{path: {db}}}\n")
+    (tmp_path / "ivr.yaml").write_text(yaml.safe_dump({"store": store_site.config()}))
 
     r = run_cli("report", "--since", "2026-01-01T00:00:00+00:00", "--json")
     assert r.code == 0, r.output
@@ -58,3 +61,32 @@ def test_report_containment_transfers_abandonment_sl_asa(tmp_path: Path,
     assert r.code == 0, r.output
     assert "general" in r.stdout and "bank" in r.stdout
     assert run_cli("report", "--since", "yesterday-ish").code == 2
+
+
+def test_wallboard_figures_per_queue_with_its_own_threshold(store_site: StoreSite) -> None:
+    db = store_site.backend()
+    acd = AcdStore(db)
+    acd.log("a", queue="general", enqueued_at=T0, answered_at=T0 + 15, outcome="answered")
+    acd.log("b", queue="general", enqueued_at=T0, answered_at=T0 + 40, outcome="answered")
+    acd.log("c", queue="vip", enqueued_at=T0, outcome="abandoned", callback=True)
+    acd.log("old", queue="vip", enqueued_at=T0 - 86400, outcome="abandoned")
+    figures = queue_figures(db, T0, {"general": 10.0, "empty": 20.0})
+    db.close()
+    assert figures["general"]["service_level"] == 0.0  # neither within general's 10 s
+    assert figures["general"]["asa_s"] == 27.5
+    assert (figures["vip"]["queued"], figures["vip"]["abandoned"], figures["vip"]["callbacks"]) \
+        == (1, 1, 1)
+    assert figures["empty"]["queued"] == 0
+
+
+def test_a_report_of_a_store_no_one_wrote_yet_is_empty(store_site: StoreSite) -> None:
+    if store_site.pg is None:  # no file yet: read as empty, and not created by the read
+        doc = build_report(store_site.path)
+        assert not store_site.path.exists()
+    else:  # an empty database: no tables yet
+        db = store_site.backend()
+        try:
+            doc = build_report(db)
+        finally:
+            db.close()
+    assert doc["total"]["calls"] == 0 and doc["queues"] == {}
