@@ -18,6 +18,7 @@ for _path in (HERE, HERE / "integration", HERE / "unit"):
 
 from helpers import config, config_file, harness, run_cli  # noqa: E402, F401 - fixtures
 from server import Server, start_server  # noqa: E402
+from stores import store_site  # noqa: E402, F401 - fixture: both store backends
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from stores import StoreSite
 
 from ivr.acd.report import build_report, queue_figures
 from ivr.acd.store import AcdStore
 from ivr.store.db import Store
-from stores import StoreSite, store_site  # noqa: F401 - fixture
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 import yaml
+from stores import StoreSite
 
 from ivr.acd.store import AcdStore
 from ivr.config import RecordingSettings, RetentionSettings
-from ivr.retention import purge
-from ivr.retention import PurgeReport
+from ivr.retention import PurgeReport, purge
 from ivr.store.db import Store
-from stores import StoreSite, store_site  # noqa: F401 - fixture
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
