@@ -32,7 +32,7 @@ def test_a_call_cdr_lands_in_postgresql_and_ivr_report_reads_it(pg_server: Any,
                           extra={"store": {"url": pg_server.url(db),
                                            "password_file": str(secret)}})
     try:
-        code, doc, err = ivr_call(server, f"sip:3000@{server.uri_host}", "--dtmf", "1")
+        code, _, err = ivr_call(server, f"sip:3000@{server.uri_host}", "--dtmf", "1")
         assert code == 0, err[-2000:]
         deadline = time.monotonic() + 20
         while not [r for r in _cdrs(pg_server, db) if r[3] is not None]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
+from stores import StoreSite
+from test_acd_engine import Clock, make, offered_to
+
 from ivr.acd.model import Agent, AgentState, QueuedCall
 from ivr.acd.store import AcdStore
 from ivr.store.db import Store
-from stores import StoreSite
-from test_acd_engine import Clock, make, offered_to
 
 
 def _start(store: Store, call_id: str, at: float, seq: int = 1, worker: str = "w1") -> bool:

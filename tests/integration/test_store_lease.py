@@ -7,9 +7,9 @@ import threading
 import time
 
 import pytest
+from stores import StoreSite
 
 from ivr.store.lease import Lease
-from stores import StoreSite
 
 
 def test_one_holder_at_a_time_and_release_hands_it_over(store_site: StoreSite) -> None:
