@@ -1,5 +1,6 @@
 """`ivr serve` with `store.url` on a real PostgreSQL: a real SIP call's CDR lands in PostgreSQL
-(not in a SQLite file) and `ivr report` reads it from there."""
+(not in a SQLite file), survives a database restart before the next call, and `ivr report` reads
+them from there."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ from typing import Any
 from server import IVR_BIN, ivr_call, start_server
 
 from ivr.secret_file import write_private
+
+
+def _ended(pg: Any, db: str, count: int) -> list[tuple[Any, ...]]:
+    deadline = time.monotonic() + 30
+    while len(ended := [r for r in _cdrs(pg, db) if r[3] is not None]) < count:
+        assert time.monotonic() < deadline, f"not {count} ended CDRs: {_cdrs(pg, db)}"
+        time.sleep(0.2)
+    return ended
 
 
 def _cdrs(pg: Any, db: str) -> list[tuple[Any, ...]]:
@@ -34,14 +43,21 @@ def test_a_call_cdr_lands_in_postgresql_and_ivr_report_reads_it(pg_server: Any,
     try:
         code, _, err = ivr_call(server, f"sip:3000@{server.uri_host}", "--dtmf", "1")
         assert code == 0, err[-2000:]
-        deadline = time.monotonic() + 20
-        while not [r for r in _cdrs(pg_server, db) if r[3] is not None]:
-            assert time.monotonic() < deadline, f"no ended CDR in PostgreSQL: {_cdrs(pg_server, db)}"
-            time.sleep(0.2)
-        (call_id, flow, end_kind, _), = _cdrs(pg_server, db)
+        (call_id, flow, end_kind, _), = _ended(pg_server, db, 1)
         assert flow == "quick" and end_kind == "hangup"
         status, cdr = server.get(f"/calls/{call_id}")  # the API reads the same store
         assert status == 200 and cdr["flow"] == "quick"
+        pg_server.restart()  # every connection of the server is cut
+        code, _, err = ivr_call(server, f"sip:3000@{server.uri_host}", "--dtmf", "1")
+        assert code == 0, err[-2000:]
+        assert {r[2] for r in _ended(pg_server, db, 2)} == {"hangup"}
+        status, calls = server.get("/calls")
+        assert status == 200 and len(calls["calls"]) == 2
+        with pg_server.admin(db) as conn:  # both calls' start, answer and end events
+            kinds = conn.execute("SELECT call_id, array_agg(kind) FROM events "
+                                 "GROUP BY call_id").fetchall()
+        assert len(kinds) == 2
+        assert all({"call.start", "call.answer", "call.end"} <= set(k) for _, k in kinds), kinds
     finally:
         server.stop()
     assert not (server.root / "var" / "ivr.sqlite").exists()  # nothing went to SQLite
@@ -55,4 +71,4 @@ def test_a_call_cdr_lands_in_postgresql_and_ivr_report_reads_it(pg_server: Any,
                             cwd=tmp_path, env=dict(os.environ), check=False)
     assert report.returncode == 0, report.stderr
     figures = json.loads(report.stdout)
-    assert figures["total"]["calls"] == 1 and figures["flows"]["quick"]["contained"] == 1
+    assert figures["total"]["calls"] == 2 and figures["flows"]["quick"]["contained"] == 2
