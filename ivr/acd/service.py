@@ -43,7 +43,7 @@ from ivr.bus.auth import ANONYMOUS, BusAuth
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig
 from ivr.lang.masking import mask
-from ivr.store.backend import Backend
+from ivr.store.backend import Backend, StoreError
 
 log = logging.getLogger("ivr.acd")
 
@@ -156,6 +156,8 @@ class AcdService:
                 self.request(data)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("ACD: bad message on %s: %s", topic, exc)
+        except StoreError as exc:  # the database stayed away past store.retry: keep serving
+            log.error("ACD: message on %s not applied, store unavailable: %s", topic, exc)
 
     def agent_message(self, name: str, data: dict[str, Any]) -> None:
         action = str(data.get("state") or data.get("action") or "")

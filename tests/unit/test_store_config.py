@@ -3,14 +3,18 @@ a 0600 file (never the URL); the factory opens what the config names; the dialec
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from ivr.config import StoreSettings
+from ivr.acd.service import AcdService
+from ivr.config import EngineConfig, StoreSettings
 from ivr.errors import ConfigError
+from ivr.store.backend import StoreError
 from ivr.store.open import open_backend, store_password
 from ivr.store.postgres import _sql, redact
 from ivr.store.sqlite import SqliteBackend
@@ -64,3 +68,29 @@ def test_postgresql_sql_and_logs() -> None:
         "SELECT strftime('%%s') WHERE a = %s AND b = %s"
     assert redact("postgresql://ivr:pw@10.0.0.9:5433/site") == "postgresql://ivr@10.0.0.9:5433/site"
     assert "pw" not in redact("host=db user=ivr password=pw dbname=ivr")
+
+
+def test_the_acd_outlives_a_store_outage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A write that fails past store.retry loses that message, not the ACD: the next one works."""
+    config = EngineConfig.model_validate({"queues": {"general": {}},
+                                          "agents": {"alice": {"queues": ["general"]}}})
+    svc = AcdService.create(config, tmp_path / "ivr.sqlite", tmp_path / "outbox.sqlite", "mqtt://x")
+    try:
+        svc.agent_action("alice", "login")
+        healthy = svc.store.db.transaction
+
+        def down(*args: Any, **kw: Any) -> Any:
+            raise StoreError("store postgresql://ivr@db:5432/ivr: connection refused")
+
+        monkeypatch.setattr(svc.store.db, "transaction", down)
+        request = {"op": "enqueue", "call_id": "c1", "queue": "general", "key": "k1",
+                   "reply_to": "ivr/acd/reply/w1"}
+        svc.on_message("ivr/acd/request", json.dumps(request).encode())  # does not raise
+        assert "store unavailable" in caplog.text
+        monkeypatch.setattr(svc.store.db, "transaction", healthy)
+        svc.on_message("ivr/acd/request", json.dumps({**request, "call_id": "c2",
+                                                      "key": "k2"}).encode())
+        assert "c2" in svc.engine.waiting and svc.store.queue_record("c2") is not None
+    finally:
+        svc.close()
