@@ -51,6 +51,7 @@ from ivr.log_levels import ROOT, LevelsFile, check_level, check_logger, root_lev
 from ivr.metrics_state import CONTENT_TYPE, Snapshot, exposition, shared
 from ivr.pool import WorkerPool, WorkerProc
 from ivr.retention import purge
+from ivr.roles import PARTS, Parts, parts_for
 from ivr.sip.build import warn_if_wheel
 from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
@@ -72,8 +73,11 @@ LEVELS_BOUND = 3.0
 
 class Supervisor:
     def __init__(self, config: EngineConfig, config_path: Path | None, state_dir: Path,
-                 tokens: TokenSet | None = None) -> None:
+                 tokens: TokenSet | None = None, parts: Parts = PARTS["all"]) -> None:
         self.config = config
+        self.parts = parts
+        """What this node runs (ivr/roles.py): `run` starts only these."""
+        self.node = config.node.name
         self.tokens = tokens if tokens is not None else server_tokens(config.http, state_dir)
         self.config_path = config_path.resolve() if config_path else None
         self.state = state_dir.resolve()
@@ -147,8 +151,9 @@ class Supervisor:
         return not result.errors
 
     async def reload(self) -> None:
-        await self.check_flows()
-        self.pool.signal_all(signal.SIGHUP)
+        if self.parts.workers:
+            await self.check_flows()
+            self.pool.signal_all(signal.SIGHUP)
         await self._reload_agent_secrets()
 
     async def _reload_agent_secrets(self) -> None:
@@ -164,6 +169,8 @@ class Supervisor:
     # -- workers --------------------------------------------------------------------------
     def _worker_args(self) -> list[str]:
         args = ["--broker", self.broker_url] if self.broker_url else []
+        if self.parts.site:
+            args.append("--site")
         if self.broker_url and self.config.bus.mqtt is None:  # the private broker's worker user
             args += ["--bus-user", WORKER, "--bus-password-file",
                      str(self.broker_users.secret_file(WORKER))]
@@ -182,7 +189,7 @@ class Supervisor:
             log.error("worker %s took %d calls with it", w.worker_id, lost)
 
     async def _sync_front(self) -> None:
-        if self.front is not None and self.front.alive:
+        if self.front is not None and self.front.alive and self.parts.workers:
             await self.front.set_workers(self.pool.addresses())
 
     async def watch(self) -> None:
@@ -192,7 +199,7 @@ class Supervisor:
                 await self._sync_front()
             if self.recognition is not None:
                 await self.recognition.check()
-            stamp = self._stamp()
+            stamp = self._stamp() if self.parts.workers else ()
             if stamp != self._flow_stamp:
                 if self._flow_stamp:
                     log.info("flow files changed; reloading")
@@ -209,7 +216,7 @@ class Supervisor:
         assert self.broker_url is not None
         while not self.stop.is_set():
             try:
-                async with self.bus_auth.client(self.broker_url, identifier="ivr-supervisor",
+                async with self.bus_auth.client(self.broker_url, identifier=f"ivr-supervisor-{self.node}",
                                                 clean_session=False) as client:
                     await client.subscribe("ivr/events/#", qos=1)
                     self.events_connected = True
@@ -276,7 +283,8 @@ class Supervisor:
         workers = [w.as_json() for w in self.pool]
         alive = [w for w in workers if w["alive"]]
         front = self.front is not None and self.front.alive
-        ok = front and bool(alive) and not self.draining
+        ok = ((front or not self.parts.front) and (bool(alive) or not self.parts.workers)
+              and (self.acd is not None or not self.parts.acd) and not self.draining)
         speech = [w["speech"] for w in workers if w["alive"] and w["speech"]]
         speech_doc = {"ready": bool(speech) and all(s.get("ready") for s in speech),
                       "message": next((s.get("message") for s in speech), "no worker")}
@@ -289,6 +297,7 @@ class Supervisor:
                 "capacity": sum(w["limit"] for w in alive), "max_calls": self.config.sip.max_calls,
                 "pjsua2": {**self.pool.pjsua2.as_json(), "calls_per_worker": max(self.pool.limits)},
                 "front": front, "bus": self.broker_url,
+                "node": {"name": self.node, "role": self.parts.role},
                 "flows": self.flow_versions, "uptime_s": round(time.time() - self.started, 1)}
 
     def speech_languages(self, ready: bool) -> dict[str, dict[str, Any]]:
@@ -402,25 +411,15 @@ class Supervisor:
         self.levels.write({ROOT: root_level()})  # a new run starts at its configured level
         runner: web.AppRunner | None = None
         try:
-            if self.broker_url is None:
+            if self.broker_url is None and self.parts.broker:
                 self.broker_url = await self._private_broker()
                 log.info("private broker on %s", self.broker_url)
-            self._spawn(self.consume_events())
-            self._spawn(self.purge_forever())
-            self.acd = AcdService.create(self.config, self.store.path,
-                                         self.state / "outbox" / "acd.sqlite", self.broker_url,
-                                         auth=self.bus_auth)
-            self.acd.observers.append(self.desktop.on_actions)
-            self._spawn(self.acd.run())
-            await self.check_flows()
-            self._flow_stamp = self._stamp()
-            await self._start_recognition()
-            warn_if_wheel(self.pool.pjsua2)
-            await self.pool.start()
-            self.front = Front(FrontSettings.from_config(
-                self.config, self.state / "front", self.pool.addresses()))
-            await self.front.start()
-            self._warn_unregistrable()
+            if self.parts.acd:
+                self._start_acd()
+            if self.parts.workers:
+                await self._start_workers()
+            if self.parts.front:
+                await self._start_front()
             host, _, http_port = self.config.http.listen.rpartition(":")
             runner = web.AppRunner(self.app(), access_log=None)
             await runner.setup()
@@ -433,6 +432,33 @@ class Supervisor:
             return 0
         finally:
             await self._teardown(runner)
+
+    def _start_acd(self) -> None:
+        """The ACD, the CDR consumer and retention (roles all and acd)."""
+        assert self.broker_url is not None
+        self._spawn(self.consume_events())
+        self._spawn(self.purge_forever())
+        self.acd = AcdService.create(self.config, self.store.path,
+                                     self.state / "outbox" / "acd.sqlite", self.broker_url,
+                                     auth=self.bus_auth, client_id=f"ivr-acd-{self.node}")
+        self.acd.observers.append(self.desktop.on_actions)
+        self._spawn(self.acd.run())
+
+    async def _start_workers(self) -> None:
+        """Flows checked and prompts rendered, the recognition service, the worker pool (roles
+        all and media)."""
+        await self.check_flows()
+        self._flow_stamp = self._stamp()
+        await self._start_recognition()
+        warn_if_wheel(self.pool.pjsua2)
+        await self.pool.start()
+
+    async def _start_front(self) -> None:
+        """Kamailio over this node's workers, or an edge's over every media node's (edge.media)."""
+        workers = self.pool.addresses() if self.parts.workers else self.config.edge.workers()
+        self.front = Front(FrontSettings.from_config(self.config, self.state / "front", workers))
+        await self.front.start()
+        self._warn_unregistrable()
 
     def _warn_unregistrable(self) -> None:
         """Agents meant to register at the front (no uri) but with no secret get 403: say so."""
@@ -489,6 +515,15 @@ class Supervisor:
         return f"mqtt://127.0.0.1:{port}"
 
     def _banner(self) -> None:
+        if self.parts.site:
+            what = {"edge": f"edge on {', '.join(self.config.sip.listen)} over "
+                            f"{len(self.config.edge.workers())} media workers",
+                    "media": f"media workers {[w.address for w in self.pool]}",
+                    "acd": f"ACD on {self.broker_url}"}[self.parts.role]
+            sys.stderr.write(f"ivr node {self.node} ({self.parts.role}): {what}; health on "
+                             f"http://{self.config.http.listen}/health\n")
+            sys.stderr.flush()
+            return
         sip = self.config.sip.listen[0]
         _, _, hostport = sip.partition(":")
         dialed = next((k for k in self.config.routes if k != "default"), "ivr")
@@ -533,9 +568,10 @@ class Supervisor:
         self.store.close()
 
 
-def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> int:
+def serve(config: EngineConfig, config_path: Path | None, state_dir: Path, role: str = "all") -> int:
     # a trunk password missing from the environment, unreadable API tokens or an API beyond
     # loopback without tokens stop us here, before anything is started
+    parts = parts_for(role, config)  # a role the config cannot run stops here
     config.check_secrets()
     tokens = server_tokens(config.http, state_dir)
     if config.bus.mqtt:
@@ -549,6 +585,6 @@ def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> in
                     "the server with `ivr serve`", metrics_dir.ENV)
     tracing.setup(config.tracing, "supervisor")  # without the SDK: a ConfigError, nothing started
     try:
-        return asyncio.run(Supervisor(config, config_path, state_dir, tokens).run())
+        return asyncio.run(Supervisor(config, config_path, state_dir, tokens, parts).run())
     finally:
         tracing.shutdown()

@@ -1,0 +1,111 @@
+"""Node roles (ivr/roles.py) and the site's config keys: node, edge.media, sip.worker_ports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from ivr.config import EngineConfig, load_config
+from ivr.errors import ConfigError
+from ivr.front.render import dispatcher_text
+from ivr.front.settings import FrontSettings
+from ivr.roles import PARTS, parts_for
+
+REPO = Path(__file__).resolve().parents[2]
+SITE_BUS: dict[str, Any] = {"mqtt": "mqtt://10.0.0.1:1883"}
+
+
+def test_all_is_the_single_box_and_each_site_role_one_part() -> None:
+    everything = PARTS["all"]
+    assert (everything.front, everything.workers, everything.acd, everything.broker) == (
+        True, True, True, True)
+    assert not everything.site
+    assert [r for r in ("edge", "media", "acd") if PARTS[r].front] == ["edge"]
+    assert [r for r in ("edge", "media", "acd") if PARTS[r].workers] == ["media"]
+    assert [r for r in ("edge", "media", "acd") if PARTS[r].acd] == ["acd"]
+    assert all(PARTS[r].site for r in ("edge", "media", "acd"))
+    assert not PARTS["edge"].broker
+
+
+def test_the_default_config_runs_as_all_only() -> None:
+    config = EngineConfig()
+    assert parts_for("all", config) is PARTS["all"]
+    with pytest.raises(ConfigError, match="bus.mqtt"):
+        parts_for("media", config)
+    with pytest.raises(ConfigError, match="bus.mqtt"):
+        parts_for("acd", config)
+    with pytest.raises(ConfigError, match="edge.media"):
+        parts_for("edge", config)
+    with pytest.raises(ConfigError, match="unknown role"):
+        parts_for("proxy", config)
+
+
+def test_a_media_node_needs_fixed_worker_ports() -> None:
+    config = EngineConfig.model_validate({"bus": SITE_BUS})
+    with pytest.raises(ConfigError, match="worker_ports"):
+        parts_for("media", config)
+    config = EngineConfig.model_validate({"bus": SITE_BUS, "sip": {"worker_ports": "5070-5073"}})
+    assert parts_for("media", config).workers
+    assert config.sip.worker_port_list() == [5070, 5071, 5072, 5073]
+
+
+def test_edge_media_expands_to_every_worker() -> None:
+    config = EngineConfig.model_validate(
+        {"edge": {"media": ["10.0.0.11:5070-5072", "10.0.0.12:5070", "[fd00::3]:5080-5081"]}})
+    assert config.edge.workers() == ["10.0.0.11:5070", "10.0.0.11:5071", "10.0.0.11:5072",
+                                     "10.0.0.12:5070", "[fd00::3]:5080", "[fd00::3]:5081"]
+    assert parts_for("edge", config).front
+
+
+def test_the_edge_dispatches_and_trusts_every_media_worker(tmp_path: Path) -> None:
+    config = EngineConfig.model_validate({"edge": {"media": ["10.0.0.11:5070-5071",
+                                                             "10.0.0.12:5070-5071"]}})
+    settings = FrontSettings.from_config(config, tmp_path, config.edge.workers())
+    listed = dispatcher_text(settings.workers)
+    for host in ("10.0.0.11", "10.0.0.12"):
+        for port in (5070, 5071):
+            assert f"sip:{host}:{port}" in listed
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.11", "media-a:5070", "10.0.0.11:5072-5070",
+                                 "10.0.0.11:0", "10.0.0.11:5070-70000"])
+def test_bad_edge_media_entries_are_refused(bad: str) -> None:
+    with pytest.raises(ValidationError, match="edge.media entry"):
+        EngineConfig.model_validate({"edge": {"media": [bad]}})
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "-lead", "x" * 65, "media/a", "a+b"])
+def test_node_names_are_one_plain_topic_level(bad: str) -> None:
+    with pytest.raises(ValidationError, match="node name"):
+        EngineConfig.model_validate({"node": {"name": bad}})
+
+
+def test_the_node_name_defaults_to_the_host_name() -> None:
+    import socket
+
+    host = socket.gethostname().split(".", 1)[0]
+    assert EngineConfig().node.name == host
+    assert EngineConfig.model_validate({"node": {"name": "media-a"}}).node.name == "media-a"
+
+
+@pytest.mark.parametrize("bad", ["70-60", "x-y", "0-10", "5070-"])
+def test_bad_worker_ports_are_refused(bad: str) -> None:
+    with pytest.raises(ValidationError, match="PORT or LO-HI"):
+        EngineConfig.model_validate({"sip": {"worker_ports": bad}})
+
+
+@pytest.mark.parametrize("name", ["edge.yaml", "media-a.yaml", "media-b.yaml", "acd.yaml"])
+def test_the_site_example_configs_load_and_fit_their_role(name: str) -> None:
+    config = load_config(REPO / "deploy" / "site" / name)
+    role = name.split(".")[0].split("-")[0]
+    parts = parts_for(role, config)
+    assert parts.role == role
+    if role == "media":
+        assert config.sip.worker_ports is not None
+        edge = load_config(REPO / "deploy" / "site" / "edge.yaml")
+        mine = f"{config.sip.workers_host}:{config.sip.worker_ports}"
+        assert mine in edge.edge.media  # the edge lists this node's workers
+        assert config.sip.listen == edge.sip.listen  # its workers reach agents through the edge
