@@ -2,8 +2,8 @@
 
 edge 10.77.0.1 (Kamailio over both media nodes' workers), media-a 10.77.0.2 and media-b 10.77.0.3
 (two workers each on fixed ports), acd 10.77.0.4 (ACD, CDR consumer, HTTP API, and the site's
-Mosquitto), SIPp callers on 10.77.0.10. Each node its own namespace: the traffic between them
-crosses a bridge, never the host's loopback.
+Mosquitto), SIPp callers on 10.77.0.10, an agent's softphone on 10.77.0.20. Each node its own
+namespace: the traffic between them crosses a bridge, never the host's loopback.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from typing import Any
 import pytest
 import yaml
 from netns import Site
-from server import IVR_BIN, REPO
+from phones import Softphone
+from server import IVR_BIN, REPO, agent_secret
 from sipp_run import sipp_command, sipp_result
 
+from ivr.front.agent_secrets import SecretsFile
 from ivr.front.rpc import Kamcmd
 
-EDGE, MEDIA_A, MEDIA_B, ACD, CALLER = 1, 2, 3, 4, 10
+EDGE, MEDIA_A, MEDIA_B, ACD, CALLER, AGENT = 1, 2, 3, 4, 10, 20
 PROBE_INTERVAL = 2.0  # FrontSettings.probe_interval_s
 FR_TIMER = 1.5  # FrontSettings.fr_timer_ms: an OPTIONS probe unanswered this long fails
 WORKER_PORTS = "5070-5071"
@@ -60,6 +62,8 @@ def _config(root: Path, name: str, **extra: Any) -> Path:
         "front": {**defaults["front"], "pike_density": 5000,
                   "agent_secrets": str(root.parent / "agent-secrets")},
         "transfers": {"allow": [f"sip:*@10.77.0.{EDGE}", f"sip:*@10.77.0.{EDGE}:*"]},
+        "routes": {**defaults["routes"], "4000": "handoff"},
+        "agents": {"bob": {"queues": ["general"]}},  # no uri: his phone registers at the edge
     }
     for key, value in extra.items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
@@ -84,8 +88,9 @@ def _serve(site: Site, name: str, role: str, root: Path) -> Node:
     return Node(name, root, proc)
 
 
-def _get(url: str, token: str | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+def _get(url: str, token: str | None = None, method: str = "GET") -> tuple[int, Any]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {},
+                                 method=method, data=b"{}" if method == "POST" else None)
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, json.loads(r.read())
@@ -121,11 +126,21 @@ class Running:
                           for n in self.nodes.values())
         raise AssertionError(f"timed out waiting for {what}; last {last!r}\n{tails}")
 
-    def cdrs(self) -> list[dict[str, Any]]:
+    def api(self, path: str, method: str = "GET") -> Any:
+        """The ACD node's HTTP API, with its admin token."""
         token = (self.nodes["acd"].root / "var" / "api-token").read_text().strip()
-        status, doc = self.site.call("acd", lambda: _get("http://127.0.0.1:8080/calls", token))
-        assert status == 200
-        return [c for c in doc["calls"] if c.get("ended_at")]
+        status, doc = self.site.call(
+            "acd", lambda: _get(f"http://127.0.0.1:8080{path}", token, method))
+        assert status == 200, (path, status, doc)
+        return doc
+
+    def cdrs(self) -> list[dict[str, Any]]:
+        return [c for c in self.api("/calls")["calls"] if c.get("ended_at")]
+
+    def phone(self, node: str, *args: str) -> Softphone:
+        """A pjsua2 softphone (tests/integration/softphone.py) inside `node`, on its address."""
+        return Softphone(*args, "--host", self.site.addresses[node],
+                         prefix=("ip", "netns", "exec", self.site.nodes[node]))
 
     def sipp(self, calls: int, rate: float) -> Any:
         cmd = sipp_command(f"10.77.0.{EDGE}:5060", "ivr_menu_dtmf.xml", calls=calls, rate=rate,
@@ -142,10 +157,15 @@ class Running:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     root = tmp_path_factory.mktemp("site")
     shutil.copytree(REPO / "flows", root / "flows")
+    for flow in Path(__file__).with_name("flows").glob("handoff*.yaml"):
+        shutil.copy(flow, root / "flows" / flow.name)
+    secrets = SecretsFile.load(root / "agent-secrets")  # the edge's registrar knows bob
+    secrets.set("bob", "ivr", agent_secret("bob"))
+    secrets.save()
     site = Site()
     try:
         for name, host in (("edge", EDGE), ("media-a", MEDIA_A), ("media-b", MEDIA_B),
-                           ("acd", ACD), ("caller", CALLER)):
+                           ("acd", ACD), ("caller", CALLER), ("agent", AGENT)):
             site.node(name, host)
         _broker(site, root / "broker")
         edge_media = [f"10.77.0.{h}:{WORKER_PORTS}" for h in (MEDIA_A, MEDIA_B)]
@@ -210,3 +230,36 @@ def test_a_killed_media_node_leaves_the_rotation_within_a_probe_interval(
     assert len(dispatched) >= 10
     assert not [line for line in dispatched if f"10.77.0.{MEDIA_B}" in line], dispatched
     assert running.healthy("edge") and running.healthy("media-a")
+
+
+def test_a_queued_call_on_media_a_reaches_an_agent_registered_through_the_edge(
+        running: Running) -> None:
+    """media-b is gone (the test before): the caller's worker is on media-a, and it rings bob
+    at the edge, where his phone registered."""
+    bob = running.phone("agent", "--name", "bob", "--register", f"10.77.0.{EDGE}:5060",
+                        "--incoming", "answer", "--duration", "45")
+    caller = None
+    try:
+        bob.wait(10, "bob registered at the edge", ev="registered", code=200)
+        running.api("/agents/bob/login", "POST")
+        caller = running.phone("caller", "--name", "carol", "--call",
+                               f"sip:4000@10.77.0.{EDGE}:5060", "--play", "tone",
+                               "--hangup-after", "10", "--duration", "35")
+        invite = bob.wait(25, "the agent's INVITE", ev="incoming")
+        vias = [line for line in invite["msg"].split("\r\n") if line.lower().startswith("via")]
+        # the edge relayed it (its Via on top) from a media-a worker (the Via below it)
+        assert f"10.77.0.{EDGE}" in vias[0] and f"10.77.0.{MEDIA_A}:507" in vias[1], vias
+        bob.wait(10, "bob's call up", ev="state", leg="in", state="CONFIRMED")
+        running.wait("bob on a call at the ACD", lambda: any(
+            a["name"] == "bob" and a["state"] == "on_call" for a in running.api("/agents")["agents"]),
+            10)
+        caller.wait(25, "the caller's call to end", ev="state", leg="out", state="DISCONNECTED")
+    finally:
+        bob.stop()
+        if caller is not None:
+            caller.stop()
+    cdr = running.wait("the handoff CDR", lambda: next(
+        (c for c in running.cdrs() if c["flow"] == "handoff"), None), 15)
+    assert cdr["worker"].startswith("media-a/"), cdr
+    queued = running.api(f"/calls/{cdr['call_id']}")["acd"]
+    assert queued and queued.get("agent") == "bob", queued

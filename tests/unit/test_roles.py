@@ -33,11 +33,11 @@ def test_all_is_the_single_box_and_each_site_role_one_part() -> None:
 def test_the_default_config_runs_as_all_only() -> None:
     config = EngineConfig()
     assert parts_for("all", config) is PARTS["all"]
-    with pytest.raises(ConfigError, match="bus.mqtt"):
+    with pytest.raises(ConfigError, match=r"bus\.mqtt"):
         parts_for("media", config)
-    with pytest.raises(ConfigError, match="bus.mqtt"):
+    with pytest.raises(ConfigError, match=r"bus\.mqtt"):
         parts_for("acd", config)
-    with pytest.raises(ConfigError, match="edge.media"):
+    with pytest.raises(ConfigError, match=r"edge\.media"):
         parts_for("edge", config)
     with pytest.raises(ConfigError, match="unknown role"):
         parts_for("proxy", config)
@@ -73,7 +73,7 @@ def test_the_edge_dispatches_and_trusts_every_media_worker(tmp_path: Path) -> No
 @pytest.mark.parametrize("bad", ["10.0.0.11", "media-a:5070", "10.0.0.11:5072-5070",
                                  "10.0.0.11:0", "10.0.0.11:5070-70000"])
 def test_bad_edge_media_entries_are_refused(bad: str) -> None:
-    with pytest.raises(ValidationError, match="edge.media entry"):
+    with pytest.raises(ValidationError, match=r"edge\.media entry"):
         EngineConfig.model_validate({"edge": {"media": [bad]}})
 
 
