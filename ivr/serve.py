@@ -36,6 +36,7 @@ from ivr.acd.http import routes as acd_routes
 from ivr.acd.service import AcdService
 from ivr.bus.auth import BusAuth
 from ivr.bus.broker import find_ours, free_port, listening, start_broker
+from ivr.bus.events import EVENTS, LOST
 from ivr.bus.users import BrokerUsers
 from ivr.config import EngineConfig
 from ivr.errors import ConfigError
@@ -218,11 +219,14 @@ class Supervisor:
             try:
                 async with self.bus_auth.client(self.broker_url, identifier=f"ivr-supervisor-{self.node}",
                                                 clean_session=False) as client:
-                    await client.subscribe("ivr/events/#", qos=1)
+                    await client.subscribe(EVENTS, qos=1)
                     self.events_connected = True
                     async for message in client.messages:
                         try:
                             event = json.loads(bytes(message.payload))
+                            if event.get("kind") == LOST:
+                                self._lost(event)
+                                continue
                             self._record(event)
                         except (ValueError, KeyError, TypeError) as exc:
                             log.error("bad event on %s: %s", message.topic, exc)
@@ -231,6 +235,14 @@ class Supervisor:
                 log.warning("bus unavailable for events (%s); retrying", exc)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), 1.0)
+
+    def _lost(self, event: dict[str, Any]) -> None:
+        """A worker's bus will: the process died (on any node), its open calls end with it.
+        Here already when this supervisor restarted it; a media node's reach only us."""
+        lost = self.store.close_calls_of(str(event["worker"]), "worker died")
+        if lost:
+            log.error("worker %s (pid %s) died with %d calls", event["worker"], event.get("pid"),
+                      lost)
 
     def _record(self, event: dict[str, Any]) -> None:
         """One call event into the CDR store, as a span of the call's trace."""

@@ -32,6 +32,7 @@ from ivr import log as logs
 from ivr import metrics, tracing
 from ivr.acd.client import AcdClient, AcdEvent
 from ivr.bus.auth import ANONYMOUS, BusAuth
+from ivr.bus.events import events_topic, lost_will
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig, load_config
 from ivr.flow.context import CallContext
@@ -192,7 +193,7 @@ class Worker:
         self._seq[call_id] = seq
         event = {"call_id": call_id, "seq": seq, "kind": kind, "at": time.time(),
                  "worker": self.name, "node": self.config.node.name, **tracing.carrier(), **data}
-        self.outbox.put(f"ivr/events/{self.name}", event, key=f"{call_id}:{seq}")
+        self.outbox.put(events_topic(self.name), event, key=f"{call_id}:{seq}")
 
     def _emit_status(self, *, changed_only: bool = False) -> None:
         """The status line the supervisor reads (calls for pool growth, media and tasks for
@@ -478,7 +479,9 @@ class Worker:
             # the new supervisor's worker with the same id must not take over each other's
             # session; nor may the workers of two nodes on one site broker
             node = f"{self.config.node.name}-worker-{self.worker_id}-{os.getpid()}"
-            sender = loop.create_task(send_forever(self.outbox, self.broker, node, self.bus_auth))
+            sender = loop.create_task(send_forever(self.outbox, self.broker, node, self.bus_auth,
+                                                   will=lost_will(self.name, self.config.node.name,
+                                                                  os.getpid())))
             acd_ctx = AcdClient(self.broker, self.outbox, node=node, auth=self.bus_auth)
             acd_ctx.on_callback = self.callback_offer
             self.acd = await acd_ctx.__aenter__()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -148,6 +149,15 @@ class Running:
         proc = self.site.run("caller", cmd, timeout=60)
         return sipp_result(proc.returncode, proc.stdout + proc.stderr)
 
+    def sipp_background(self, calls: int, rate: float) -> subprocess.Popen[bytes]:
+        cmd = sipp_command(f"10.77.0.{EDGE}:5060", "ivr_menu_dtmf.xml", calls=calls, rate=rate,
+                           limit=calls, local_ip=f"10.77.0.{CALLER}", timeout=45)
+        return subprocess.Popen(["ip", "netns", "exec", self.site.nodes["caller"], *cmd],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def open_calls(self) -> list[dict[str, Any]]:
+        return [c for c in self.api("/calls")["calls"] if not c.get("ended_at")]
+
     def dispatcher(self) -> dict[str, str]:
         ctl = self.nodes["edge"].root / "var" / "front" / "kamailio_ctl"
         return asyncio.run(Kamcmd(ctl).dispatcher_state())
@@ -201,27 +211,46 @@ def test_forty_calls_through_the_edge_reach_both_media_nodes(running: Running) -
         assert cdr["end_reason"] == "caller hangup"
 
 
-def test_a_killed_media_node_leaves_the_rotation_within_a_probe_interval(
+def test_a_killed_media_node_ends_only_its_calls_and_leaves_the_rotation(
         running: Running) -> None:
-    before = len(running.cdrs())
-    media_b = running.nodes["media-b"]
-    running.site.kill(media_b.proc)  # SIGKILL: supervisor and workers at once
-    killed = time.monotonic()
-    gone = [f"10.77.0.{MEDIA_B}:{p}" for p in (5070, 5071)]
-    running.wait("media-b's workers marked inactive at the edge",
-                 lambda: all(running.dispatcher().get(w, "A").startswith("I") for w in gone),
-                 10)
-    marked = time.monotonic() - killed
+    """SIGKILL media-b (supervisor and workers) while both nodes carry calls: media-b's calls
+    end as `worker died` in the CDRs (its workers' bus wills), media-a's finish; the edge marks
+    media-b's workers down within a probe interval, and new calls all go to media-a."""
+    before = {c["call_id"] for c in running.cdrs()}
+    batch = running.sipp_background(8, 8)
+    try:
+        running.wait("the 8 calls answered, on both media nodes", lambda: len(
+            up := [c for c in running.open_calls() if c["call_id"] not in before
+                   and c["answered_at"]]) == 8 and len({c["worker"][:7] for c in up}) == 2, 10)
+        media_b = running.nodes["media-b"]
+        running.site.kill(media_b.proc)  # SIGKILL: supervisor and workers at once
+        killed = time.monotonic()
+        gone = [f"10.77.0.{MEDIA_B}:{p}" for p in (5070, 5071)]
+        running.wait("media-b's workers marked inactive at the edge",
+                     lambda: all(running.dispatcher().get(w, "A").startswith("I") for w in gone),
+                     10)
+        marked = time.monotonic() - killed
+    finally:
+        out, _ = batch.communicate(timeout=60)
     # the next probe goes out within one interval, and fails after the transaction timer
     assert marked <= PROBE_INTERVAL + FR_TIMER + 1.5, marked
+    result = sipp_result(batch.returncode, out.decode(errors="replace"))
+    cdrs = running.wait("8 ended CDRs of the batch", lambda: (c := [
+        c for c in running.cdrs() if c["call_id"] not in before]) and len(c) >= 8 and c, 20)
+    on_b = [c for c in cdrs if c["worker"].startswith("media-b/")]
+    on_a = [c for c in cdrs if c["worker"].startswith("media-a/")]
+    assert on_a and on_b and len(on_a) + len(on_b) == 8, cdrs
+    assert {c["end_reason"] for c in on_b} == {"worker died"}, on_b
+    assert {c["end_reason"] for c in on_a} == {"caller hangup"}, on_a
+    assert result.successful == len(on_a) and result.failed == len(on_b), result.output[-3000:]
+
     edge_log = running.nodes["edge"].root / "var" / "front" / "kamailio.log"
     offset = edge_log.stat().st_size
-
+    seen = {c["call_id"] for c in running.cdrs()}
     result = running.sipp(10, 10)
     assert result.successful == 10 and result.failed == 0, result.output[-3000:]
-    cdrs = running.wait("10 more CDRs", lambda: (c := running.cdrs()) and len(c) >= before + 10
-                        and c, 20)
-    fresh = sorted(cdrs, key=lambda c: c["started_at"])[before:]
+    fresh = running.wait("10 more CDRs", lambda: (c := [
+        c for c in running.cdrs() if c["call_id"] not in seen]) and len(c) >= 10 and c, 20)
     assert {c["worker"].split("/")[0] for c in fresh} == {"media-a"}, fresh
     with edge_log.open("rb") as f:
         f.seek(offset)
