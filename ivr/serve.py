@@ -34,6 +34,7 @@ from ivr.access.tokens import TokenSet
 from ivr.acd.acl import SUPERVISOR, WORKER, broker_users
 from ivr.acd.http import routes as acd_routes
 from ivr.acd.service import AcdService
+from ivr.bus import ids
 from ivr.bus.auth import BusAuth
 from ivr.bus.broker import find_ours, free_port, listening, start_broker
 from ivr.bus.events import EVENTS, LOST
@@ -217,7 +218,7 @@ class Supervisor:
         assert self.broker_url is not None
         while not self.stop.is_set():
             try:
-                async with self.bus_auth.client(self.broker_url, identifier=f"ivr-supervisor-{self.node}",
+                async with self.bus_auth.client(self.broker_url, identifier=ids.supervisor(self.node),
                                                 clean_session=False) as client:
                     await client.subscribe(EVENTS, qos=1)
                     self.events_connected = True
@@ -452,7 +453,7 @@ class Supervisor:
         self._spawn(self.purge_forever())
         self.acd = AcdService.create(self.config, self.store.path,
                                      self.state / "outbox" / "acd.sqlite", self.broker_url,
-                                     auth=self.bus_auth, client_id=f"ivr-acd-{self.node}")
+                                     auth=self.bus_auth, client_id=ids.acd(self.node))
         self.acd.observers.append(self.desktop.on_actions)
         self._spawn(self.acd.run())
 

@@ -31,6 +31,7 @@ import pjsua2 as pj
 from ivr import log as logs
 from ivr import metrics, tracing
 from ivr.acd.client import AcdClient, AcdEvent
+from ivr.bus import ids
 from ivr.bus.auth import ANONYMOUS, BusAuth
 from ivr.bus.events import events_topic, lost_will
 from ivr.bus.outbox import Outbox, send_forever
@@ -478,7 +479,7 @@ class Worker:
             # bus identities are per process: a worker left running by a killed supervisor and
             # the new supervisor's worker with the same id must not take over each other's
             # session; nor may the workers of two nodes on one site broker
-            node = f"{self.config.node.name}-worker-{self.worker_id}-{os.getpid()}"
+            node = ids.worker(self.config.node.name, self.worker_id, os.getpid())
             sender = loop.create_task(send_forever(self.outbox, self.broker, node, self.bus_auth,
                                                    will=lost_will(self.name, self.config.node.name,
                                                                   os.getpid())))

@@ -109,3 +109,19 @@ def test_the_site_example_configs_load_and_fit_their_role(name: str) -> None:
         mine = f"{config.sip.workers_host}:{config.sip.worker_ports}"
         assert mine in edge.edge.media  # the edge lists this node's workers
         assert config.sip.listen == edge.sip.listen  # its workers reach agents through the edge
+
+
+def test_no_two_nodes_share_a_bus_client_id() -> None:
+    """Every client id a node opens (derived ones too) names the node: the same worker id and
+    even the same pid on two hosts give two ids."""
+    from ivr.bus import ids
+
+    def opened(node: str) -> set[str]:
+        worker = ids.worker(node, "1", 4242)
+        return {ids.supervisor(node), ids.acd(node), ids.acd(node) + "-out", worker,
+                f"acd-client-{worker}", f"acd-callbacks-{worker}"}
+
+    a, b = opened("media-a"), opened("media-b")
+    assert len(a) == 6 and len(b) == 6
+    assert not a & b
+    assert ids.worker("media-a", "1", 1) != ids.worker("media-a", "1", 2)  # a restarted worker
