@@ -313,6 +313,18 @@ class Supervisor:
                 "node": {"name": self.node, "role": self.parts.role},
                 "flows": self.flow_versions, "uptime_s": round(time.time() - self.started, 1)}
 
+    async def _edge_health(self, doc: dict[str, Any]) -> None:
+        """An edge's media workers as its probes see them ("up"/"down"): with none up it cannot
+        take a call, so it is degraded (a load balancer in front of edges moves on)."""
+        state: dict[str, str] = {}
+        if self.front is not None and self.front.alive:
+            with contextlib.suppress(FrontError):
+                state = await self.front.dispatcher_state()
+        doc["media"] = {w: "up" if state.get(w, "I").startswith("A") else "down"
+                        for w in self.config.edge.workers()}
+        if doc["status"] == "ok" and "up" not in doc["media"].values():
+            doc["status"] = "degraded"
+
     def speech_languages(self, ready: bool) -> dict[str, dict[str, Any]]:
         """Per language of the loaded flows: whether its calls get speech recognition, or run
         their input nodes DTMF-only (no engine for it in speech.asr, or speech not ready)."""
@@ -349,6 +361,8 @@ class Supervisor:
     def app(self) -> web.Application:
         async def health(request: web.Request) -> web.Response:
             doc = self.health()
+            if self.parts.role == "edge":
+                await self._edge_health(doc)
             who = principal(request)
             if who is None or not who.can_read:
                 # open to load balancers and probes: whether we serve, nothing about what or whom

@@ -8,7 +8,6 @@ namespace: the traffic between them crosses a bridge, never the host's loopback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -27,7 +26,6 @@ from server import IVR_BIN, REPO, agent_secret
 from sipp_run import sipp_command, sipp_result
 
 from ivr.front.agent_secrets import SecretsFile
-from ivr.front.rpc import Kamcmd
 
 EDGE, MEDIA_A, MEDIA_B, ACD, CALLER, AGENT = 1, 2, 3, 4, 10, 20
 PROBE_INTERVAL = 2.0  # FrontSettings.probe_interval_s
@@ -158,9 +156,11 @@ class Running:
     def open_calls(self) -> list[dict[str, Any]]:
         return [c for c in self.api("/calls")["calls"] if not c.get("ended_at")]
 
-    def dispatcher(self) -> dict[str, str]:
-        ctl = self.nodes["edge"].root / "var" / "front" / "kamailio_ctl"
-        return asyncio.run(Kamcmd(ctl).dispatcher_state())
+    def edge_media(self) -> dict[str, str]:
+        """The media workers as the edge's probes see them: its /health (admin token)."""
+        token = (self.nodes["edge"].root / "var" / "api-token").read_text().strip()
+        _, doc = self.site.call("edge", lambda: _get("http://127.0.0.1:8080/health", token))
+        return dict(doc["media"]) if doc else {}
 
 
 @pytest.fixture(scope="module")
@@ -189,8 +189,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         run = Running(site, root, nodes)
         run.wait("every node healthy", lambda: all(run.healthy(n) for n in nodes), 60)
         run.wait("the edge probing all four media workers up",
-                 lambda: (s := run.dispatcher()) and len(s) == 4
-                 and all(f.startswith("A") for f in s.values()), 15)
+                 lambda: (s := run.edge_media()) and len(s) == 4
+                 and set(s.values()) == {"up"}, 15)
         yield run
     finally:
         site.close()
@@ -226,9 +226,8 @@ def test_a_killed_media_node_ends_only_its_calls_and_leaves_the_rotation(
         running.site.kill(media_b.proc)  # SIGKILL: supervisor and workers at once
         killed = time.monotonic()
         gone = [f"10.77.0.{MEDIA_B}:{p}" for p in (5070, 5071)]
-        running.wait("media-b's workers marked inactive at the edge",
-                     lambda: all(running.dispatcher().get(w, "A").startswith("I") for w in gone),
-                     10)
+        running.wait("media-b's workers marked down at the edge", lambda: (
+            m := running.edge_media()) and all(m[w] == "down" for w in gone), 10)
         marked = time.monotonic() - killed
     finally:
         out, _ = batch.communicate(timeout=60)
@@ -259,6 +258,8 @@ def test_a_killed_media_node_ends_only_its_calls_and_leaves_the_rotation(
     assert len(dispatched) >= 10
     assert not [line for line in dispatched if f"10.77.0.{MEDIA_B}" in line], dispatched
     assert running.healthy("edge") and running.healthy("media-a")
+    assert running.edge_media() == {**dict.fromkeys(gone, "down"),
+                                    **{f"10.77.0.{MEDIA_A}:{p}": "up" for p in (5070, 5071)}}
 
 
 def test_a_queued_call_on_media_a_reaches_an_agent_registered_through_the_edge(
