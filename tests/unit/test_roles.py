@@ -125,3 +125,66 @@ def test_no_two_nodes_share_a_bus_client_id() -> None:
     assert len(a) == 6 and len(b) == 6
     assert not a & b
     assert ids.worker("media-a", "1", 1) != ids.worker("media-a", "1", 2)  # a restarted worker
+
+
+def _pool(monkeypatch: pytest.MonkeyPatch, sip: dict[str, Any]) -> Any:
+    """A WorkerPool over `sip` whose processes are never started (pjsua2 carries 500 calls)."""
+    import ivr.pool as pool_mod
+    from ivr.sip.build import PjBuild
+
+    monkeypatch.setattr(pool_mod, "probe", lambda: PjBuild("test", "source", 500, True))
+    config = EngineConfig.model_validate({"sip": sip})
+    pool = pool_mod.WorkerPool(config, None, Path("/nonexistent"), list, lambda c: c)
+
+    async def started(w: Any) -> None:
+        w.ready.set()
+
+    monkeypatch.setattr(pool, "_start", started)
+    return pool
+
+
+def test_a_media_pool_takes_its_fixed_ports_on_its_own_address(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    pool = _pool(monkeypatch, {"max_calls": 40, "calls_per_worker": 20,
+                               "worker_ports": "5070-5072", "workers_host": "10.0.0.11"})
+    asyncio.run(pool.start())
+    assert sorted(pool.addresses()) == ["10.0.0.11:5070", "10.0.0.11:5071"]
+    assert all(w.fixed_port for w in pool)
+
+
+def test_a_pool_larger_than_its_worker_ports_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"worker_ports 5070-5071 holds 2 ports but the pool "
+                                          r"has 4 workers"):
+        _pool(monkeypatch, {"max_calls": 40, "calls_per_worker": 10, "worker_ports": "5070-5071"})
+
+
+def test_without_worker_ports_a_single_box_pool_is_as_before(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    pool = _pool(monkeypatch, {"max_calls": 8, "calls_per_worker": 4})
+    asyncio.run(pool.start())
+    addresses = pool.addresses()
+    assert len(addresses) == 2 and all(a.startswith("127.0.0.1:") for a in addresses)
+    assert not any(w.fixed_port for w in pool)
+
+
+def test_a_restarted_media_worker_keeps_its_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The edge lists the port: a worker that died comes back on it."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import ivr.pool as pool_mod
+
+    monkeypatch.setattr(pool_mod, "RESTART_BACKOFF", (0.0,))
+    pool = _pool(monkeypatch, {"max_calls": 40, "calls_per_worker": 20,
+                               "worker_ports": "5070-5071", "workers_host": "10.0.0.11"})
+    asyncio.run(pool.start())
+    dead = pool.workers["2"]
+    dead.proc = SimpleNamespace(returncode=-9, pid=0)
+    written_off: list[str] = []
+    assert asyncio.run(pool.restart_dead(lambda w: written_off.append(w.worker_id)))
+    assert written_off == ["2"] and dead.restarts == 1
+    assert dead.address == "10.0.0.11:5071"
