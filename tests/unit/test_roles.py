@@ -188,3 +188,22 @@ def test_a_restarted_media_worker_keeps_its_port(monkeypatch: pytest.MonkeyPatch
     assert asyncio.run(pool.restart_dead(lambda w: written_off.append(w.worker_id)))
     assert written_off == ["2"] and dead.restarts == 1
     assert dead.address == "10.0.0.11:5071"
+
+
+@pytest.mark.parametrize(("role", "says"), [("edge", "role edge needs edge.media"),
+                                            ("media", "role media needs the site broker"),
+                                            ("acd", "role acd needs the site broker")])
+def test_serve_refuses_a_role_its_config_cannot_run_before_starting_anything(
+        tmp_path: Path, role: str, says: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "ivr.cli", "serve", "--role", role,
+                           "--state-dir", str(tmp_path / "var")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 1
+    assert says in proc.stderr
+    assert not (tmp_path / "var" / "front").exists()
+    assert not (tmp_path / "var" / "mosquitto").exists()
