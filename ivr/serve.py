@@ -244,6 +244,11 @@ class Supervisor:
         if lost:
             log.error("worker %s (pid %s) died with %d calls", event["worker"], event.get("pid"),
                       lost)
+        if self.acd is not None and event.get("bus_id"):
+            gone = self.acd.worker_lost(str(event["bus_id"]))
+            if gone:
+                log.error("worker %s took %d queued or connected callers with it",
+                          event["worker"], gone)
 
     def _record(self, event: dict[str, Any]) -> None:
         """One call event into the CDR store, as a span of the call's trace."""

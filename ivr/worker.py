@@ -482,7 +482,7 @@ class Worker:
             node = ids.worker(self.config.node.name, self.worker_id, os.getpid())
             sender = loop.create_task(send_forever(self.outbox, self.broker, node, self.bus_auth,
                                                    will=lost_will(self.name, self.config.node.name,
-                                                                  os.getpid())))
+                                                                  os.getpid(), node)))
             acd_ctx = AcdClient(self.broker, self.outbox, node=node, auth=self.bus_auth)
             acd_ctx.on_callback = self.callback_offer
             self.acd = await acd_ctx.__aenter__()

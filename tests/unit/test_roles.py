@@ -207,3 +207,41 @@ def test_serve_refuses_a_role_its_config_cannot_run_before_starting_anything(
     assert says in proc.stderr
     assert not (tmp_path / "var" / "front").exists()
     assert not (tmp_path / "var" / "mosquitto").exists()
+
+
+def test_a_lost_worker_takes_only_its_own_callers_out_of_the_acd(
+        tmp_path: Path, config: EngineConfig) -> None:
+    """Its waiting callers are abandoned and the agent it bridged goes to wrap-up; another
+    worker's caller and a scheduled callback (the ACD's own) stay."""
+    import json
+
+    from ivr.acd.service import AcdService
+    from ivr.bus import ids
+
+    lost, other = ids.worker("media-b", "1", 11), ids.worker("media-a", "1", 12)
+    acd = AcdService.create(config, tmp_path / "acd.sqlite", tmp_path / "outbox.sqlite",
+                            "mqtt://127.0.0.1:1")
+
+    def request(**data: Any) -> None:
+        acd.on_message("ivr/acd/request", json.dumps(data).encode())
+
+    try:
+        acd.agent_message("bob", {"state": "login", "queues": ["general"]})
+        acd.agent_message("bob", {"state": "ready"})
+        request(op="enqueue", call_id="talking", queue="general", key="k1",
+                reply_to=f"ivr/acd/reply/{lost}")
+        request(op="agent_answered", call_id="talking", agent="bob", attempt=1, key="k2")
+        for n, (call_id, worker) in enumerate([("waits-b", lost), ("waits-a", other),
+                                              ("callback-b", lost)]):
+            request(op="enqueue", call_id=call_id, queue="general", key=f"e{n}",
+                    reply_to=f"ivr/acd/reply/{worker}")
+        request(op="callback", call_id="callback-b", number="+15550001", key="cb")
+        assert acd.engine.agents["bob"].state.value == "on_call"
+        assert acd.worker_lost(lost) == 2
+        assert set(acd.engine.waiting) == {"waits-a", "callback-b"}
+        assert "talking" not in acd.engine.active
+        assert acd.engine.agents["bob"].state.value in ("wrap_up", "ready")
+        assert acd.worker_lost(lost) == 0  # a will redelivered changes nothing
+        assert acd.store.queue_record("waits-b")["outcome"] == "abandoned"
+    finally:
+        acd.close()
