@@ -354,7 +354,10 @@ def graph(flow: Path, fmt: str, config_path: Path | None) -> None:
 @config_option
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("var"),
               show_default=True, help="runtime state: prompt cache, outboxes, recordings, front")
-def serve(config_path: Path | None, state_dir: Path) -> None:
+@click.option("--role", type=click.Choice(["all", "edge", "media", "acd"]), default="all",
+              show_default=True, help="what this node runs: all of it (one box), or one part of a "
+              "site: the SIP edge, media workers, or the ACD (README: Several nodes)")
+def serve(config_path: Path | None, state_dir: Path, role: str) -> None:
     """Run the IVR: front (Kamailio), workers, broker, store and HTTP API."""
     from ivr import metrics_dir
 
@@ -364,7 +367,7 @@ def serve(config_path: Path | None, state_dir: Path) -> None:
     config = _config(config_path)
     if "--log-level" not in sys.argv:
         log.setup("INFO")
-    sys.exit(run_server(config, config_path, state_dir))
+    sys.exit(run_server(config, config_path, state_dir, role))
 
 
 @cli.command()

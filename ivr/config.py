@@ -77,6 +77,10 @@ class SipSettings(_Strict):
     tls: TlsSettings | None = Field(None, description="certificate and key for tls: listen sockets")
     rtp_ports: str = Field("10000-20000", description="UDP ports for the workers' RTP and RTCP "
                            "(lo-hi); each worker takes its own slice")
+    worker_ports: str | None = Field(
+        None, description="SIP ports of the workers (lo-hi, one per worker, worker 1 the lowest; "
+        "a restarted worker keeps its port): a media node's, so the site edge can list them in "
+        "edge.media. Unset: free ports picked at start")
 
     @field_validator("rtp_ports")
     @classmethod
@@ -85,6 +89,20 @@ class SipSettings(_Strict):
         if not (sep and lo.isdigit() and hi.isdigit() and 1024 <= int(lo) < int(hi) <= 65535):
             raise ValueError(f"{value!r} is not lo-hi with 1024 <= lo < hi <= 65535")
         return value
+
+    @field_validator("worker_ports")
+    @classmethod
+    def _worker_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            port_range(value)
+        return value
+
+    def worker_port_list(self) -> list[int] | None:
+        """The workers' fixed SIP ports (`worker_ports`), None when they are picked free."""
+        if self.worker_ports is None:
+            return None
+        lo, hi = port_range(self.worker_ports)
+        return list(range(lo, hi + 1))
 
     @field_validator("calls_per_worker", "workers")
     @classmethod
@@ -155,6 +173,15 @@ def _env_name(value: str) -> str:
 
 EnvName = Annotated[str, AfterValidator(_env_name)]
 """The name of an environment variable that holds a secret (never the secret itself)."""
+
+
+def port_range(text: str) -> tuple[int, int]:
+    """(lo, hi) of `PORT` or `LO-HI` (1..65535, lo <= hi)."""
+    lo, sep, hi = text.strip().partition("-")
+    hi = hi if sep else lo
+    if not (lo.isdigit() and hi.isdigit() and 0 < int(lo) <= int(hi) <= 65535):
+        raise ValueError(f"{text!r} is not PORT or LO-HI with 1 <= LO <= HI <= 65535")
+    return int(lo), int(hi)
 
 
 class SipTarget(NamedTuple):
@@ -619,6 +646,60 @@ class TracingSettings(_Strict):
     file: str = Field("var/traces.jsonl", description="where exporter: file appends spans")
 
 
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _hostname() -> str:
+    """The default node name: the host's name up to its first dot, if it is a usable name."""
+    import socket
+
+    name = socket.gethostname().split(".", 1)[0]
+    return name if _NODE_NAME.match(name) else "ivr"
+
+
+class NodeSettings(_Strict):
+    """This node of a site (README: Several nodes): its name goes into every bus client id,
+    every worker's name in the CDRs (`NODE/ID` on a media node) and its events."""
+
+    name: str = Field(default_factory=_hostname, description="unique per site (default: the "
+                      "host name); letters, digits, '._-'")
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, value: str) -> str:
+        if not _NODE_NAME.match(value):
+            raise ValueError(f"node name {value!r} may only use letters, digits, '._-' (64 at most)")
+        return value
+
+
+class EdgeSettings(_Strict):
+    """The site edge (`ivr serve --role edge`): the media nodes' workers it dispatches calls to."""
+
+    media: list[str] = Field(default_factory=list, description="each media node's workers as "
+                             "IP:LO-HI (its sip.workers_host and sip.worker_ports) or IP:PORT")
+
+    @field_validator("media")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            host, _, ports = item.rpartition(":")
+            try:
+                ipaddress.ip_address(host.strip("[]"))
+                port_range(ports)
+            except ValueError:
+                raise ValueError(f"edge.media entry {item!r} is not IP:LO-HI or IP:PORT") from None
+        return value
+
+    def workers(self) -> list[str]:
+        """Every media worker's `host:port`, in the order given."""
+        out = []
+        for item in self.media:
+            host, _, ports = item.rpartition(":")
+            lo, hi = port_range(ports)
+            out += [f"{host}:{port}" for port in range(lo, hi + 1)]
+        return out
+
+
 class EngineConfig(_Strict):
     """Everything `ivr.yaml` may say; every field has a working default."""
 
@@ -642,6 +723,8 @@ class EngineConfig(_Strict):
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
     test_hooks: bool = Field(
         False, description="take a flow test case's stubs (clock, http, caller, queues, "
         "transfers) from an INVITE's X-IVR-Test header, for that call only (`ivr test --sip`); "

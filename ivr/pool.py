@@ -23,6 +23,7 @@ from typing import Any
 
 from ivr.bus.broker import free_port
 from ivr.config import EngineConfig
+from ivr.errors import ConfigError
 from ivr.sip.build import probe
 from ivr.status_line import read_statuses
 
@@ -46,6 +47,10 @@ class WorkerProc:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
     stopping: bool = False
+    host: str = "127.0.0.1"
+    """Where the front reaches it: `sip.workers_host` (loopback for a wildcard)."""
+    fixed_port: bool = False
+    """The port is the worker's own (`sip.worker_ports`): a restart keeps it."""
 
     @property
     def alive(self) -> bool:
@@ -61,7 +66,7 @@ class WorkerProc:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.worker_id, "port": self.port, "pid": self.proc.pid if self.proc else None,
@@ -91,6 +96,14 @@ class WorkerPool:
         self.pjsua2 = probe()
         self.limits = config.sip.worker_limits(self.pjsua2.max_calls, os.cpu_count() or 1)
         """Calls per worker, one entry per worker of the pool."""
+        self.ports = config.sip.worker_port_list()
+        """Fixed SIP ports, worker 1 the first (`sip.worker_ports`); None: free ports."""
+        if self.ports is not None and len(self.ports) < len(self.limits):
+            raise ConfigError(
+                f"sip.worker_ports {config.sip.worker_ports} holds {len(self.ports)} ports but the "
+                f"pool has {len(self.limits)} workers (sip.max_calls / calls per worker)")
+        host = config.sip.workers_host
+        self.host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
 
     def __iter__(self) -> Any:
         return iter(list(self.workers.values()))
@@ -124,7 +137,10 @@ class WorkerPool:
             self.status_seen.set()
 
     async def _add(self, limit: int) -> WorkerProc:
-        w = WorkerProc(str(len(self.workers) + 1), free_port(kind=socket.SOCK_DGRAM), limit)
+        index = len(self.workers)
+        fixed = self.ports is not None
+        port = self.ports[index] if self.ports is not None else free_port(kind=socket.SOCK_DGRAM)
+        w = WorkerProc(str(index + 1), port, limit, host=self.host, fixed_port=fixed)
         self.workers[w.worker_id] = w
         await self._start(w)
         try:
@@ -153,7 +169,8 @@ class WorkerPool:
             # a new SIP port each time: the old one may have been taken meanwhile (seen in the
             # bench: a worker whose port another process had bound between free_port() and its
             # bind failed at startup every 8 s for minutes)
-            w.port = free_port(kind=socket.SOCK_DGRAM)
+            if not w.fixed_port:
+                w.port = free_port(kind=socket.SOCK_DGRAM)
             await self._start(w)
             restarted = True
         return restarted

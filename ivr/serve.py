@@ -34,8 +34,10 @@ from ivr.access.tokens import TokenSet
 from ivr.acd.acl import SUPERVISOR, WORKER, broker_users
 from ivr.acd.http import routes as acd_routes
 from ivr.acd.service import AcdService
+from ivr.bus import ids
 from ivr.bus.auth import BusAuth
 from ivr.bus.broker import find_ours, free_port, listening, start_broker
+from ivr.bus.events import EVENTS, LOST
 from ivr.bus.users import BrokerUsers
 from ivr.config import EngineConfig
 from ivr.errors import ConfigError
@@ -51,6 +53,7 @@ from ivr.log_levels import ROOT, LevelsFile, check_level, check_logger, root_lev
 from ivr.metrics_state import CONTENT_TYPE, Snapshot, exposition, shared
 from ivr.pool import WorkerPool, WorkerProc
 from ivr.retention import purge
+from ivr.roles import PARTS, Parts, parts_for
 from ivr.sip.build import warn_if_wheel
 from ivr.speech.asr.process import RecognitionProcess
 from ivr.speech.asr.service import shared_models
@@ -73,8 +76,11 @@ LEVELS_BOUND = 3.0
 
 class Supervisor:
     def __init__(self, config: EngineConfig, config_path: Path | None, state_dir: Path,
-                 tokens: TokenSet | None = None) -> None:
+                 tokens: TokenSet | None = None, parts: Parts = PARTS["all"]) -> None:
         self.config = config
+        self.parts = parts
+        """What this node runs (ivr/roles.py): `run` starts only these."""
+        self.node = config.node.name
         self.tokens = tokens if tokens is not None else server_tokens(config.http, state_dir)
         self.config_path = config_path.resolve() if config_path else None
         self.state = state_dir.resolve()
@@ -147,8 +153,9 @@ class Supervisor:
         return not result.errors
 
     async def reload(self) -> None:
-        await self.check_flows()
-        self.pool.signal_all(signal.SIGHUP)
+        if self.parts.workers:
+            await self.check_flows()
+            self.pool.signal_all(signal.SIGHUP)
         await self._reload_agent_secrets()
 
     async def _reload_agent_secrets(self) -> None:
@@ -164,6 +171,8 @@ class Supervisor:
     # -- workers --------------------------------------------------------------------------
     def _worker_args(self) -> list[str]:
         args = ["--broker", self.broker_url] if self.broker_url else []
+        if self.parts.site:
+            args.append("--site")
         if self.broker_url and self.config.bus.mqtt is None:  # the private broker's worker user
             args += ["--bus-user", WORKER, "--bus-password-file",
                      str(self.broker_users.secret_file(WORKER))]
@@ -182,7 +191,7 @@ class Supervisor:
             log.error("worker %s took %d calls with it", w.worker_id, lost)
 
     async def _sync_front(self) -> None:
-        if self.front is not None and self.front.alive:
+        if self.front is not None and self.front.alive and self.parts.workers:
             await self.front.set_workers(self.pool.addresses())
 
     async def watch(self) -> None:
@@ -192,7 +201,7 @@ class Supervisor:
                 await self._sync_front()
             if self.recognition is not None:
                 await self.recognition.check()
-            stamp = self._stamp()
+            stamp = self._stamp() if self.parts.workers else ()
             if stamp != self._flow_stamp:
                 if self._flow_stamp:
                     log.info("flow files changed; reloading")
@@ -209,13 +218,16 @@ class Supervisor:
         assert self.broker_url is not None
         while not self.stop.is_set():
             try:
-                async with self.bus_auth.client(self.broker_url, identifier="ivr-supervisor",
+                async with self.bus_auth.client(self.broker_url, identifier=ids.supervisor(self.node),
                                                 clean_session=False) as client:
-                    await client.subscribe("ivr/events/#", qos=1)
+                    await client.subscribe(EVENTS, qos=1)
                     self.events_connected = True
                     async for message in client.messages:
                         try:
                             event = json.loads(bytes(message.payload))
+                            if event.get("kind") == LOST:
+                                self._lost(event)
+                                continue
                             self._record(event)
                         except (ValueError, KeyError, TypeError) as exc:
                             log.error("bad event on %s: %s", message.topic, exc)
@@ -226,6 +238,19 @@ class Supervisor:
                 log.warning("bus unavailable for events (%s); retrying", exc)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), 1.0)
+
+    def _lost(self, event: dict[str, Any]) -> None:
+        """A worker's bus will: the process died (on any node), its open calls end with it.
+        Here already when this supervisor restarted it; a media node's reach only us."""
+        lost = self.store.close_calls_of(str(event["worker"]), "worker died")
+        if lost:
+            log.error("worker %s (pid %s) died with %d calls", event["worker"], event.get("pid"),
+                      lost)
+        if self.acd is not None and event.get("bus_id"):
+            gone = self.acd.worker_lost(str(event["bus_id"]))
+            if gone:
+                log.error("worker %s took %d queued or connected callers with it",
+                          event["worker"], gone)
 
     def _record(self, event: dict[str, Any]) -> None:
         """One call event into the CDR store, as a span of the call's trace."""
@@ -285,7 +310,8 @@ class Supervisor:
         workers = [w.as_json() for w in self.pool]
         alive = [w for w in workers if w["alive"]]
         front = self.front is not None and self.front.alive
-        ok = front and bool(alive) and not self.draining
+        ok = ((front or not self.parts.front) and (bool(alive) or not self.parts.workers)
+              and (self.acd is not None or not self.parts.acd) and not self.draining)
         speech = [w["speech"] for w in workers if w["alive"] and w["speech"]]
         speech_doc = {"ready": bool(speech) and all(s.get("ready") for s in speech),
                       "message": next((s.get("message") for s in speech), "no worker")}
@@ -298,7 +324,20 @@ class Supervisor:
                 "capacity": sum(w["limit"] for w in alive), "max_calls": self.config.sip.max_calls,
                 "pjsua2": {**self.pool.pjsua2.as_json(), "calls_per_worker": max(self.pool.limits)},
                 "front": front, "bus": self.broker_url,
+                "node": {"name": self.node, "role": self.parts.role},
                 "flows": self.flow_versions, "uptime_s": round(time.time() - self.started, 1)}
+
+    async def _edge_health(self, doc: dict[str, Any]) -> None:
+        """An edge's media workers as its probes see them ("up"/"down"): with none up it cannot
+        take a call, so it is degraded (a load balancer in front of edges moves on)."""
+        state: dict[str, str] = {}
+        if self.front is not None and self.front.alive:
+            with contextlib.suppress(FrontError):
+                state = await self.front.dispatcher_state()
+        doc["media"] = {w: "up" if state.get(w, "I").startswith("A") else "down"
+                        for w in self.config.edge.workers()}
+        if doc["status"] == "ok" and "up" not in doc["media"].values():
+            doc["status"] = "degraded"
 
     def speech_languages(self, ready: bool) -> dict[str, dict[str, Any]]:
         """Per language of the loaded flows: whether its calls get speech recognition, or run
@@ -336,6 +375,8 @@ class Supervisor:
     def app(self) -> web.Application:
         async def health(request: web.Request) -> web.Response:
             doc = self.health()
+            if self.parts.role == "edge":
+                await self._edge_health(doc)
             who = principal(request)
             if who is None or not who.can_read:
                 # open to load balancers and probes: whether we serve, nothing about what or whom
@@ -411,25 +452,15 @@ class Supervisor:
         self.levels.write({ROOT: root_level()})  # a new run starts at its configured level
         runner: web.AppRunner | None = None
         try:
-            if self.broker_url is None:
+            if self.broker_url is None and self.parts.broker:
                 self.broker_url = await self._private_broker()
                 log.info("private broker on %s", self.broker_url)
-            self._spawn(self.consume_events())
-            self._spawn(self.purge_forever())
-            self.acd = AcdService.create(self.config, open_backend(self.config.store),
-                                         self.state / "outbox" / "acd.sqlite", self.broker_url,
-                                         auth=self.bus_auth)
-            self.acd.observers.append(self.desktop.on_actions)
-            self._spawn(self.acd.run())
-            await self.check_flows()
-            self._flow_stamp = self._stamp()
-            await self._start_recognition()
-            warn_if_wheel(self.pool.pjsua2)
-            await self.pool.start()
-            self.front = Front(FrontSettings.from_config(
-                self.config, self.state / "front", self.pool.addresses()))
-            await self.front.start()
-            self._warn_unregistrable()
+            if self.parts.acd:
+                self._start_acd()
+            if self.parts.workers:
+                await self._start_workers()
+            if self.parts.front:
+                await self._start_front()
             host, _, http_port = self.config.http.listen.rpartition(":")
             runner = web.AppRunner(self.app(), access_log=None)
             await runner.setup()
@@ -442,6 +473,33 @@ class Supervisor:
             return 0
         finally:
             await self._teardown(runner)
+
+    def _start_acd(self) -> None:
+        """The ACD, the CDR consumer and retention (roles all and acd)."""
+        assert self.broker_url is not None
+        self._spawn(self.consume_events())
+        self._spawn(self.purge_forever())
+        self.acd = AcdService.create(self.config, open_backend(self.config.store),
+                                     self.state / "outbox" / "acd.sqlite", self.broker_url,
+                                     auth=self.bus_auth, client_id=ids.acd(self.node))
+        self.acd.observers.append(self.desktop.on_actions)
+        self._spawn(self.acd.run())
+
+    async def _start_workers(self) -> None:
+        """Flows checked and prompts rendered, the recognition service, the worker pool (roles
+        all and media)."""
+        await self.check_flows()
+        self._flow_stamp = self._stamp()
+        await self._start_recognition()
+        warn_if_wheel(self.pool.pjsua2)
+        await self.pool.start()
+
+    async def _start_front(self) -> None:
+        """Kamailio over this node's workers, or an edge's over every media node's (edge.media)."""
+        workers = self.pool.addresses() if self.parts.workers else self.config.edge.workers()
+        self.front = Front(FrontSettings.from_config(self.config, self.state / "front", workers))
+        await self.front.start()
+        self._warn_unregistrable()
 
     def _warn_unregistrable(self) -> None:
         """Agents meant to register at the front (no uri) but with no secret get 403: say so."""
@@ -498,6 +556,15 @@ class Supervisor:
         return f"mqtt://127.0.0.1:{port}"
 
     def _banner(self) -> None:
+        if self.parts.site:
+            what = {"edge": f"edge on {', '.join(self.config.sip.listen)} over "
+                            f"{len(self.config.edge.workers())} media workers",
+                    "media": f"media workers {[w.address for w in self.pool]}",
+                    "acd": f"ACD on {self.broker_url}"}[self.parts.role]
+            sys.stderr.write(f"ivr node {self.node} ({self.parts.role}): {what}; health on "
+                             f"http://{self.config.http.listen}/health\n")
+            sys.stderr.flush()
+            return
         sip = self.config.sip.listen[0]
         _, _, hostport = sip.partition(":")
         dialed = next((k for k in self.config.routes if k != "default"), "ivr")
@@ -542,9 +609,10 @@ class Supervisor:
         self.store.close()
 
 
-def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> int:
+def serve(config: EngineConfig, config_path: Path | None, state_dir: Path, role: str = "all") -> int:
     # a trunk password missing from the environment, unreadable API tokens or an API beyond
     # loopback without tokens stop us here, before anything is started
+    parts = parts_for(role, config)  # a role the config cannot run stops here
     config.check_secrets()
     tokens = server_tokens(config.http, state_dir)
     if config.bus.mqtt:
@@ -558,6 +626,6 @@ def serve(config: EngineConfig, config_path: Path | None, state_dir: Path) -> in
                     "the server with `ivr serve`", metrics_dir.ENV)
     tracing.setup(config.tracing, "supervisor")  # without the SDK: a ConfigError, nothing started
     try:
-        return asyncio.run(Supervisor(config, config_path, state_dir, tokens).run())
+        return asyncio.run(Supervisor(config, config_path, state_dir, tokens, parts).run())
     finally:
         tracing.shutdown()

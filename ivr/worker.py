@@ -31,7 +31,9 @@ import pjsua2 as pj
 from ivr import log as logs
 from ivr import metrics, tracing
 from ivr.acd.client import AcdClient, AcdEvent
+from ivr.bus import ids
 from ivr.bus.auth import ANONYMOUS, BusAuth
+from ivr.bus.events import events_topic, lost_will
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig, load_config
 from ivr.flow.context import CallContext
@@ -131,6 +133,8 @@ class Worker:
     """The recognition service's socket: shared models are decoded there."""
     limit: int = 4
     """Calls this worker carries (its share of max_calls, within the loaded pjsua2's limit)."""
+    site: bool = False
+    """A media node of a site: named `NODE/ID` in events and CDRs (ids repeat across nodes)."""
     registry: MediaRegistry = field(default_factory=MediaRegistry)
     sessions: dict[str, CallSession] = field(default_factory=dict)
     contexts: dict[str, CallContext] = field(default_factory=dict)
@@ -151,6 +155,9 @@ class Worker:
     _last_status_at: float = 0.0
 
     def __post_init__(self) -> None:
+        node = self.config.node.name
+        self.name = f"{node}/{self.worker_id}" if self.site else self.worker_id
+        """How events, CDRs and traces name this worker."""
         self.levels = LevelsFile(self.state_dir / "log-levels.json")
         self.levels.poll()
         self.cache = prompt_cache(self.state_dir / "prompts", self.config, 8000,
@@ -186,8 +193,8 @@ class Worker:
         seq = self._seq.get(call_id, 0) + 1
         self._seq[call_id] = seq
         event = {"call_id": call_id, "seq": seq, "kind": kind, "at": time.time(),
-                 "worker": self.worker_id, **tracing.carrier(), **data}
-        self.outbox.put(f"ivr/events/{self.worker_id}", event, key=f"{call_id}:{seq}")
+                 "worker": self.name, "node": self.config.node.name, **tracing.carrier(), **data}
+        self.outbox.put(events_topic(self.name), event, key=f"{call_id}:{seq}")
 
     def _emit_status(self, *, changed_only: bool = False) -> None:
         """The status line the supervisor reads (calls for pool growth, media and tasks for
@@ -313,7 +320,7 @@ class Worker:
                           self.cache, offer, self._front_hostport())
         try:
             with tracing.call_span(offer.call_id, callback=True, agent=offer.agent,
-                                   worker=self.worker_id):
+                                   worker=self.name):
                 await job.run_recorded(self.emit)
         finally:
             self.callbacks -= 1
@@ -334,7 +341,7 @@ class Worker:
                         hook: TestHook | None = None) -> None:
         logs.call_id.set(session.call_id)
         logs.flow.set(flow.id)
-        with tracing.call_span(session.call_id, flow=flow.id, worker=self.worker_id,
+        with tracing.call_span(session.call_id, flow=flow.id, worker=self.name,
                                dialed=session.info.get("dialed")):
             await self._call(session, flow, account, hook)
 
@@ -470,9 +477,12 @@ class Worker:
         acd_ctx: AcdClient | None = None
         if self.broker:
             # bus identities are per process: a worker left running by a killed supervisor and
-            # the new supervisor's worker with the same id must not take over each other's session
-            node = f"worker-{self.worker_id}-{os.getpid()}"
-            sender = loop.create_task(send_forever(self.outbox, self.broker, node, self.bus_auth))
+            # the new supervisor's worker with the same id must not take over each other's
+            # session; nor may the workers of two nodes on one site broker
+            node = ids.worker(self.config.node.name, self.worker_id, os.getpid())
+            sender = loop.create_task(send_forever(self.outbox, self.broker, node, self.bus_auth,
+                                                   will=lost_will(self.name, self.config.node.name,
+                                                                  os.getpid(), node)))
             acd_ctx = AcdClient(self.broker, self.outbox, node=node, auth=self.bus_auth)
             acd_ctx.on_callback = self.callback_offer
             self.acd = await acd_ctx.__aenter__()
@@ -549,6 +559,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bus-password-file", type=Path, help="its password (a 0600 file)")
     ap.add_argument("--asr-service", type=Path, help="the recognition service's socket")
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--site", action="store_true",
+                    help="a media node of a site: events name this worker NODE/ID")
     args = ap.parse_args(argv)
     logs.setup(args.log_level, json_lines=True)
     logs.worker = args.id
@@ -559,7 +571,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         auth = BusAuth.from_settings(config.bus) if config.bus.mqtt else ANONYMOUS
     worker = Worker(args.id, args.sip_port, config, args.state_dir.resolve(), args.broker,
-                    bus_auth=auth, asr_service=args.asr_service, limit=args.calls)
+                    bus_auth=auth, asr_service=args.asr_service, limit=args.calls,
+                    site=args.site)
     asyncio.run(worker.run())
     tracing.shutdown()
     with contextlib.suppress(OSError, ValueError):  # stdout is a dead pipe when orphaned

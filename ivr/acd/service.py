@@ -195,6 +195,20 @@ class AcdService:
         self.apply(actions)
         self.tick()
 
+    def worker_lost(self, bus_id: str) -> int:
+        """A worker died (its bus will): its callers, waiting or with an agent, are gone with it
+        (abandoned, or ended and the agent in wrap-up), so no agent is offered a call no one
+        can bridge. Callbacks are the ACD's own and stay. Returns how many calls went."""
+        reply = p.reply_topic(bus_id)
+        e = self.engine
+        calls = [c for c in (*e.waiting.values(), *e.active.values())
+                 if (c.reply_to or self._reply.get(c.call_id)) == reply and not c.callback]
+        for call in calls:
+            self.apply(e.caller_gone(call.call_id))
+        if calls:
+            self.tick()
+        return len(calls)
+
     def accept(self, call_id: str, agent: str) -> None:
         """The agent took the offer on their desktop (StateError when it is not theirs now)."""
         self.apply(self.engine.accept(call_id, agent))

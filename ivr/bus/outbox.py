@@ -69,12 +69,14 @@ class Outbox(Database):
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
 
-async def send_forever(outbox: Outbox, url: str, client_id: str, auth: BusAuth = ANONYMOUS) -> None:
-    """Deliver the outbox at least once; reconnects with backoff while the broker is away."""
+async def send_forever(outbox: Outbox, url: str, client_id: str, auth: BusAuth = ANONYMOUS,
+                       will: aiomqtt.Will | None = None) -> None:
+    """Deliver the outbox at least once; reconnects with backoff while the broker is away.
+    `will` is what the broker publishes when this process vanishes without a goodbye."""
     delay = 0.2
     while True:
         try:
-            async with auth.client(url, identifier=client_id, timeout=5) as client:
+            async with auth.client(url, identifier=client_id, timeout=5, will=will) as client:
                 delay = 0.2
                 outbox.connected = True
                 while True:

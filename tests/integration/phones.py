@@ -17,7 +17,9 @@ SOFTPHONE = Path(__file__).with_name("softphone.py")
 
 
 class Softphone:
-    def __init__(self, *args: str, port: int | None = None, cwd: Path | None = None) -> None:
+    def __init__(self, *args: str, port: int | None = None, cwd: Path | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
+        """`prefix` runs the phone inside something, e.g. `ip netns exec NS` (tests/netns.py)."""
         self.port = port or free_udp_tcp_port()
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -25,7 +27,7 @@ class Softphone:
             name = args[args.index("--name") + 1] if "--name" in args else "phone"
             args = (*args, "--secret", agent_secret(name))
         self.proc = subprocess.Popen(
-            [sys.executable, str(SOFTPHONE), "--port", str(self.port), *args],
+            [*prefix, sys.executable, str(SOFTPHONE), "--port", str(self.port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
         self.other: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

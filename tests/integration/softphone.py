@@ -216,6 +216,7 @@ def tone(path: Path, hz: float = 440.0, seconds: float = 2.0) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     ap.add_argument("--name", default="phone")
     ap.add_argument("--register", help="host:port of the front's registrar")
     ap.add_argument("--secret", help="the agent's registrar secret (digest password)")
@@ -239,7 +240,8 @@ def main() -> None:
         where = Path(args.record_dir) if args.record_dir else Path(tempfile.gettempdir())
         args.play = tone(where / f"tone-{args.port}.wav", args.tone_hz)
 
-    endpoint = Endpoint(EndpointConfig(port=args.port, user_agent=f"softphone/{args.name}"))
+    endpoint = Endpoint(EndpointConfig(port=args.port, host=args.host,
+                                       user_agent=f"softphone/{args.name}"))
     endpoint.start()
     phone = Phone(args)
     acfg = endpoint.account_config(args.name)
