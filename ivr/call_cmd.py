@@ -73,6 +73,30 @@ def _hear(samples: np.ndarray, catalogue: list[tuple[str, str]], cache: Any,
     return hear(samples, 8000, static, templates, transcriber)
 
 
+def _expect_before_inputs(steps: list[Any], actions: list[Any],
+                          catalogue: list[tuple[str, str]], cache: Any) -> None:
+    """Give each input action the prompts its case expects before it, as the audio of the
+    catalogue prompts each expectation may be (those it can hear by sound), so the caller
+    waits for them: an IVR on a busy machine may pause between two prompts longer than a
+    caller's usual quiet (ivr.sip.caller.Action.after)."""
+    from ivr.speech.catalogue_audio import candidates
+    from ivr.speech.prompt_asr import expect_matches
+
+    static, _ = candidates(catalogue, cache)
+    inputs = iter(actions)
+    pending: list[list[tuple[str, np.ndarray]]] = []
+    for step in steps:
+        if step.kind == "expect_prompt":
+            group = [(text, audio) for text, audio in static if expect_matches(step.value, text)]
+            if group:
+                pending.append(group)
+            continue
+        action = next(inputs, None)
+        if action is None:
+            return
+        action.after, pending = pending, []
+
+
 def _windows(marks: list[int], steps: list[Any]) -> list[tuple[int, int]]:
     """For each expect_prompt step: the audio window since the previous input step (ms)."""
     out = []
@@ -197,14 +221,16 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
                         say_language=say_language)
     caller.cache.languages = language_voices(tts)  # the IVR's voices and recorded pack, so its
     caller.cache.pack = pack_of(config)            # prompts are recognised as they play
-    report = asyncio.run(caller.run(actions))
-    samples = np.frombuffer(report.audio, dtype="<i2")
     catalogue = _catalogue(flows_dir or Path(config.flows), config)
     if prompts_file is not None:
         # a case's rendered templates, in whichever of the flows' languages the call speaks
         languages = list(dict.fromkeys(lang for _, lang in catalogue)) or ["en-US"]
         catalogue += [(t, lang) for t in prompts_file.read_text().splitlines() if t.strip()
                       for lang in languages]
+    if steps:
+        _expect_before_inputs(steps, actions, catalogue, caller.cache)
+    report = asyncio.run(caller.run(actions))
+    samples = np.frombuffer(report.audio, dtype="<i2")
     hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber) if samples.size
                         else Hearing())
     heard = hearing.prompts

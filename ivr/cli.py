@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import faulthandler
 import json
 import logging
 import os
@@ -592,7 +594,11 @@ cli.add_command(_pack_command)
 
 
 def main() -> None:
-    """Entry point: known errors print cleanly; tracebacks only with IVR_DEBUG=1."""
+    """Entry point: known errors print cleanly; tracebacks only with IVR_DEBUG=1. A crash in
+    native code (pjsua2, a recogniser) prints every thread's Python stack on stderr, which is
+    the log of `ivr serve`, its workers and each `ivr test --sip` call."""
+    with contextlib.suppress(OSError, ValueError):  # no real stderr (click's test runner)
+        faulthandler.enable()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import logging
 import os
@@ -548,6 +549,7 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> None:
+    faulthandler.enable()  # a crash in pjsua2 leaves every thread's stack in the serve log
     ap = argparse.ArgumentParser(prog="ivr-worker")
     ap.add_argument("--id", required=True)
     ap.add_argument("--sip-port", type=int, required=True)

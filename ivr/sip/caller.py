@@ -34,12 +34,17 @@ from ivr.sip.pj import (
     vec_bytes,
 )
 from ivr.speech.audio import read_wav, resample, write_wav
+from ivr.speech.prompt_match import find_prompts
 from ivr.speech.tts import PromptCache, Voice
 
 RATE = 8000
 FRAME = RATE // 50 * 2  # bytes in 20 ms
 QUIET_LEVEL = 200.0  # RMS (int16) below which a frame is silence
 QUIET_AFTER = 0.7  # seconds of quiet after speech that end the IVR's turn
+PATIENCE = 2.5
+"""Seconds of quiet after which a turn ends even if a prompt the script expects was not heard
+(it may not come, or not be recognised as it plays): the flows' noinput timeouts are longer."""
+LISTEN_EVERY = 0.4  # seconds between looks for the expected prompts in what came in
 
 
 @dataclass
@@ -49,6 +54,10 @@ class Action:
     at: float = 0.0
     """barge: speak `value` this many seconds after the answer, whatever the IVR is doing (the
     other actions wait for the IVR's turn to end, as a polite caller would)."""
+    after: list[list[tuple[str, np.ndarray]]] = field(default_factory=list)
+    """Prompts the IVR says before this action (a script's expect_prompt steps), each as the
+    rendered audio of the catalogue prompts it may be: the turn ends once each was heard, so
+    a gap between two prompts on a busy IVR is not taken for the end of its turn."""
 
 
 class DuplexPort(pj.AudioMediaPort):  # type: ignore[misc]
@@ -218,7 +227,7 @@ class TestCaller:
         """Call, perform the actions in turn, then listen until the far end hangs up."""
         loop = asyncio.get_running_loop()
         ep = Endpoint(EndpointConfig(port=self.local_port, clock_rate=RATE, user_agent="ivr-call",
-                                     codecs=self.codecs))
+                                     codecs=self.codecs, lossless_jitter=True))
         ep.start()
         ep.start_pump()
         account = pj.Account()
@@ -255,19 +264,21 @@ class TestCaller:
             report.codec = call.codec
             deadline = t0 + self.timeout
             answered = time.monotonic()
+            since = 0
             for i, action in enumerate(actions):
                 if action.kind == "barge":
                     await self._wait_any([call.gone], max(0.0, answered + action.at - time.monotonic()))
                 else:
-                    await self._ivr_turn(call, port, deadline)
+                    await self._ivr_turn(call, port, deadline, expect=action.after,
+                                         since=since)
                 if call.gone.is_set():
                     break
                 if on_turn:
                     on_turn(i)
                 at = _ms(t0)
                 with port.lock:
-                    rx_ms = len(port.rx) * 1000 // (2 * RATE)
-                report.marks.append(rx_ms)
+                    since = len(port.rx)  # the IVR's answer to this action comes after it
+                report.marks.append(since * 1000 // (2 * RATE))
                 if action.kind == "dtmf":
                     prm = pj.CallSendDtmfParam()
                     prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
@@ -324,14 +335,26 @@ class TestCaller:
             self._tmp.cleanup()
 
     async def _ivr_turn(self, call: _Call, port: DuplexPort, deadline: float,
-                        final: bool = False) -> None:
-        """Wait until the IVR spoke and then went quiet (or hung up, or time ran out)."""
+                        final: bool = False,
+                        expect: Sequence[Sequence[tuple[str, np.ndarray]]] = (),
+                        since: int = 0) -> None:
+        """Wait until the IVR spoke and then went quiet (or hung up, or time ran out); with
+        `expect`, until each expected prompt was heard in what came in from byte `since` on,
+        or it stayed quiet PATIENCE s."""
         limit = min(deadline, time.monotonic() + (self.listen_after if final else 20.0))
         quiet = 4.0 if final else QUIET_AFTER  # at the end, let the IVR finish and hang up
+        waiting = [list(group) for group in expect if group]
+        looked = 0.0
         while not call.gone.is_set() and time.monotonic() < limit:
+            now = time.monotonic()
+            if waiting and now - looked >= LISTEN_EVERY:
+                looked = now
+                with port.lock:
+                    heard = bytes(port.rx[since:])
+                waiting = await asyncio.to_thread(_still_unheard, heard, waiting)
             with port.lock:
                 spoke, last = port.voice_seen, port.last_voice
-            if spoke and time.monotonic() - last >= quiet:
+            if spoke and now - last >= (PATIENCE if waiting else quiet):
                 with port.lock:
                     port.voice_seen = False
                 return
@@ -340,6 +363,14 @@ class TestCaller:
     @staticmethod
     async def _wait_any(events: list[asyncio.Event], timeout: float) -> None:
         await first_of(*events, timeout=timeout)
+
+
+def _still_unheard(heard: bytes, waiting: list[list[tuple[str, np.ndarray]]]
+                   ) -> list[list[tuple[str, np.ndarray]]]:
+    """The expected prompts (each a group of alternatives) not found in `heard` yet."""
+    samples = np.frombuffer(heard, dtype="<i2")
+    found = {f.text for f in find_prompts(samples, [c for group in waiting for c in group])}
+    return [group for group in waiting if not any(text in found for text, _ in group)]
 
 
 def _ms(t0: float) -> int:

@@ -86,6 +86,14 @@ class EndpointConfig:
     user_agent: str = "ivr"
     log_level: int = 1
     codecs: dict[str, int] | None = None
+    lossless_jitter: bool = False
+    """Keep every frame that arrives, however late (a test caller that hears a call after it
+    ends): pjmedia's default jitter buffer drops frames to keep latency low when a busy sender
+    bursts, which shifts a prompt out of step with its rendering (ivr.speech.prompt_match)."""
+
+
+LOSSLESS_JB_MAX_MS = 4000
+"""How much late audio a lossless jitter buffer holds before it must drop some."""
 
 
 def active_audio(call: Any) -> Any:
@@ -176,6 +184,9 @@ class Endpoint:
         ec.medConfig.channelCount = 1
         ec.medConfig.ecTailLen = 0
         ec.medConfig.noVad = True
+        if cfg.lossless_jitter:
+            ec.medConfig.jbDiscardAlgo = pj.PJMEDIA_JB_DISCARD_NONE
+            ec.medConfig.jbMax = LOSSLESS_JB_MAX_MS
         ep.libInit(ec)
         ep.audDevManager().setNullDev()
         tc = pj.TransportConfig()

@@ -109,7 +109,8 @@ class Heard:
 
 DYNAMIC_MAX_S = 5.0
 """Number grammars are slow on long audio; longer stretches only try the static prompts."""
-BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80, "maxhmmpf": -1, "cmn": "batch"}
+BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80, "maxhmmpf": -1, "cmn": "batch",
+         "bestpath": False}
 """Wide beams: with the defaults a catalogue of ~40 prompts loses the right path on G.711 audio."""
 
 

@@ -124,3 +124,30 @@ def test_a_prompt_as_played_wins_over_the_static_pieces_of_its_template(tmp_path
                          [(template, read_wav(cache.render_sync(piece))[0]),
                           (full, read_wav(cache.render_sync(full))[0])])
     assert [f.text for f in found] == [full], [(f.text, f.distance) for f in found]
+
+
+def test_a_scripted_caller_waits_for_each_prompt_its_case_expects(tmp_path: Path) -> None:
+    """`ivr call --script`: each input waits for the prompts its case expects before it, heard
+    by sound in what came in; a prompt not heard yet keeps the turn open."""
+    from ivr.call_cmd import _expect_before_inputs
+    from ivr.flow.testing import parse_step
+    from ivr.sip.caller import Action, _still_unheard
+
+    cache = PromptCache(tmp_path / "cache", Voice(), 8000)
+    catalogue = [(t, "en-US") for t in ("Your balance is ready.", "Is there anything else?",
+                                        "Goodbye.")]
+    steps = [parse_step(s) for s in (
+        {"expect_prompt": "balance"}, {"expect_prompt": "anything else"}, {"say": "no"},
+        {"expect_prompt": "nothing like this"}, {"dtmf": "1"}, {"expect_prompt": "Goodbye"})]
+    actions = [Action("say", "no"), Action("dtmf", "1")]
+    _expect_before_inputs(steps, actions, catalogue, cache)
+    assert [[[t for t, _ in g] for g in a.after] for a in actions] == [
+        [["Your balance is ready."], ["Is there anything else?"]], []]
+
+    first = read_wav(cache.render_sync("Your balance is ready."))[0]
+    gap = np.zeros(8000 * 2, dtype=np.int16)  # a busy IVR's pause between the two prompts
+    so_far = np.concatenate([first, gap]).astype("<i2").tobytes()
+    assert [[t for t, _ in g] for g in _still_unheard(so_far, actions[0].after)] == [
+        ["Is there anything else?"]]
+    both = so_far + read_wav(cache.render_sync("Is there anything else?"))[0].astype("<i2").tobytes()
+    assert _still_unheard(both, actions[0].after) == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -163,6 +164,7 @@ def serve_until(server: _Server, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    faulthandler.enable()  # a crash in a decoder leaves its stack in the serve log
     ap = argparse.ArgumentParser(prog="ivr-asr", description=__doc__)
     ap.add_argument("--socket", type=Path, required=True)
     ap.add_argument("--config", type=Path)
