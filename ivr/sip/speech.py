@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,12 @@ from ivr import metrics, tracing
 from ivr.config import TurnSettings
 from ivr.flow.channel import Input, ListenSpec
 from ivr.flow.grammar import speech_grammar
+from ivr.sip.decode_pool import FINAL, PAUSE, DecodePool
 from ivr.sip.pj import audio_format, guard, vec_bytes
 from ivr.speech.asr.base import Engine, Grammar
 from ivr.speech.asr.expect import (
     Expectation,
+    counts_digits,
     digits_heard,
     expectation,
     needs_more_digits,
@@ -121,7 +123,7 @@ class SpeechHub:
         self._work = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self.decode_pool = ThreadPoolExecutor(max_workers=decoders, thread_name_prefix="asr-decode")
+        self.decode_pool = DecodePool(decoders)
         self._envelopes: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
 
     def add(self, turn: Turn) -> None:
@@ -183,7 +185,7 @@ class SpeechHub:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.decode_pool.shutdown()
 
 
 class Turn:
@@ -233,8 +235,16 @@ class Turn:
         self._final = False
         self._final_audio: bytes | None = None
         self._final_at = 0.0
+        self._resumed = 0
+        """Times the caller went on after a pause (a pause decode queued before is moot)."""
         self._paused_at = 0.0
         """When the caller last paused (end of speech->result is timed from there)."""
+        self.ended_by = ""
+        """What ended the turn (bench and logs): final (a pause's decode nothing extends),
+        pause (the hold after a pause's decode), decode (the whole utterance decoded at the
+        end), noinput, cancel, stalled, error."""
+        self.verdict = ""
+        """The last pause decode's standing in the grammar (incomplete, complete, final)."""
         # the call's context (its call id) follows the turn's log lines and decode requests
         self._ctx = contextvars.copy_context()
         hub.add(self)
@@ -276,6 +286,7 @@ class Turn:
         except Exception:
             log.warning("speech turn failed; treated as a nomatch", exc_info=True)
             over, value = True, Input("speech", "", 0.0)
+            self.ended_by = "error"
         if over:
             stopped = self._paused_at or self._final_at
             if stopped and value is not None:
@@ -306,14 +317,15 @@ class Turn:
             return self.timing.complete_silence if full or not digits \
                 else self.timing.incomplete_silence
         if needs_more_digits(self.grammar, value.value if value else None) or (
-                digits and self.grammar.min_words > 1
+                digits and self.grammar.min_words > 1 and not counts_digits(self.grammar)
                 and (value is None or value.confidence < COMPLETE_CONFIDENCE)):
-            # short of the min, or a count from an unsure decode (a loop grammar inserts digits)
+            # short of the min, or a count from an unsure loop decode (a loop inserts digits)
             return max(self.timing.digit_gap, self.timing.incomplete_silence)
         return self.timing.incomplete_silence
 
     def _advance(self) -> tuple[bool, Input | None]:
         if self.cancelled.is_set():
+            self.ended_by = "cancel"
             return True, None
         if self._final:
             self.frames.clear()
@@ -347,7 +359,10 @@ class Turn:
                 self.speech_started = True
                 self.loop.call_soon_threadsafe(self.on_speech)
             elif ev.kind == "noinput":
+                self.ended_by = "noinput"
                 return True, None
+            elif ev.kind == "resume":
+                self._resumed += 1
             elif ev.kind == "pause":
                 self._pause += 1
                 self._paused_at = time.monotonic()  # the caller stopped: the wait starts
@@ -375,6 +390,8 @@ class Turn:
         assert self._spec is not None
         try:
             value = self._spec.result()
+        except CancelledError:
+            value = None  # skipped: the caller had gone on
         except Exception:
             log.warning("speech decode failed", exc_info=True)
             value = None
@@ -388,8 +405,9 @@ class Turn:
         if pause != self._pause or not self._ep.paused:
             return False, None  # the caller went on: a later pause decodes the longer utterance
         self._heard = (pause, value)
-        verdict = self._verdict(value)
+        verdict = self.verdict = self._verdict(value)
         if verdict == "final":
+            self.ended_by = "final"
             return True, value
         self._ep.trailing_silence = self._hold(value, verdict)
         return False, None
@@ -403,6 +421,7 @@ class Turn:
             self._spec = self._heard = None
         elif self._heard is not None and self._heard[0] == self._pause \
                 and self._answers(self._heard[1]):
+            self.ended_by = "pause"
             return True, self._heard[1]
         return self._finishing()
 
@@ -417,6 +436,7 @@ class Turn:
             else:
                 value = self._take_spec()
                 if self._answers(value):
+                    self.ended_by = "pause"
                     return True, value
         if self._decoding is None:
             if self._final_audio is None:
@@ -429,6 +449,7 @@ class Turn:
                 return True, None
             return False, None
         if self._decoding.done():
+            self.ended_by = "decode"
             return True, self._decoding.result()
         if time.monotonic() - self._decode_started > self.timing.decode_timeout:
             return self._stalled(self._decoding)
@@ -438,10 +459,22 @@ class Turn:
         log.warning("speech decode took over %.1fs; treated as a nomatch",
                     self.timing.decode_timeout)
         decode.cancel()
+        self.ended_by = "stalled"
         return True, Input("speech", "", 0.0)
 
     def _submit(self, audio: bytes, partial: bool = False) -> Future[Input | None]:
-        fut = self.hub.decode_pool.submit(self._ctx.copy().run, self._decode, audio, partial)
+        """Decode on the hub's pool: the whole utterance ahead of any pause's guess, shorter
+        audio first, and a pause's guess only while the caller is still quiet at that pause
+        when its turn comes."""
+        ctx = self._ctx.copy()
+        still_wanted = None
+        if partial:
+            pause, resumed = self._pause, self._resumed
+            still_wanted = lambda: (  # noqa: E731 - read by the decode thread
+                not self.cancelled.is_set() and self._pause == pause
+                and self._resumed == resumed)
+        fut = self.hub.decode_pool.submit(lambda: ctx.run(self._decode, audio, partial),
+                                          PAUSE if partial else FINAL, len(audio), still_wanted)
         fut.add_done_callback(lambda _: self.hub.wake())
         return fut
 

@@ -138,7 +138,8 @@ def test_a_digits_collect_waits_longer_while_short_of_its_min() -> None:
     from ivr.speech.asr.expect import expectation, needs_more_digits, partial_grammar
 
     g = Grammar((), "digits", "en-US", 4, 6)
-    assert partial_grammar(g) == Grammar((), "digits", "en-US", 1, 0)
+    assert partial_grammar(g) == Grammar((), "digits", "en-US", 1, 6)
+    assert partial_grammar(Grammar((), "digits", "en-US", 4, 0)) == Grammar((), "digits", "en-US", 1, 0)
     assert expectation(g, "four seven") == "incomplete" and needs_more_digits(g, "four seven")
     assert expectation(g, "four seven one nine") == "complete"
     assert expectation(g, "four seven one nine two two") == "final"

@@ -66,6 +66,12 @@ MAX_UTTERANCE_BYTES = 16000 * 2 * 20
 """Audio kept for one utterance (20 s at 16 kHz); the VAD's max_speech cuts well before."""
 _ALT = re.compile(r"\(\d+\)$")
 N_BEST = 20
+WORD_BEAM = 1e-20
+"""Word-exit beam (PocketSphinx's default is 7e-29). A grammar search's lattice keeps every word
+exit inside the beam, and building it (and the posterior the confidence comes from) was most of
+a decode: a real-voice 4-digit code took 0.2 s p50 / 0.55 s max under its 4-digit grammar and
+1.3 s / 3.7 s under a digit loop. At 1e-20: 0.09 s / 0.21 s and 0.24 s / 0.61 s, the same
+words on 30 codes, 24 menu phrases and 15 yes/no answers (bench/RESULTS.md, Turn-taking)."""
 DOUBLE_MAX = 8
 """Bounded digit grammars up to this length also take "double" (exact counts)."""
 
@@ -245,7 +251,7 @@ class PocketSphinxEngine(Engine):
             from pocketsphinx import Decoder  # noqa: F401
         except ImportError as exc:
             raise EngineError(f"pocketsphinx is not installed: {exc}") from None
-        self._kwargs: dict[str, Any] = {"lm": None, "loglevel": "FATAL"}
+        self._kwargs: dict[str, Any] = {"lm": None, "loglevel": "FATAL", "wbeam": WORD_BEAM}
         if model_dir is not None:
             path = Path(model_dir)
             if not (path / "mdef").is_file():
