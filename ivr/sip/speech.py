@@ -38,6 +38,7 @@ from ivr.speech.asr.expect import (
     expectation,
     needs_more_digits,
     partial_grammar,
+    said_double,
 )
 from ivr.speech.asr.vad import COMPLETE_CONFIDENCE, Endpointer, level_envelope
 from ivr.speech.audio import read_wav
@@ -194,10 +195,11 @@ class Turn:
 
     Turn-taking (README: Turn-taking): at every short pause (`timing.pause`) the words so far
     are decoded (a digits collect with a partial grammar, ivr.speech.asr.expect), and what the
-    grammar expects next decides the wait: a confident match nothing extends ends the turn at
-    once; one that could go on waits `complete_silence`; digits short of the collect's min wait
-    `digit_gap`; anything else `incomplete_silence`, then the whole utterance is decoded under
-    the node's grammar. A decode that takes over `decode_timeout` is a nomatch.
+    grammar expects next decides the wait: a confident phrase nothing extends ends the turn at
+    once; one that could go on (or all of a collect's digits) waits `complete_silence`; digits
+    short of the collect's min wait `digit_gap`; anything else `incomplete_silence`, then the
+    whole utterance is decoded under the node's grammar. A decode that takes over
+    `decode_timeout` is a nomatch.
     """
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop,
@@ -309,6 +311,12 @@ class Turn:
         """How long the pause after `value` must last to end the turn."""
         assert self.grammar is not None
         digits = self.grammar.builtin == "digits"
+        if verdict == "final":
+            # all of a collect's digits, surely heard, still wait the complete silence, and the
+            # incomplete one when a "double" made up the count: at a short pause mid-string a
+            # decoder may make two digits of one, and the caller's next digit must not be lost
+            return self.timing.incomplete_silence if said_double(value.value if value else None) \
+                else self.timing.complete_silence
         if verdict == "complete" and (not digits or value is None
                                       or value.confidence >= COMPLETE_CONFIDENCE):
             full = digits and value is not None and self.grammar.max_words > 0 and \
@@ -406,7 +414,8 @@ class Turn:
             return False, None  # the caller went on: a later pause decodes the longer utterance
         self._heard = (pause, value)
         verdict = self.verdict = self._verdict(value)
-        if verdict == "final":
+        assert self.grammar is not None
+        if verdict == "final" and self.grammar.builtin != "digits":
             self.ended_by = "final"
             return True, value
         self._ep.trailing_silence = self._hold(value, verdict)

@@ -151,6 +151,31 @@ def test_a_digits_collect_waits_longer_while_short_of_its_min() -> None:
     assert expectation(menu, "") == "incomplete"
 
 
+async def test_all_of_a_collects_digits_at_a_short_pause_still_wait(engine: PocketSphinxEngine,
+                                                                    hub: SpeechHub) -> None:
+    """A pause decode that hears all four digits does not end the turn at the short pause: it
+    waits the complete silence (the incomplete one when "double" made up the count: at a pause
+    mid-string PocketSphinx read "four one seven" as "double one one seven"); an unsure count
+    of four from the bounded 1..4 decode is not a caller short of the min (no digit gap)."""
+    from ivr.speech.asr.expect import said_double
+
+    t = TurnSettings()
+    turn = new_turn(engine, hub, ListenSpec(timeout=5.0, min_digits=4, max_digits=4,
+                                            builtin="digits"))
+    try:
+        assert turn._verdict(Input("speech", "four one seven two", 0.9)) == "final"
+        assert turn._hold(Input("speech", "four one seven two", 0.9), "final") \
+            == t.complete_silence
+        assert turn._hold(Input("speech", "double one one seven", 0.9), "final") \
+            == t.incomplete_silence
+        assert turn._hold(Input("speech", "four one seven two", 0.4), "complete") \
+            == t.incomplete_silence
+        assert turn._hold(Input("speech", "four one", 0.9), "incomplete") == t.digit_gap
+        assert said_double("double four two") and not said_double("four four two")
+    finally:
+        turn.cancel()
+
+
 # -- barge-in ---------------------------------------------------------------------------------
 def _prompt(cache: Path) -> np.ndarray:
     samples, _ = read_any_wav(render(cache, "Welcome to the bank. For your balance say balance. "

@@ -52,6 +52,13 @@ def counts_digits(grammar: Grammar) -> bool:
     return grammar.builtin == "digits" and partial_grammar(grammar).max_words > 0
 
 
+def said_double(text: str | None) -> bool:
+    """"double four" in a digit string: two digits from one word, the count a pause decode is
+    least sure of (at a pause mid-string PocketSphinx read "four one seven" as "double one one
+    seven", all four digits of the collect, and the caller's last digit was lost)."""
+    return any(w in ("double", "triple") for w in normalize(text or "").split())
+
+
 def digits_heard(grammar: Grammar, text: str) -> int | None:
     """How many digits `text` is under a digits grammar; None when it is no digit string."""
     if grammar.builtin != "digits":
