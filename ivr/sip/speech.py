@@ -264,6 +264,7 @@ class Turn:
         """Loop: the node now waits for input; its grammar and noinput clock apply from here."""
         self.grammar = speech_grammar(spec)
         self.timeout = spec.timeout
+        self._ep.max_speech = spec.max_speech  # the flow's `max_speech` (defaults)
         # decodes from now on belong to the node's listen (its span), not the prompt before it
         self._ctx = contextvars.copy_context()
         self._armed = True
