@@ -160,9 +160,9 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
             eos = None
             if self.answered_at is not None and self.words_end_at is not None:
                 eos = (self.answered_at - self.words_end_at) * 1000
-            records.append({"id": uid, "set": set_, "ended_by": turn.ended_by or "none",
+            records.append({"id": uid, "set": set_, "ended_by": getattr(turn, "ended_by", "") or "none",
                             "cut": self.cut, "timed_out": self.answered_at is None,
-                            "verdict": turn.verdict, "text": got.value if got else None,
+                            "verdict": getattr(turn, "verdict", ""), "text": got.value if got else None,
                             "confidence": got.confidence if got else None,
                             "right": bool(sure and value == truth),
                             "wrong": bool(sure and value != truth),
