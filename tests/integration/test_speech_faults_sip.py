@@ -8,7 +8,9 @@ path; max_speech 4 s) gets what no caller should send, from SIPp replaying RTP p
 - a 60 s monologue: cut at max_speech, the flow goes on to its failure path long before the
   monologue ends;
 - a word sampled at 16 kHz sent as 8 kHz PCMU (half speed, an octave down): never the other
-  option, and the call goes on.
+  option, and the call goes on;
+- the menu prompt's own echo at -20 dB (the very audio the IVR renders, back from the caller
+  ~0.1 s late): it does not barge in, though it says both options.
 
 Each test asserts what the flow did (the CDR's path, prompts and inputs); times are bounds, not
 measurements (a busy 2-core machine runs them).
@@ -17,6 +19,7 @@ measurements (a busy 2-core machine runs them).
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +31,15 @@ from scenarios import answer_200, in_dialog, invite, play_pcap, recv, scenario, 
 from server import Server, start_server
 from sipp_run import run_sipp
 
+from ivr.config import load_config
+from ivr.speech.voices import prompt_cache
+
 SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 SERVICE = "5100"
 PATH_FAILED = ["pick", "failed"]
 NOINPUT, NOMATCH = "I did not hear you.", "I did not get that."
+PROMPT = "Say goodbye, or operator."
+"""flows/speechfaults.yaml's menu prompt."""
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +135,23 @@ def test_a_word_at_the_wrong_rate_is_never_the_other_option(server: Server,
     cdr = _call(server, tmp_path, "slow", pcap)
     assert cdr["path"] in (["pick", "goodbye"], PATH_FAILED), cdr
     assert "operator" not in _said(cdr, "caller"), cdr
+
+
+def test_the_prompts_own_echo_does_not_barge_in(server: Server, tmp_path: Path) -> None:
+    """The caller's phone leaks the menu prompt back at -20 dB from the start of the call (SIPp
+    sends as soon as it ACKs; the IVR starts the prompt within tens of ms): the prompt plays on,
+    nothing is heard (no input, twice), and its words "goodbye" and "operator" are never
+    taken."""
+    config = load_config(server.root / "ivr.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        prompt = prompt_cache(Path(tmp) / "prompts", config, 8000).render_sync(PROMPT)
+        echo = tmp_path / "echo.wav"
+        # -20 dB; the last 0.3 s left out (an echo ends with its prompt, this one a little late)
+        subprocess.run(["sox", str(prompt), "-r", "8000", "-c", "1", "-b", "16", str(echo),
+                        "vol", "0.1", "reverse", "trim", "0.3", "reverse"],
+                       check=True, timeout=30)
+    pcap = ulaw_audio(tmp_path / "echo.pcap", echo, start=0.1)
+    cdr = _call(server, tmp_path, "echo", pcap)
+    assert cdr["path"] == PATH_FAILED, cdr["transcript"]
+    assert _said(cdr, "caller") == [], cdr["transcript"]
+    assert _said(cdr, "ivr").count(NOINPUT) == 1, cdr["transcript"]
