@@ -46,6 +46,10 @@ from ivr.speech.audio import read_wav
 log = logging.getLogger("ivr.sip")
 
 RATE = 8000
+DIGIT_S = 0.2
+"""Speech a spoken digit takes at least (a fast caller's "six"): a digits collect decodes at a
+pause only once the utterance is long enough to hold its `min` digits; before that the pause is
+a caller between digits whatever a decode would say."""
 GRAMMAR_WAIT = 5.0
 """An utterance that ended before its node listened (spoken over a prompt) waits this long for
 the grammar, then counts as no input."""
@@ -378,11 +382,20 @@ class Turn:
             elif ev.kind in ("end", "max_speech"):
                 return self._end(cut=ev.kind == "max_speech")
         if self._ep.paused and self.grammar_ready.is_set() and self._spec is None \
-                and (self._heard is None or self._heard[0] != self._pause):
+                and (self._heard is None or self._heard[0] != self._pause) \
+                and self._could_hold_min():
             self._spec, self._spec_pause = self._submit(self._ep.peek_audio(), partial=True), \
                 self._pause
             self._spec_started = time.monotonic()
         return False, None
+
+    def _could_hold_min(self) -> bool:
+        """Whether the words so far are long enough for the collect's `min` digits (DIGIT_S
+        each): a decode at a pause before that costs a decoder's time (GIL held) for nothing."""
+        g = self.grammar
+        if g is None or g.builtin != "digits" or g.min_words <= 1:
+            return True
+        return self._ep.spoken_ms >= g.min_words * DIGIT_S * 1000
 
     def _answers(self, value: Input | None) -> bool:
         """A pause's decode stands for the whole utterance: a confident whole match, or a decode

@@ -176,6 +176,42 @@ async def test_all_of_a_collects_digits_at_a_short_pause_still_wait(engine: Pock
         turn.cancel()
 
 
+class CountingEngine(Engine):
+    """PocketSphinx, counting the decodes made at a pause (under the partial grammar)."""
+
+    name = "counting"
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.partial = 0
+
+    def new_recognizer(self, grammar: Grammar, sample_rate: int = 8000) -> Recognizer:
+        if grammar.builtin == "digits" and grammar.min_words == 1:
+            self.partial += 1
+        return self.inner.new_recognizer(grammar, sample_rate)
+
+
+async def test_no_decode_at_a_pause_too_early_for_the_min_digits(engine: PocketSphinxEngine,
+                                                                  hub: SpeechHub) -> None:
+    """One digit and a long pause at an 8-digit collect: the pause is a caller between digits
+    whatever a decode would say, so none is made (each costs the worker's GIL); the turn waits
+    the digit gap. Two digits at a 2-digit collect are decoded at the pause as before."""
+    counting = CountingEngine(engine)
+    x = np.concatenate([quiet(0.3), recording("digits/4"), quiet(2.5)])
+    turn = new_turn(counting, hub, ListenSpec(timeout=5.0, min_digits=8, max_digits=8,
+                                              builtin="digits"))
+    await speak(turn, x)
+    await asyncio.wait_for(turn.result, 5)
+    assert counting.partial == 0
+    y = np.concatenate([quiet(0.3), recording("digits/4"), quiet(0.1), recording("digits/7"),
+                        quiet(2.0)])
+    turn = new_turn(counting, hub, ListenSpec(timeout=5.0, min_digits=2, max_digits=4,
+                                              builtin="digits"))
+    await speak(turn, y)
+    got = await asyncio.wait_for(turn.result, 5)
+    assert counting.partial >= 1, got
+
+
 # -- barge-in ---------------------------------------------------------------------------------
 def _prompt(cache: Path) -> np.ndarray:
     samples, _ = read_any_wav(render(cache, "Welcome to the bank. For your balance say balance. "
