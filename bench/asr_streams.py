@@ -1,164 +1,262 @@
-"""Simultaneous grammar recognitions in real time: P processes (one per core) x K streams each.
+"""Simultaneous grammar recognitions in real time, through a call's own turn-taking.
 
-    .venv/bin/python bench/asr_streams.py --streams 60 [--procs 2] [--seconds 12]
+    .venv/bin/python bench/asr_streams.py --streams 80 [--procs 2] [--seconds 15]
 
-Each process owns K PocketSphinx recognizers (JSGF from a phrase grammar, as a menu uses) and
-feeds every stream one 20 ms frame of 8 kHz speech per 20 ms tick, through the VAD endpointer,
-exactly as a worker's media path does. Real time holds when the process keeps up with the tick
-clock (lag at the end < 200 ms). At each end of utterance the result is finalized; end of speech
--> result = the endpointer's trailing silence (0.7 s, configured) + that finalize time, measured
-under the full load. Prints one JSON document.
+P processes (one per core, as the pool's workers) x K streams each. Each process runs what a
+worker runs for speech: one `ivr.sip.speech.SpeechHub` (the built-in `speech.turn` timing, two
+decode threads) and a `Turn` per utterance, fed one 20 ms frame per stream per 20 ms tick (the
+media clock's job), PocketSphinx under the node's grammar. The audio is the real-voice corpus
+(tests/real_voice.py: Allison's recordings of menu phrases, yes/no answers, single digits and
+4-digit codes with natural gaps or run together; 8 kHz, as recorded, through mu-law, and with
+line noise), each stream taking the next utterance as soon as its turn answered.
+
+- real time: every process keeps up with the tick clock (lag at the end < 200 ms);
+- end of speech -> result: from the tick that fed the last frame of the words (the corpus puts
+  `real_voice.TAIL_S` of quiet after them) to the turn's result reaching the event loop;
+- `ended_by`: how the turns ended (ivr.sip.speech.Turn.ended_by): `final` at the short pause
+  on a whole match nothing extends, `pause` after the hold the grammar chose, `decode` after the
+  whole utterance was decoded at the end;
+- right: the node's value (real_voice.value_of) is the truth, at the grammar's default threshold.
+
+Prints one JSON document.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing as mp
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-PHRASES = ["balance", "account balance", "cards", "lost card", "agent", "report a fault",
-           "my bill", "operator"]
-TRAILING_SILENCE = 0.7
 FRAME = 320  # 20 ms of 16-bit 8 kHz
+TICK = 0.02
+GIVE_UP_S = 4.0
+"""Quiet fed after the words before a turn counts as no answer."""
 
 
-def clips(n: int) -> list[bytes]:
-    from ivr.speech.asr.service import read_any_wav
+def corpus() -> list[tuple[str, str, str | None, str | None, bytes, float]]:
+    """(id, set, truth, builtin, pcm, end of words in s) for every 8 kHz in-grammar utterance,
+    interleaved by set so that every stream hears every kind."""
+    import real_voice
 
+    from ivr.speech.asr.service import read_any_wav, resample
+
+    items = [u for u in real_voice.build() if u.rate == 8000]
+    by_set: dict[str, list[Any]] = {}
+    for t in real_voice.trials(items):
+        if t.truth is not None:
+            by_set.setdefault(t.set, []).append(t)
     out = []
-    with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
-        for i in range(n):
-            raw, wav = tmp / f"r{i}.wav", tmp / f"o{i}.wav"
-            subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(raw), "--", PHRASES[i % len(PHRASES)]],
-                           check=True, timeout=30)
-            subprocess.run(["sox", str(raw), "-r", "8000", "-e", "u-law", str(wav), "pad", "0.3", "1.2"],
-                           check=True, timeout=30)
-            samples, _ = read_any_wav(wav)
-            out.append(samples.astype("<i2").tobytes())
+    lists = [by_set[k] for k in sorted(by_set)]
+    for i in range(max(len(v) for v in lists)):
+        for v in lists:
+            if i < len(v):
+                t = v[i]
+                samples, rate = read_any_wav(Path(t.utterance.path))
+                pcm = resample(samples, rate, 8000).astype("<i2").tobytes()
+                out.append((t.utterance.id, t.set, t.truth, t.builtin, pcm,
+                            len(pcm) / 16000 - real_voice.TAIL_S))
     return out
 
 
-def worker(k: int, seconds: float, audio: list[bytes], start_at: float, q: Any) -> None:
-    from ivr.speech.asr.base import Grammar
-    from ivr.speech.asr.pocketsphinx import PocketSphinxEngine
-    from ivr.speech.asr.vad import COMPLETE_CONFIDENCE, COMPLETE_SILENCE, Endpointer
+def spec_of(set_: str) -> Any:
+    import real_voice
 
+    from ivr.flow.channel import ListenSpec
+    if set_ == "digits4":
+        return ListenSpec(timeout=5.0, builtin="digits", min_digits=4, max_digits=4)
+    if set_ == "digit":
+        return ListenSpec(timeout=5.0, builtin="digits", min_digits=1, max_digits=1)
+    if set_ == "yes_no":
+        return ListenSpec(timeout=5.0, builtin="yes_no")
+    return ListenSpec(timeout=5.0, phrases=tuple(real_voice.MENU))
+
+
+def worker(index: int, k: int, seconds: float, listen: float, start_at: float, q: Any) -> None:
+    asyncio.run(_worker(index, k, seconds, listen, start_at, q))
+
+
+async def _worker(index: int, k: int, seconds: float, listen: float, start_at: float,
+                  q: Any) -> None:
+    """`listen`: seconds of quiet between a stream's answer and its next utterance (the IVR's
+    next prompt); streams start spread over one listen."""
+    import real_voice
+
+    from ivr.lang.grammars import default_confidence
+    from ivr.sip.speech import SpeechHub, Turn
+    from ivr.speech.asr.pocketsphinx import PocketSphinxEngine
+
+    items = corpus()
     engine = PocketSphinxEngine()
-    grammar = Grammar(tuple(PHRASES))
-    recs = [engine.new_recognizer(grammar, 8000) for _ in range(k)]
-    eps = [Endpointer(8000, timeout=None, trailing_silence=TRAILING_SILENCE,
-                      complete_silence=COMPLETE_SILENCE) for _ in range(k)]
-    utts = [bytearray() for _ in range(k)]
-    pos = [(i * 7 * FRAME) % len(audio[i % len(audio)]) // FRAME * FRAME for i in range(k)]
-    which = [i % len(audio) for i in range(k)]
-    finals: list[float] = []
-    eos: list[float] = []  # end of speech -> result, as a worker's Turn answers
-    correct = total = 0
-    ticks = int(seconds / 0.02)
+    hub = SpeechHub()
+    loop = asyncio.get_running_loop()
+    quiet = bytes(FRAME)
+    records: list[dict[str, Any]] = []
+
+    class Stream:
+        def __init__(self, n: int) -> None:
+            self.next = (n * 7 + index * 3) % len(items)
+            self.start()
+            self.listening = int(listen / TICK * n / max(1, k))
+
+        def start(self) -> None:
+            self.listening = int(listen / TICK)
+            self.item = items[self.next]
+            self.next = (self.next + 1) % len(items)
+            self.pos = 0
+            self.words_end_frame = int(self.item[5] / TICK + 0.999)
+            self.words_end_at: float | None = None
+            self.answered_at: float | None = None
+            self.turn: Turn | None = None
+            self.cut = False
+
+        def begin(self) -> Turn:
+            turn = self.turn = Turn(engine, loop, lambda: None, hub)
+            turn.listen(spec_of(self.item[1]))
+            turn.result.add_done_callback(self._answered)
+            return turn
+
+        def _answered(self, fut: Any) -> None:
+            if self.turn is None or fut is not self.turn.result:
+                return  # a turn given up on
+            self.answered_at = time.monotonic()
+            self.cut = self.words_end_at is None  # before the words were over
+
+        def tick(self, now: float) -> None:
+            if self.answered_at is not None:
+                self.record()
+                self.start()
+            if self.listening > 0:  # the IVR speaks: the turn has not begun
+                self.listening -= 1
+                return
+            turn = self.turn or self.begin()
+            pcm = self.item[4]
+            if self.pos >= GIVE_UP_S / TICK + len(pcm) // FRAME:
+                turn.cancel()
+                self.record()
+                self.start()
+                return
+            frame = pcm[self.pos * FRAME:(self.pos + 1) * FRAME]
+            turn.push(frame if len(frame) == FRAME else quiet)
+            self.pos += 1
+            if self.pos == self.words_end_frame:
+                self.words_end_at = now
+
+        def record(self) -> None:
+            uid, set_, truth, builtin, _, _ = self.item
+            turn = self.turn
+            assert turn is not None
+            got = turn.result.result() if turn.result.done() else None
+            value = real_voice.value_of(builtin, got.value) if got is not None else None
+            sure = got is not None and got.confidence >= default_confidence(builtin)
+            eos = None
+            if self.answered_at is not None and self.words_end_at is not None:
+                eos = (self.answered_at - self.words_end_at) * 1000
+            records.append({"id": uid, "set": set_, "ended_by": getattr(turn, "ended_by", "") or "none",
+                            "cut": self.cut, "timed_out": self.answered_at is None,
+                            "verdict": getattr(turn, "verdict", ""), "text": got.value if got else None,
+                            "confidence": got.confidence if got else None,
+                            "right": bool(sure and value == truth),
+                            "wrong": bool(sure and value != truth),
+                            "eos_ms": None if eos is None else round(eos, 1)})
+
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    streams = [Stream(n) for n in range(k)]
+    ticks = int(seconds / TICK)
     late_ticks = 0
     lateness: list[float] = []
-    while time.time() < start_at:
-        time.sleep(0.005)
     t0 = time.perf_counter()
-    busy = 0.0
     for n in range(ticks):
-        due = t0 + n * 0.02
+        due = t0 + n * TICK
         now = time.perf_counter()
         if now < due:
-            time.sleep(due - now)
-        elif now - due > 0.02:
+            await asyncio.sleep(due - now)
+        else:
+            await asyncio.sleep(0)
+        now = time.perf_counter()
+        if now - due > TICK:
             late_ticks += 1
         lateness.append(max(0.0, now - due) * 1000)
-        b0 = time.perf_counter()
-        for i in range(k):
-            pcm = audio[which[i]]
-            frame = pcm[pos[i]:pos[i] + FRAME]
-            pos[i] += FRAME
-            events = eps[i].feed(frame)
-            fresh = eps[i].take_audio()
-            utts[i] += fresh
-            recs[i].accept(fresh)
-            result = None
-            if any(e.kind == "pause" for e in events):  # a complete grammar match answers now
-                f0 = time.perf_counter()
-                trial = engine.new_recognizer(grammar, 8000)
-                trial.accept(bytes(utts[i]))
-                early = trial.finalize()
-                trial.close()
-                if early is not None and early.confidence >= COMPLETE_CONFIDENCE:
-                    result = early
-                    eos.append(COMPLETE_SILENCE * 1000 + (time.perf_counter() - f0) * 1000)
-            if result is None and any(e.kind in ("end", "max_speech") for e in events):
-                f0 = time.perf_counter()
-                result = recs[i].finalize()
-                finals.append((time.perf_counter() - f0) * 1000)
-                eos.append(TRAILING_SILENCE * 1000 + finals[-1])
-            if result is not None or any(e.kind in ("end", "max_speech") for e in events):
-                total += 1
-                utts[i].clear()
-                text = getattr(result, "text", "") or ""
-                correct += int(text == PHRASES[which[i] % len(PHRASES)])
-                recs[i].reset()
-                eps[i].reset()
-            if pos[i] + FRAME > len(pcm):
-                pos[i] = 0
-                which[i] = (which[i] + 1) % len(audio)
-                eps[i].reset()
-                recs[i].reset()
-                utts[i].clear()
-        busy += time.perf_counter() - b0
-    lag = time.perf_counter() - (t0 + ticks * 0.02)
-    for r in recs:
-        r.close()
+        mono = time.monotonic()
+        for s in streams:
+            s.tick(mono)
+    lag = time.perf_counter() - (t0 + ticks * TICK)
+    for s in streams:
+        if s.turn is not None:
+            s.turn.cancel()
+    hub.stop()
     q.put({"lag_s": round(max(0.0, lag), 3), "late_ticks": late_ticks, "ticks": ticks,
-           "busy": round(busy / (ticks * 0.02), 3), "finalize_ms": finals, "eos_ms": eos,
            "late_ms_p99": round(sorted(lateness)[int(0.99 * (len(lateness) - 1))], 1),
-           "results": total, "correct": correct})
+           "records": records})
 
 
-def run(streams: int, procs: int, seconds: float, audio: list[bytes]) -> dict[str, Any]:
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return round(v[min(len(v) - 1, int(q * (len(v) - 1)))], 1)
+
+
+def run(streams: int, procs: int, seconds: float, listen: float = 0.0) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     per = [streams // procs + (1 if i < streams % procs else 0) for i in range(procs)]
-    start_at = time.time() + 6.0  # every process loads its model first
-    ps = [ctx.Process(target=worker, args=(k, seconds, audio, start_at, q)) for k in per]
+    start_at = time.time() + 8.0  # every process loads its model and the corpus first
+    ps = [ctx.Process(target=worker, args=(i, k, seconds, listen, start_at, q))
+          for i, k in enumerate(per)]
     for p in ps:
         p.start()
     docs = []
     try:
         for _ in ps:
-            docs.append(q.get(timeout=seconds * 4 + 60))
+            docs.append(q.get(timeout=seconds * 4 + 90))
     finally:
         for p in ps:
             p.join(10)
             if p.is_alive():
                 p.kill()
-    finals = sorted(f for d in docs for f in d["finalize_ms"])
-    eos = sorted(f for d in docs for f in d["eos_ms"])
-    realtime = all(d["lag_s"] < 0.2 for d in docs)
-    p99 = finals[min(len(finals) - 1, int(0.99 * (len(finals) - 1)))] if finals else None
-    return {"streams": streams, "procs": procs, "seconds": seconds, "realtime": realtime,
+    recs = [r for d in docs for r in d["records"]]
+    answered = [r for r in recs if r["eos_ms"] is not None]
+    eos = [r["eos_ms"] for r in answered]
+    by: dict[str, list[float]] = {}
+    for r in answered:
+        by.setdefault(r["ended_by"], []).append(r["eos_ms"])
+    sets: dict[str, dict[str, Any]] = {}
+    for r in recs:
+        d = sets.setdefault(r["set"], {"n": 0, "right": 0, "wrong": 0, "eos": [], "by": {}})
+        d["by"][r["ended_by"]] = d["by"].get(r["ended_by"], 0) + 1
+        d["n"] += 1
+        d["right"] += r["right"]
+        d["wrong"] += r["wrong"]
+        if r["eos_ms"] is not None:
+            d["eos"].append(r["eos_ms"])
+    return {"streams": streams, "procs": procs, "seconds": seconds, "listen_s": listen,
+            "realtime": all(d["lag_s"] < 0.2 for d in docs),
             "lag_s_max": max(d["lag_s"] for d in docs),
-            "core_busy": [d["busy"] for d in docs],
             "late_ticks": sum(d["late_ticks"] for d in docs),
             "tick_late_ms_p99": max(d["late_ms_p99"] for d in docs),
-            "results": sum(d["results"] for d in docs), "correct": sum(d["correct"] for d in docs),
-            "finalize_ms_p50": round(statistics.median(finals), 1) if finals else None,
-            "finalize_ms_p99": round(p99, 1) if p99 is not None else None,
-            "early_results": len(eos) - len(finals),
-            "end_of_speech_to_result_ms_p50": round(statistics.median(eos), 1) if eos else None,
-            "end_of_speech_to_result_ms_p99":
-                round(eos[min(len(eos) - 1, int(0.99 * (len(eos) - 1)))], 1) if eos else None}
+            "results": len(recs), "correct": sum(r["right"] for r in recs),
+            "wrong": sum(r["wrong"] for r in recs),
+            "cut_off": sum(r["cut"] for r in recs),
+            "timed_out": sum(r["timed_out"] for r in recs),
+            "early_results": sum(len(v) for k, v in by.items() if k != "decode"),
+            "ended_by": {k: {"n": len(v), "p50": pct(v, 0.5), "p99": pct(v, 0.99)}
+                         for k, v in sorted(by.items())},
+            "by_set": {k: {"n": d["n"], "right": d["right"], "wrong": d["wrong"], "ended_by": d["by"],
+                           "eos_p50": pct(d["eos"], 0.5), "eos_p99": pct(d["eos"], 0.99)}
+                       for k, d in sorted(sets.items())},
+            "end_of_speech_to_result_ms_p50": pct(eos, 0.5),
+            "end_of_speech_to_result_ms_p99": pct(eos, 0.99),
+            "slowest": sorted(answered, key=lambda r: -r["eos_ms"])[:8],
+            "cut": [r for r in recs if r["cut"]][:8]}
 
 
 def main() -> None:
@@ -166,9 +264,10 @@ def main() -> None:
     ap.add_argument("--streams", default="60", help="comma list of totals to try, in order")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=12.0)
+    ap.add_argument("--listen", type=float, default=0.0,
+                    help="seconds each caller listens between utterances (default 0: talk on)")
     args = ap.parse_args()
-    audio = clips(8)
-    out = [run(int(s), args.procs, args.seconds, audio) for s in args.streams.split(",")]
+    out = [run(int(s), args.procs, args.seconds, args.listen) for s in args.streams.split(",")]
     print(json.dumps(out, indent=2))
 
 

@@ -175,11 +175,11 @@ def rows(doc: dict[str, Any]) -> list[list[str]]:
                     TARGETS["simultaneous_recognitions"], str(best), "-", "-", _met(best >= 60)])
         at = next((s for s in streams if s["streams"] == best), streams[0])
         eos = at.get("end_of_speech_to_result_ms_p99")
-        out.append([f"end of speech->result p99 (ms) at {at['streams']} streams "
-                    f"({at.get('early_results', 0)} of {at.get('results')} answered at 0.35 s of "
-                    f"quiet by a complete grammar match, the rest at 0.7 s; p50 "
-                    f"{at.get('end_of_speech_to_result_ms_p50')}; finalize p99 "
-                    f"{at.get('finalize_ms_p99')})",
+        ended = ", ".join(f"{k} {v.get('n')}" for k, v in (at.get("ended_by") or {}).items())
+        out.append([f"end of speech->result p99 (ms) at {at['streams']} real-voice streams "
+                    f"(call turns; ended by: {ended}; {at.get('correct')} right, "
+                    f"{at.get('wrong')} wrong of {at.get('results')}; p50 "
+                    f"{at.get('end_of_speech_to_result_ms_p50')})",
                     TARGETS["end_of_speech_to_result_p99_ms"], _fmt(eos), "-", "-", _met(_le(eos, 400))])
     ab = _get(doc, "speech", "asr_bench", default={}) or {}
     for eng, d in ab.items() if isinstance(ab, dict) else []:

@@ -314,7 +314,7 @@ def asr(quick: bool) -> dict[str, Any]:
         out["asr_bench"] = {"error": str(exc)}
     streams = "60" if quick else "40,60,80"
     cmd = [sys.executable, str(h.BENCH / "asr_streams.py"), "--streams", streams,
-           "--seconds", "8" if quick else "15"]
+           "--seconds", "8" if quick else "15", "--listen", "2"]  # callers also hear prompts
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=h.REPO)
         out["streams"] = json.loads(proc.stdout) if proc.returncode == 0 else {

@@ -25,12 +25,14 @@ NOMATCH = Input("speech", "", 0.0)
 
 
 def recognize_file(path: str | Path, spec: ListenSpec, engine: Engine, *,
-                   trailing_silence: float = 0.7, max_speech: float = 15.0,
+                   trailing_silence: float = 0.7, max_speech: float | None = None,
                    decode_timeout: float | None = 10.0) -> Input | None:
-    """The caller's utterance in a WAV file (any rate/width/channels) under a listen spec."""
+    """The caller's utterance in a WAV file (any rate/width/channels) under a listen spec (its
+    `max_speech` unless given)."""
     kind, result = recognize_pcm(load_pcm(path), RATE, speech_grammar(spec), engine,
                                  timeout=spec.timeout, trailing_silence=trailing_silence,
-                                 max_speech=max_speech, decode_timeout=decode_timeout)
+                                 max_speech=spec.max_speech if max_speech is None else max_speech,
+                                 decode_timeout=decode_timeout)
     if kind == "noinput":
         return None
     if result is None:

@@ -43,6 +43,8 @@ class ListenSpec:
     builtin: str | None = None
     barge_in: bool = True
     language: str = "en-US"
+    max_speech: float = 15.0
+    """Seconds of speech after which the caller's utterance is cut and decoded as it is."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ class Settings:
     retries: int
     barge_in: bool
     confidence: float
+    max_speech: float = 15.0
 
 
 @dataclass
@@ -62,6 +63,7 @@ def settings_for(ctx: CallContext, node: Any, builtin: str | None = None) -> Set
         retries=pick("retries"),
         barge_in=pick("barge_in"),
         confidence=pick("confidence"),
+        max_speech=pick("max_speech"),
     )
 
 

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,17 @@ from ivr import metrics, tracing
 from ivr.config import TurnSettings
 from ivr.flow.channel import Input, ListenSpec
 from ivr.flow.grammar import speech_grammar
+from ivr.sip.decode_pool import FINAL, PAUSE, DecodePool
 from ivr.sip.pj import audio_format, guard, vec_bytes
 from ivr.speech.asr.base import Engine, Grammar
 from ivr.speech.asr.expect import (
     Expectation,
+    counts_digits,
     digits_heard,
     expectation,
     needs_more_digits,
     partial_grammar,
+    said_double,
 )
 from ivr.speech.asr.vad import COMPLETE_CONFIDENCE, Endpointer, level_envelope
 from ivr.speech.audio import read_wav
@@ -43,6 +46,10 @@ from ivr.speech.audio import read_wav
 log = logging.getLogger("ivr.sip")
 
 RATE = 8000
+DIGIT_S = 0.2
+"""Speech a spoken digit takes at least (a fast caller's "six"): a digits collect decodes at a
+pause only once the utterance is long enough to hold its `min` digits; before that the pause is
+a caller between digits whatever a decode would say."""
 GRAMMAR_WAIT = 5.0
 """An utterance that ended before its node listened (spoken over a prompt) waits this long for
 the grammar, then counts as no input."""
@@ -121,7 +128,7 @@ class SpeechHub:
         self._work = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self.decode_pool = ThreadPoolExecutor(max_workers=decoders, thread_name_prefix="asr-decode")
+        self.decode_pool = DecodePool(decoders)
         self._envelopes: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
 
     def add(self, turn: Turn) -> None:
@@ -183,7 +190,7 @@ class SpeechHub:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
-        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.decode_pool.shutdown()
 
 
 class Turn:
@@ -192,10 +199,11 @@ class Turn:
 
     Turn-taking (README: Turn-taking): at every short pause (`timing.pause`) the words so far
     are decoded (a digits collect with a partial grammar, ivr.speech.asr.expect), and what the
-    grammar expects next decides the wait: a confident match nothing extends ends the turn at
-    once; one that could go on waits `complete_silence`; digits short of the collect's min wait
-    `digit_gap`; anything else `incomplete_silence`, then the whole utterance is decoded under
-    the node's grammar. A decode that takes over `decode_timeout` is a nomatch.
+    grammar expects next decides the wait: a confident phrase nothing extends ends the turn at
+    once; one that could go on (or all of a collect's digits) waits `complete_silence`; digits
+    short of the collect's min wait `digit_gap`; anything else `incomplete_silence`, then the
+    whole utterance is decoded under the node's grammar. A decode that takes over
+    `decode_timeout` is a nomatch.
     """
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop,
@@ -233,8 +241,16 @@ class Turn:
         self._final = False
         self._final_audio: bytes | None = None
         self._final_at = 0.0
+        self._resumed = 0
+        """Times the caller went on after a pause (a pause decode queued before is moot)."""
         self._paused_at = 0.0
         """When the caller last paused (end of speech->result is timed from there)."""
+        self.ended_by = ""
+        """What ended the turn (bench and logs): final (a pause's decode nothing extends),
+        pause (the hold after a pause's decode), decode (the whole utterance decoded at the
+        end), noinput, cancel, stalled, error."""
+        self.verdict = ""
+        """The last pause decode's standing in the grammar (incomplete, complete, final)."""
         # the call's context (its call id) follows the turn's log lines and decode requests
         self._ctx = contextvars.copy_context()
         hub.add(self)
@@ -252,6 +268,7 @@ class Turn:
         """Loop: the node now waits for input; its grammar and noinput clock apply from here."""
         self.grammar = speech_grammar(spec)
         self.timeout = spec.timeout
+        self._ep.max_speech = spec.max_speech  # the flow's `max_speech` (defaults)
         # decodes from now on belong to the node's listen (its span), not the prompt before it
         self._ctx = contextvars.copy_context()
         self._armed = True
@@ -276,6 +293,7 @@ class Turn:
         except Exception:
             log.warning("speech turn failed; treated as a nomatch", exc_info=True)
             over, value = True, Input("speech", "", 0.0)
+            self.ended_by = "error"
         if over:
             stopped = self._paused_at or self._final_at
             if stopped and value is not None:
@@ -298,6 +316,12 @@ class Turn:
         """How long the pause after `value` must last to end the turn."""
         assert self.grammar is not None
         digits = self.grammar.builtin == "digits"
+        if verdict == "final":
+            # all of a collect's digits, surely heard, still wait the complete silence, and the
+            # incomplete one when a "double" made up the count: at a short pause mid-string a
+            # decoder may make two digits of one, and the caller's next digit must not be lost
+            return self.timing.incomplete_silence if said_double(value.value if value else None) \
+                else self.timing.complete_silence
         if verdict == "complete" and (not digits or value is None
                                       or value.confidence >= COMPLETE_CONFIDENCE):
             full = digits and value is not None and self.grammar.max_words > 0 and \
@@ -306,14 +330,15 @@ class Turn:
             return self.timing.complete_silence if full or not digits \
                 else self.timing.incomplete_silence
         if needs_more_digits(self.grammar, value.value if value else None) or (
-                digits and self.grammar.min_words > 1
+                digits and self.grammar.min_words > 1 and not counts_digits(self.grammar)
                 and (value is None or value.confidence < COMPLETE_CONFIDENCE)):
-            # short of the min, or a count from an unsure decode (a loop grammar inserts digits)
+            # short of the min, or a count from an unsure loop decode (a loop inserts digits)
             return max(self.timing.digit_gap, self.timing.incomplete_silence)
         return self.timing.incomplete_silence
 
     def _advance(self) -> tuple[bool, Input | None]:
         if self.cancelled.is_set():
+            self.ended_by = "cancel"
             return True, None
         if self._final:
             self.frames.clear()
@@ -347,18 +372,30 @@ class Turn:
                 self.speech_started = True
                 self.loop.call_soon_threadsafe(self.on_speech)
             elif ev.kind == "noinput":
+                self.ended_by = "noinput"
                 return True, None
+            elif ev.kind == "resume":
+                self._resumed += 1
             elif ev.kind == "pause":
                 self._pause += 1
                 self._paused_at = time.monotonic()  # the caller stopped: the wait starts
             elif ev.kind in ("end", "max_speech"):
                 return self._end(cut=ev.kind == "max_speech")
         if self._ep.paused and self.grammar_ready.is_set() and self._spec is None \
-                and (self._heard is None or self._heard[0] != self._pause):
+                and (self._heard is None or self._heard[0] != self._pause) \
+                and self._could_hold_min():
             self._spec, self._spec_pause = self._submit(self._ep.peek_audio(), partial=True), \
                 self._pause
             self._spec_started = time.monotonic()
         return False, None
+
+    def _could_hold_min(self) -> bool:
+        """Whether the words so far are long enough for the collect's `min` digits (DIGIT_S
+        each): a decode at a pause before that costs a decoder's time (GIL held) for nothing."""
+        g = self.grammar
+        if g is None or g.builtin != "digits" or g.min_words <= 1:
+            return True
+        return self._ep.spoken_ms >= g.min_words * DIGIT_S * 1000
 
     def _answers(self, value: Input | None) -> bool:
         """A pause's decode stands for the whole utterance: a confident whole match, or a decode
@@ -375,6 +412,8 @@ class Turn:
         assert self._spec is not None
         try:
             value = self._spec.result()
+        except CancelledError:
+            value = None  # skipped: the caller had gone on
         except Exception:
             log.warning("speech decode failed", exc_info=True)
             value = None
@@ -388,8 +427,10 @@ class Turn:
         if pause != self._pause or not self._ep.paused:
             return False, None  # the caller went on: a later pause decodes the longer utterance
         self._heard = (pause, value)
-        verdict = self._verdict(value)
-        if verdict == "final":
+        verdict = self.verdict = self._verdict(value)
+        assert self.grammar is not None
+        if verdict == "final" and self.grammar.builtin != "digits":
+            self.ended_by = "final"
             return True, value
         self._ep.trailing_silence = self._hold(value, verdict)
         return False, None
@@ -403,6 +444,7 @@ class Turn:
             self._spec = self._heard = None
         elif self._heard is not None and self._heard[0] == self._pause \
                 and self._answers(self._heard[1]):
+            self.ended_by = "pause"
             return True, self._heard[1]
         return self._finishing()
 
@@ -417,6 +459,7 @@ class Turn:
             else:
                 value = self._take_spec()
                 if self._answers(value):
+                    self.ended_by = "pause"
                     return True, value
         if self._decoding is None:
             if self._final_audio is None:
@@ -429,6 +472,7 @@ class Turn:
                 return True, None
             return False, None
         if self._decoding.done():
+            self.ended_by = "decode"
             return True, self._decoding.result()
         if time.monotonic() - self._decode_started > self.timing.decode_timeout:
             return self._stalled(self._decoding)
@@ -438,10 +482,22 @@ class Turn:
         log.warning("speech decode took over %.1fs; treated as a nomatch",
                     self.timing.decode_timeout)
         decode.cancel()
+        self.ended_by = "stalled"
         return True, Input("speech", "", 0.0)
 
     def _submit(self, audio: bytes, partial: bool = False) -> Future[Input | None]:
-        fut = self.hub.decode_pool.submit(self._ctx.copy().run, self._decode, audio, partial)
+        """Decode on the hub's pool: the whole utterance ahead of any pause's guess, shorter
+        audio first, and a pause's guess only while the caller is still quiet at that pause
+        when its turn comes."""
+        ctx = self._ctx.copy()
+        still_wanted = None
+        if partial:
+            pause, resumed = self._pause, self._resumed
+            still_wanted = lambda: (  # noqa: E731 - read by the decode thread
+                not self.cancelled.is_set() and self._pause == pause
+                and self._resumed == resumed)
+        fut = self.hub.decode_pool.submit(lambda: ctx.run(self._decode, audio, partial),
+                                          PAUSE if partial else FINAL, len(audio), still_wanted)
         fut.add_done_callback(lambda _: self.hub.wake())
         return fut
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import struct
+import subprocess
 from pathlib import Path
 
 
@@ -107,3 +108,21 @@ def rfc4733(path: Path, keys: str, *, marker: bool = True, hold_ms: int | dict[s
         ts += (steps + 1) * packet_ms * 8 + gap_ms * 8
         at += gap_ms / 1000
     return write_pcap(path, packets)
+
+
+def ulaw_audio(path: Path, wav: Path, *, rate: int = 8000, start: float = 0.2) -> Path:
+    """A WAV file as PCMU RTP (20 ms a packet). `rate` other than 8000 sends audio sampled at
+    that rate as if it were 8 kHz: a caller at the wrong rate (16000: half speed, an octave
+    down)."""
+    raw = subprocess.run(["sox", str(wav), "-r", str(rate), "-c", "1", "-t", "raw", "-e", "u-law",
+                          "-"], capture_output=True, check=True, timeout=60).stdout
+    return write_pcap(path, [(start + i / 50, rtp(i, i * 160, pt=0, payload=raw[i * 160:(i + 1) * 160]))
+                             for i in range(len(raw) // 160)])
+
+
+def comfort_noise(path: Path, seconds: float, *, level: int = 40, start: float = 0.2) -> Path:
+    """RFC 3389 comfort noise only: payload type 13, one byte of noise level (-`level` dBov) a
+    packet, every 20 ms, as a phone with VAD/DTX sends while its user is silent."""
+    n = int(seconds * 50)
+    return write_pcap(path, [(start + i / 50, rtp(i, i * 160, pt=13, payload=bytes([level])))
+                             for i in range(n)])

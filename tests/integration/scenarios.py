@@ -12,6 +12,7 @@ TO = "<sip:[service]@[remote_ip]:[remote_port]>"
 
 def sdp(payloads: str = "8 101", direction: str = "sendrecv") -> str:
     maps = {"0": "a=rtpmap:0 PCMU/8000", "8": "a=rtpmap:8 PCMA/8000", "18": "a=rtpmap:18 G729/8000",
+            "13": "a=rtpmap:13 CN/8000",
             "101": "a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-11,16"}
     lines = [maps[p] for p in payloads.split()]
     return "\n".join([

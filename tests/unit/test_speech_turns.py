@@ -138,7 +138,8 @@ def test_a_digits_collect_waits_longer_while_short_of_its_min() -> None:
     from ivr.speech.asr.expect import expectation, needs_more_digits, partial_grammar
 
     g = Grammar((), "digits", "en-US", 4, 6)
-    assert partial_grammar(g) == Grammar((), "digits", "en-US", 1, 0)
+    assert partial_grammar(g) == Grammar((), "digits", "en-US", 1, 6)
+    assert partial_grammar(Grammar((), "digits", "en-US", 4, 0)) == Grammar((), "digits", "en-US", 1, 0)
     assert expectation(g, "four seven") == "incomplete" and needs_more_digits(g, "four seven")
     assert expectation(g, "four seven one nine") == "complete"
     assert expectation(g, "four seven one nine two two") == "final"
@@ -148,6 +149,67 @@ def test_a_digits_collect_waits_longer_while_short_of_its_min() -> None:
     assert expectation(menu, "hours") == "final"
     assert expectation(Grammar(("opening", "opening hours")), "opening") == "complete"
     assert expectation(menu, "") == "incomplete"
+
+
+async def test_all_of_a_collects_digits_at_a_short_pause_still_wait(engine: PocketSphinxEngine,
+                                                                    hub: SpeechHub) -> None:
+    """A pause decode that hears all four digits does not end the turn at the short pause: it
+    waits the complete silence (the incomplete one when "double" made up the count: at a pause
+    mid-string PocketSphinx read "four one seven" as "double one one seven"); an unsure count
+    of four from the bounded 1..4 decode is not a caller short of the min (no digit gap)."""
+    from ivr.speech.asr.expect import said_double
+
+    t = TurnSettings()
+    turn = new_turn(engine, hub, ListenSpec(timeout=5.0, min_digits=4, max_digits=4,
+                                            builtin="digits"))
+    try:
+        assert turn._verdict(Input("speech", "four one seven two", 0.9)) == "final"
+        assert turn._hold(Input("speech", "four one seven two", 0.9), "final") \
+            == t.complete_silence
+        assert turn._hold(Input("speech", "double one one seven", 0.9), "final") \
+            == t.incomplete_silence
+        assert turn._hold(Input("speech", "four one seven two", 0.4), "complete") \
+            == t.incomplete_silence
+        assert turn._hold(Input("speech", "four one", 0.9), "incomplete") == t.digit_gap
+        assert said_double("double four two") and not said_double("four four two")
+    finally:
+        turn.cancel()
+
+
+class CountingEngine(Engine):
+    """PocketSphinx, counting the decodes made at a pause (under the partial grammar)."""
+
+    name = "counting"
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.partial = 0
+
+    def new_recognizer(self, grammar: Grammar, sample_rate: int = 8000) -> Recognizer:
+        if grammar.builtin == "digits" and grammar.min_words == 1:
+            self.partial += 1
+        return self.inner.new_recognizer(grammar, sample_rate)
+
+
+async def test_no_decode_at_a_pause_too_early_for_the_min_digits(engine: PocketSphinxEngine,
+                                                                  hub: SpeechHub) -> None:
+    """One digit and a long pause at an 8-digit collect: the pause is a caller between digits
+    whatever a decode would say, so none is made (each costs the worker's GIL); the turn waits
+    the digit gap. Two digits at a 2-digit collect are decoded at the pause as before."""
+    counting = CountingEngine(engine)
+    x = np.concatenate([quiet(0.3), recording("digits/4"), quiet(2.5)])
+    turn = new_turn(counting, hub, ListenSpec(timeout=5.0, min_digits=8, max_digits=8,
+                                              builtin="digits"))
+    await speak(turn, x)
+    await asyncio.wait_for(turn.result, 5)
+    assert counting.partial == 0
+    y = np.concatenate([quiet(0.3), recording("digits/4"), quiet(0.1), recording("digits/7"),
+                        quiet(2.0)])
+    turn = new_turn(counting, hub, ListenSpec(timeout=5.0, min_digits=2, max_digits=4,
+                                              builtin="digits"))
+    await speak(turn, y)
+    got = await asyncio.wait_for(turn.result, 5)
+    assert counting.partial >= 1, got
 
 
 # -- barge-in ---------------------------------------------------------------------------------

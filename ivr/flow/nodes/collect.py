@@ -107,6 +107,7 @@ class CollectNode(Node):
             dtmf_keys=tuple(k for k in g_keys if not k.isdigit()),
             speech=speech is not None, phrases=phrases + g_phrases if phrases else (),
             builtin=self._builtin(), barge_in=s.barge_in, language=ctx.language,
+            max_speech=s.max_speech,
         )
 
     def interpret(self, got: Input) -> str | None:
@@ -139,7 +140,8 @@ class CollectNode(Node):
         got = await ctx.listen(
             ListenSpec(timeout=s.timeout, interdigit_timeout=s.interdigit_timeout, max_digits=1,
                        dtmf_keys=("1", "2"), speech=True, phrases=tuple(builtin_phrases("yes_no")),
-                       builtin="yes_no", barge_in=s.barge_in, language=ctx.language)
+                       builtin="yes_no", barge_in=s.barge_in, language=ctx.language,
+                       max_speech=s.max_speech)
         )
         if got is None:
             return False

@@ -122,7 +122,7 @@ class MenuNode(Node):
             timeout=s.timeout, interdigit_timeout=s.interdigit_timeout,
             max_digits=max((len(k) for k in keys), default=1), min_digits=1,
             dtmf_keys=keys, speech=bool(phrases), phrases=phrases, barge_in=s.barge_in,
-            language=ctx.language,
+            language=ctx.language, max_speech=s.max_speech,
         )
 
     def _pick(self, got: Input) -> Option | None:

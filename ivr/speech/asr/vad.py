@@ -147,6 +147,12 @@ class Endpointer:
         """In speech, and quiet for at least `complete_silence` (a `pause` was reported)."""
         return self.in_speech and self._paused and not self.done
 
+    @property
+    def spoken_ms(self) -> int:
+        """From the onset to the last loud voice (0 before speech): the utterance's length,
+        pauses inside it included, the quiet after it not."""
+        return 0 if self.started_ms is None else max(0, self._last_voice_ms - self.started_ms)
+
     def arm_timeout(self) -> None:
         """Start the noinput clock now (e.g. when the prompt finished playing)."""
         self._armed_at = self.pos_ms
