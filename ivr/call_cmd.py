@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -11,6 +12,9 @@ from typing import Any
 
 import click
 import numpy as np
+
+HEARING_NICENESS = 10
+"""How much `ivr call` lowers its priority once the call ended and it hears what it recorded."""
 
 ACTION_OPTIONS = {"--dtmf": "dtmf", "--say": "say", "--play": "play"}
 
@@ -230,6 +234,10 @@ def call(ctx: click.Context, uri: str, dtmf: tuple[str, ...], say: tuple[str, ..
     if steps:
         _expect_before_inputs(steps, actions, catalogue, caller.cache)
     report = asyncio.run(caller.run(actions))
+    with contextlib.suppress(OSError):
+        # hearing the call is work for later: on a machine that also runs the IVR (`ivr test
+        # --sip` runs several calls at once) it must not starve calls still in progress
+        os.nice(HEARING_NICENESS)
     samples = np.frombuffer(report.audio, dtype="<i2")
     hearing: Hearing = (_hear(samples, catalogue, caller.cache, transcriber) if samples.size
                         else Hearing())
