@@ -209,8 +209,25 @@ def pids_by_kind(site: Site, nodes: list[str]) -> dict[tuple[str, str], list[int
     return out
 
 
-def cpu_of(groups: dict[tuple[str, str], list[int]]) -> dict[tuple[str, str], float]:
-    return {k: sum(h.cpu_seconds(p) for p in pids) for k, pids in groups.items()}
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process and of its reaped children (a supervisor's kamcmd and
+    other short runs count to it), 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / h.CLK_TCK
+
+
+def cpu_of(groups: dict[tuple[str, str], list[int]]) -> dict[int, float]:
+    return {p: cpu_seconds(p) for pids in groups.values() for p in pids}
+
+
+def spent(groups: dict[tuple[str, str], list[int]], a: dict[int, float],
+          b: dict[int, float]) -> dict[str, float]:
+    """CPU seconds per `node/kind` between two samples (a process gone since counts nothing)."""
+    return {f"{node}/{kind}": round(sum(max(0.0, b[p] - a[p]) for p in pids), 3)
+            for (node, kind), pids in groups.items()}
 
 
 def rtd_ms(directory: Path) -> list[float]:
@@ -268,7 +285,7 @@ def step(site: Site, target: str, calls: int, work: Path, groups: Callable[[], d
     try:
         while proc.poll() is None and time.monotonic() - t0 < timeout + 20:
             with contextlib.suppress(OSError):
-                sipp_cpu = max(sipp_cpu, sum(h.cpu_seconds(p) for p in h.descendants(proc.pid)))
+                sipp_cpu = max(sipp_cpu, sum(cpu_seconds(p) for p in h.descendants(proc.pid)))
             time.sleep(0.5)
     finally:
         h.kill_group(proc)
@@ -278,7 +295,7 @@ def step(site: Site, target: str, calls: int, work: Path, groups: Callable[[], d
     text = (d / "sipp.txt").read_text(errors="replace")
     ok_calls, failed = h._count(text, "Successful call"), h._count(text, "Failed call")
     rtd = rtd_ms(d)
-    cpu = {f"{node}/{kind}": round(b[(node, kind)] - a[(node, kind)], 3) for node, kind in g}
+    cpu = spent(g, a, b)
     return {"calls": calls, "rate": RATE, "hold_s": hold, "successful": ok_calls,
             "failed": failed, "returncode": proc.returncode, "settled": settled,
             "ok": ok_calls == calls and failed == 0 and settled,
@@ -294,8 +311,7 @@ def idle_cpu(groups: dict[tuple[str, str], list[int]], seconds: float) -> dict[s
     """Cores each group uses with no call (subtracted from nothing; reported beside)."""
     a = cpu_of(groups)
     time.sleep(seconds)
-    b = cpu_of(groups)
-    return {f"{n}/{k}": round((b[(n, k)] - a[(n, k)]) / seconds, 4) for n, k in groups}
+    return {k: round(v / seconds, 4) for k, v in spent(groups, a, cpu_of(groups)).items()}
 
 
 # -- main ----------------------------------------------------------------------------------------

@@ -46,7 +46,10 @@ def markdown(doc: dict[str, Any]) -> str:
         "edge, and against SIPp's own UAS (`-rtp_echo`) in a namespace of its own, directly, in "
         "the same run. CPU: /proc/<pid>/stat of every process inside each namespace, from "
         "before the first INVITE until every call of the step ended (whole calls, not a window), "
-        "divided by the step's calls. INVITE->200: SIPp's response-time trace (`-trace_rtt`).",
+        "divided by the step's calls (clock ticks of 10 ms per process, so a small step's edge "
+        "figure is coarse). INVITE->200: SIPp's response-time trace (`-trace_rtt`, 1 ms "
+        "resolution). The workers' ASR engine is `none`, as in the single-box bench (the bench "
+        "flow is DTMF-only), so no recognition service runs.",
         "",
         "**Both media nodes share this machine's cores** (and so do the edge, the ACD, the broker "
         "and the SIPp caller): the site's calls are not the sum of two machines' calls. Read the "
@@ -97,10 +100,8 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"media node {ms(media)} ms of CPU, so one 2-core media node alone would carry "
                   f"about {2 * length / media:.0f} such calls at once at full CPU; the edge adds "
                   f"{ms(node['edge'])} ms and the ACD {ms(node['acd'])} ms per call "
-                  f"({100 * (node['edge'] + node['acd']) / media:.1f}% of a media node's cost), "
-                  "so one 2-core edge + ACD box would front about "
-                  f"{2 * length / max(node['edge'] + node['acd'] + node['broker'], 1e-9):.0f} "
-                  "concurrent calls of such media nodes."]
+                  f"({100 * (node['edge'] + node['acd']) / media:.1f}% of a media node's cost; "
+                  f"with the broker {ms(node['broker'])} ms)."]
     return "\n".join(lines) + "\n"
 
 
