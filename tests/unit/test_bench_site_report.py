@@ -14,7 +14,7 @@ def _doc() -> dict[str, object]:
            "media-b/worker": 6.0, "acd/supervisor": 0.5, "broker/mosquitto": 0.1}
     step = {"calls": 100, "successful": 100, "failed": 0, "cpu_s": cpu, "wall_s": 20.0,
             "uac_cpu_s": 1.0, "hold_s": 8.0, "load_before": [1.0], "load_after": [2.0],
-            "invite_200_ms": {"p50": 3.0, "p99": 9.0}, "calls_per_node": {"media-a": 50}}
+            "invite_200_ms": {"p50": 3.0, "p99": 9.0}, "calls_per_node": {"media-a": 40, "media-b": 60}}
     base = {**step, "cpu_s": {"uas/sipp": 2.0}}
     return {"date": "2026-12-01T02:00:00", "site": [step], "baseline": [base]}
 
@@ -24,8 +24,9 @@ def test_cpu_is_summed_per_node_and_divided_by_the_calls() -> None:
     text = site_report.markdown(_doc())
     row = next(line for line in text.splitlines() if line.startswith("| 100 |"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
-    # edge 3.0 ms, media-a 40, media-b 60, both 100, acd 5, broker 1, UAS 20 ms per call
-    assert cells[3:10] == ["3.0", "40.0", "60.0", "100.0", "5.0", "1.0", "20.0"]
+    # edge 3.0 ms; media-a 4 s over its 40 calls, media-b 6 s over its 60; both over all 100
+    # calls 100 ms; acd 5, broker 1, UAS 20 ms per call
+    assert cells[3:10] == ["3.0", "100.0", "100.0", "100.0", "5.0", "1.0", "20.0"]
     assert cells[10:12] == ["5x", "5x"]  # media 100/20; the site 109/20 rounds to 5
 
 
