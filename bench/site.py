@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -393,6 +394,9 @@ def main() -> int:
         args.out.write_text(json.dumps(doc, indent=2, default=str))
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    if doc.get("interrupted"):
+        log(f"interrupted: wrote {args.out} only (site.md and RESULTS.md untouched)")
+        return 130
     section = site_report.markdown(doc)
     args.md.write_text(section)
     site_report.splice(args.results, section)
@@ -400,5 +404,10 @@ def main() -> int:
     return 0 if "error" not in doc else 1
 
 
+def interrupted(*_: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM as ^C: the finally clause stops the site's processes
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, interrupted)
     sys.exit(main())
