@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -334,7 +335,7 @@ def main() -> int:
     started = time.monotonic()
     doc: dict[str, Any] = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python", "bench/site.py", *sys.argv[1:]]),
+        "command": shlex.join([".venv/bin/python", "bench/site.py", *sys.argv[1:]]),
         "nproc": os.cpu_count(), "note": args.note, "steps": steps,
         "git": subprocess.run(["git", "-C", str(h.REPO), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, check=False).stdout.strip()}
