@@ -11,7 +11,7 @@ APT_PACKAGES := espeak-ng sox sip-tester mosquitto mosquitto-clients baresip-cor
 # to build pjproject (pjsua2 with hundreds of calls per process and SRTP): scripts/build-pjsua2.sh
 BUILD_PACKAGES := build-essential swig libssl-dev uuid-dev
 
-.PHONY: serve test sip-flows deps venv pjsua2 lint unit integration flows clean bench bench-quick
+.PHONY: serve test sip-flows deps venv pjsua2 lint unit integration flows clean bench bench-quick bench-site
 
 deps:
 	@scripts/install-deps.sh $(APT_PACKAGES) $(BUILD_PACKAGES)
@@ -60,6 +60,11 @@ bench-quick: deps venv
 	@command -v tcpdump >/dev/null || scripts/install-deps.sh tcpdump
 	@test -x $(BIN)/py-spy || $(BIN)/pip install -q py-spy
 	$(BIN)/python bench/run.py --quick --out bench/results.json
+
+## The site benchmark (issue 15): edge + two media nodes + ACD in network namespaces (root, for
+## ip netns), steps of 50, 100, 200 calls through the edge and to SIPp's UAS; about 3 minutes.
+bench-site: deps venv
+	$(BIN)/python bench/site.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -21,6 +21,7 @@ TARGETS = {
 }
 ANALYSIS = Path(__file__).with_name("analysis.md")
 SPEECH_LOAD = Path(__file__).with_name("speech_load.md")
+SITE = Path(__file__).with_name("site.md")  # bench/site.py: the "Several nodes" section
 """bench/speech_load.py's report (speech over SIP at density), kept beside this one."""
 
 
@@ -311,6 +312,8 @@ def write(doc: dict[str, Any], path: Path) -> None:
         lines += [ANALYSIS.read_text().rstrip(), ""]
     if SPEECH_LOAD.is_file():
         lines += ["#" + SPEECH_LOAD.read_text().rstrip().replace("\n## ", "\n### "), ""]
+    if SITE.is_file():
+        lines += [SITE.read_text().rstrip(), ""]
     path.write_text("\n".join(lines) + "\n")
 
 
