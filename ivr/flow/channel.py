@@ -45,6 +45,9 @@ class ListenSpec:
     language: str = "en-US"
     max_speech: float = 15.0
     """Seconds of speech after which the caller's utterance is cut and decoded as it is."""
+    digits_counted: bool = False
+    """min_digits/max_digits are the node's own `digits: {min, max}` (a spoken `digits` grammar
+    is then bounded by them, even at one digit), not the one-key default of a listen."""
 
 
 @dataclass(frozen=True)

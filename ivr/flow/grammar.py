@@ -23,7 +23,7 @@ def speech_grammar(spec: ListenSpec) -> Grammar:
     if spec.builtin and builtin is None:
         log.warning("built-in grammar %r has no speech words; phrases only", spec.builtin)
     lo, hi = 1, 0
-    if builtin == "digits" and spec.max_digits > 1:
+    if builtin == "digits" and (spec.max_digits > 1 or spec.digits_counted):
         lo, hi = max(1, spec.min_digits), spec.max_digits
     return Grammar(tuple(dict.fromkeys(p for p in spec.phrases if normalize(p))), builtin,
                    spec.language, lo, hi)

@@ -57,6 +57,12 @@ def test_the_flow_describes_what_a_node_listens_for() -> None:
     assert (g.phrases, g.builtin, g.language, g.min_words, g.max_words) == (
         ("agent",), "digits", "en-GB", 4, 8)
     assert speech_grammar(ListenSpec(builtin="date")).builtin is None  # no speech words
+    # a collect of exactly one digit is bounded at one (a digit loop heard "zero" as
+    # "three zero"); a listen that counts no digits is not bounded
+    one = speech_grammar(ListenSpec(builtin="digits", min_digits=1, max_digits=1,
+                                    digits_counted=True))
+    assert (one.min_words, one.max_words) == (1, 1)
+    assert speech_grammar(ListenSpec(builtin="digits")).max_words == 0
     assert g.match("one two oh four") == "one two oh four"
     assert g.match("press 2 for option two", {"option two": "Option 2"}) == "Option 2"
 

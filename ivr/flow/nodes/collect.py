@@ -102,7 +102,7 @@ class CollectNode(Node):
         phrases = tuple(speech) if isinstance(speech, list) else ()
         return ListenSpec(
             timeout=s.timeout, interdigit_timeout=s.interdigit_timeout,
-            max_digits=d.max if d else 1, min_digits=d.min if d else 1,
+            max_digits=d.max if d else 1, min_digits=d.min if d else 1, digits_counted=d is not None,
             terminator=d.terminator if d else None,
             dtmf_keys=tuple(k for k in g_keys if not k.isdigit()),
             speech=speech is not None, phrases=phrases + g_phrases if phrases else (),
