@@ -226,7 +226,7 @@ class AcdClient:
                    "sensitive": list(sensitive), "since": time.time()}
         events = self.listen(call_id)
         await self.subscribed.wait()
-        self.report(call_id, "enqueue", **request)
+        self.report(call_id, "enqueue", **request, at=time.time())
         loop = asyncio.get_running_loop()
         resync_at = loop.time() + self.resync_every
         try:
@@ -235,7 +235,7 @@ class AcdClient:
                     ev = await asyncio.wait_for(events.get(), max(0.0, resync_at - loop.time()))
                 except asyncio.TimeoutError:
                     # resync (also a heartbeat): same call, same place, even after a restart
-                    self.report(call_id, "enqueue", **request)
+                    self.report(call_id, "enqueue", **request, at=time.time())
                     resync_at = loop.time() + self.resync_every
                     continue
                 yield ev

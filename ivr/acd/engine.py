@@ -92,13 +92,25 @@ class Engine:
             if state is AgentState.on_call:
                 agent.state, agent.call_id = state, row.get("call_id")
             elif state in (AgentState.ringing, AgentState.wrap_up):
-                agent.state = AgentState.ready  # the ring's offer is gone; wrap-up is over
+                agent.state = AgentState.ready  # wrap-up is over; a live ring: see below
             else:
                 agent.state = state
         for call in store.load_calls():
             if call.queue in self.queues:
                 self.waiting[call.call_id] = call
                 self._touched[call.call_id] = now
+                self._restore_ring(call)
+
+    def _restore_ring(self, call: QueuedCall) -> None:
+        """An offer that was out when the last ACD stopped may still ring (a failover, or a
+        supervisor killed while its workers live): the agents stay ringing for it until the
+        answer, a failure or the ring timeout, so nobody is offered it, or them, twice."""
+        for name in sorted(call.ringing):
+            agent = self.agents.get(name)
+            if agent is not None and agent.state is AgentState.ready:
+                agent.state, agent.call_id = AgentState.ringing, call.call_id
+            else:
+                call.ringing.discard(name)
 
     # -- run-time set-up ---------------------------------------------------------------------
     def add_queue(self, name: str, policy: QueuePolicy) -> None:
