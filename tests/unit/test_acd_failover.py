@@ -98,7 +98,10 @@ def test_an_active_whose_store_hangs_stops_acting_before_the_lease_expires(tmp_p
         a = _node(tmp_path / "store.sqlite", "acd-1", made)
         task = asyncio.create_task(a.run())
         await _until(lambda: a.state == "active", 2)
-        a.lease.renew = lambda: time.sleep(3) or True  # type: ignore[method-assign]
+        def hang() -> bool:
+            time.sleep(3)
+            return True
+        a.lease.renew = hang  # type: ignore[method-assign]
         hung = time.monotonic()
         await _until(lambda: not a.acting(), TTL + 0.1)
         await _until(lambda: a.state == "standby", 0.5)
