@@ -38,6 +38,7 @@ from ivr.acd.service import AcdService
 from ivr.bus import ids
 from ivr.bus.auth import BusAuth
 from ivr.bus.broker import find_ours, free_port, listening, start_broker
+from ivr.bus.drain import every_message
 from ivr.bus.events import EVENTS, LOST
 from ivr.bus.users import BrokerUsers
 from ivr.config import EngineConfig
@@ -226,7 +227,7 @@ class Supervisor:
                                                 clean_session=False) as client:
                     await client.subscribe(EVENTS, qos=1)
                     self.events_connected = True
-                    async for message in client.messages:
+                    async for message in every_message(client):
                         try:
                             event = json.loads(bytes(message.payload))
                             if event.get("kind") == LOST:

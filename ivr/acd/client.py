@@ -37,6 +37,7 @@ import aiomqtt
 from ivr import tracing
 from ivr.acd import protocol as p
 from ivr.bus.auth import ANONYMOUS, BusAuth
+from ivr.bus.drain import every_message
 from ivr.bus.outbox import Outbox, send_forever
 
 log = logging.getLogger("ivr.acd.client")
@@ -116,7 +117,7 @@ class AcdClient:
                     await client.subscribe(self.reply_to, qos=1)
                     self.subscribed.set()
                     delay = 0.2
-                    async for message in client.messages:
+                    async for message in every_message(client):
                         self._deliver(bytes(message.payload))
             except aiomqtt.MqttError as exc:
                 log.warning("ACD client: bus unavailable (%s); retrying", exc)

@@ -40,6 +40,7 @@ from ivr.acd.model import (
 )
 from ivr.acd.store import AcdStore
 from ivr.bus.auth import ANONYMOUS, BusAuth
+from ivr.bus.drain import every_message
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig
 from ivr.lang.masking import mask
@@ -156,7 +157,7 @@ class AcdService:
                     await client.subscribe(p.AGENT_STATE_SUB, qos=1)
                     self.connected.set()
                     delay = 0.2
-                    async for message in client.messages:
+                    async for message in every_message(client):
                         self.on_message(str(message.topic), bytes(message.payload))
             except aiomqtt.MqttError as exc:
                 self.connected.clear()

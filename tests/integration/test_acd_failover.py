@@ -93,7 +93,7 @@ class Broker:
         self.root, self.port = root, free_port()
         root.mkdir(parents=True)
         (root / "mosquitto.conf").write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\n"
             f"persistence_location {root}/\nlog_dest stderr\nlog_type error\n"
             "max_queued_messages 100000\n")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -323,7 +323,7 @@ def test_postgresql_and_the_broker_restarted_under_load_lose_no_cdr_or_event(
         time.sleep(3)
         site.pg.restart()  # every connection of every node is cut
         time.sleep(3)
-        pass  # site.broker.restart()
+        site.broker.restart()
         out, _ = sipp.communicate(timeout=85)
     finally:
         if sipp.poll() is None:
@@ -339,7 +339,9 @@ def test_postgresql_and_the_broker_restarted_under_load_lose_no_cdr_or_event(
     kinds = site.sql("SELECT call_id, array_agg(kind) FROM events GROUP BY call_id")
     fresh = {c: set(k) for c, k in kinds if c not in before}
     assert len(fresh) == 16
-    assert all({"call.start", "call.answer", "call.end"} <= k for k in fresh.values()), fresh
+    broken = [c for c, k in fresh.items() if not {"call.start", "call.answer", "call.end"} <= k]
+    assert not broken, [(c, site.sql("SELECT seq, kind, at FROM events WHERE call_id = %s", c),
+                         site.sql("SELECT * FROM calls WHERE call_id = %s", c)) for c in broken]
     # every event each call's worker numbered arrived: no gap in its sequence
     seqs = site.sql("SELECT call_id, array_agg(seq ORDER BY seq) FROM events GROUP BY call_id")
     for call_id, seq in seqs:
