@@ -96,7 +96,11 @@ class Engine:
             else:
                 agent.state = state
         for call in store.load_calls():
-            if call.queue in self.queues:
+            if call.agent is not None:
+                # with an agent when the last ACD stopped: a worker that missed `connected`
+                # and resyncs is told again, not queued anew (nor offered to anyone again)
+                self.active[call.call_id] = call
+            elif call.queue in self.queues:
                 self.waiting[call.call_id] = call
                 self._touched[call.call_id] = now
                 self._restore_ring(call)
@@ -263,10 +267,10 @@ class Engine:
         self._release_ringing(call, "answered_elsewhere", out, keep=agent_name)
         self.waiting.pop(call_id)
         self._touched.pop(call_id, None)
-        if self.store is not None:
-            self.store.delete_call(call_id)
         call.agent = agent_name
+        call.ringing = set()
         self.active[call_id] = call
+        self._save_call(call)  # kept (as connected) until it ends: see _restore
         agent.calls += 1
         agent.answered_at = now
         self._set(agent, AgentState.on_call, out, call_id)

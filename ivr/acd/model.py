@@ -170,7 +170,7 @@ class QueuedCall:
                 "priority": self.priority, "skills": self.skills, "max_wait": self.max_wait,
                 "reply_to": self.reply_to, "handoff": self.handoff, "callback": self.callback,
                 "attempt": self.attempt, "ringing": sorted(self.ringing),
-                "offered_at": self.offered_at, "tried": self.tried}
+                "offered_at": self.offered_at, "tried": self.tried, "agent": self.agent}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> QueuedCall:
@@ -180,7 +180,7 @@ class QueuedCall:
                    handoff=dict(row.get("handoff") or {}), callback=row.get("callback"),
                    attempt=int(row.get("attempt") or 0),
                    ringing={str(a) for a in row.get("ringing") or []},
-                   offered_at=row.get("offered_at"),
+                   offered_at=row.get("offered_at"), agent=row.get("agent"),
                    tried={str(k): float(v) for k, v in (row.get("tried") or {}).items()})
 
 

@@ -291,7 +291,11 @@ def test_the_standby_takes_over_every_waiting_caller_and_the_callback(
     invites = [(e["t"], headers_of(e["msg"])["X-IVR-Call-Id"], n)
                for n, a in agents.items() for e in a.seen(ev="incoming")]
     offered = [c for _, c, _ in sorted(invites)]
-    assert len(offered) == len(set(offered)) == 13, invites  # no call offered twice
+    twice = [(t, c, n, headers_of(e["msg"]).get("X-IVR-Callback")) for t, c, n in invites
+             for a in agents.values() for e in a.seen(ev="incoming")
+             if e["t"] == t and offered.count(c) > 1]
+    assert len(offered) == len(set(offered)) == 13, (twice, site.sql(
+        "SELECT call_id, attempts, callback, agent, outcome, offered_at FROM acd_log"))
     # the callback survived the first failover: the agent was dialled for it (the worker then
     # says who is called back; the caller leg is test_serve_agents' business)
     (callback_invite,) = [headers_of(e["msg"]) for a in agents.values()
@@ -348,3 +352,56 @@ def test_postgresql_and_the_broker_restarted_under_load_lose_no_cdr_or_event(
         if call_id in fresh:
             assert list(seq) == list(range(1, len(seq) + 1)), (call_id, seq)
     assert site.active() is not None  # one ACD acts after both outages
+
+
+def test_a_media_node_whose_clock_is_2_s_behind_keeps_queue_order_and_reports(
+        site: Site, tmp_path: Path) -> None:
+    """Three SIPp callers queue through the media node; then a caller joins from a node whose
+    clock is 2 s behind (the real worker client, ivr/acd/client.py, on a skewed clock, in this
+    process). Its `since` claims it came before them: the ACD still puts it last, and its
+    queue record's times are the ACD's own."""
+    import asyncio
+
+    from ivr.acd.client import AcdClient
+    from ivr.bus.outbox import Outbox
+
+    active = _wait("an active ACD", site.active, 10, list(site.nodes.values()))
+    for n in site.phones:  # staffed, not taking calls: everybody waits
+        active.api(f"/agents/{n}/login", "POST")
+        assert active.api(f"/agents/{n}/away", "POST")[0] == 200
+
+    def order() -> list[str]:
+        _, doc = active.api("/queues")
+        q = next(q for q in doc["queues"] if q["name"] == "general")
+        return [c["call_id"] for c in sorted(q["calls"], key=lambda c: c["position"])]
+    sipp = start_sipp(f"127.0.0.1:{site.worker_port}", "uac_callee_bye.xml", calls=3, rate=4,
+                      service="4000", timeout=40)
+    try:
+        real = _wait("3 callers waiting", lambda: (o := order()) and len(o) == 3 and o, 20,
+                     list(site.nodes.values()))
+
+        async def skewed_caller() -> tuple[list[str], float]:
+            outbox = Outbox(tmp_path / "skewed-outbox.sqlite")
+            client = AcdClient(f"mqtt://127.0.0.1:{site.broker.port}", outbox, "skewed",
+                               own_sender=True, clock=lambda: time.time() - 2.0)
+            async with client:
+                events = client.enqueue("skewed-1", "general", caller={"number": "skew"})
+                first = await asyncio.wait_for(events.__anext__(), 15)
+                assert first.kind == "queued", first
+                joined = time.time()
+                seen = order()
+                client.caller_gone("skewed-1")
+                await asyncio.wait_for(outbox.drained(), 10)
+                await events.aclose()
+            outbox.close()
+            return seen, joined
+        seen, joined = asyncio.run(skewed_caller())
+        assert seen == [*real, "skewed-1"], (seen, real)  # last in, last in line
+        (enqueued, ended, outcome), = site.sql(
+            "SELECT enqueued_at, ended_at, outcome FROM acd_log WHERE call_id = 'skewed-1'")
+        # the ACD's clock: it joined just before `joined`, not 2 s earlier
+        assert joined - 1.0 < enqueued <= joined, (enqueued, joined)
+        assert outcome == "abandoned" and ended >= enqueued
+    finally:
+        sipp.kill()
+        sipp.communicate(timeout=10)

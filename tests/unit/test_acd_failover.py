@@ -171,3 +171,23 @@ def test_the_wait_counts_from_the_acds_clock_not_the_workers() -> None:
     assert arrival(fresh, now) == now
     assert arrival({"since": now + 9}, now) == now  # an old worker: never in the future
     assert arrival({}, now) is None
+
+
+def test_a_call_with_an_agent_stays_connected_across_the_handover(tmp_path: Path) -> None:
+    """The old active connected c1 to alice and died before its `connected` left: the worker's
+    resync reaches the new active, which says connected again instead of queueing c1 anew."""
+    db = tmp_path / "store.sqlite"
+    queues = {"q": QueuePolicy()}
+    old = Engine(queues, [Agent("alice", None, ["q"])], store=AcdStore(db))
+    old.agent_action("alice", "ready")
+    old.enqueue("c1", "q")
+    (offer,) = [a for a in old.tick() if isinstance(a, Offer)]
+    old.answered("c1", "alice", offer.attempt)
+    new = Engine(queues, [Agent("alice", None, ["q"])], store=AcdStore(db))
+    again = new.enqueue("c1", "q")
+    assert [a.__class__.__name__ for a in again] == ["Connected"] and not new.waiting
+    assert not [a for a in new.tick() if isinstance(a, Offer)]
+    closed = new.ended("c1")
+    assert any(a.__class__.__name__ == "CallClosed" for a in closed)
+    assert new.agents["alice"].state is not AgentState.on_call
+    assert AcdStore(db).load_calls() == []  # gone once it ended
