@@ -240,7 +240,7 @@ def test_the_standby_takes_over_every_waiting_caller_and_the_callback(
 
     def waiting(node: Node) -> int:
         _, doc = node.api("/queues")
-        q = next((q for q in (doc or {}).get("queues", []) if q["name"] == "general"), {})
+        q: dict[str, Any] = next((q for q in (doc or {}).get("queues", []) if q["name"] == "general"), {})
         return int(q.get("waiting", 0)) + 100 * int(q.get("callbacks", 0))
 
     def takeover(dead: Node, heir: Node) -> float:
@@ -317,43 +317,6 @@ def test_the_standby_takes_over_every_waiting_caller_and_the_callback(
     assert leases == [("acd-1", 3)], leases
 
 
-def test_postgresql_and_the_broker_restarted_under_load_lose_no_cdr_or_event(
-        site: Site) -> None:
-    nodes = list(site.nodes.values())
-    before = {r[0] for r in site.sql("SELECT call_id FROM calls")}
-    sipp = start_sipp(f"127.0.0.1:{site.worker_port}", "uac_callee_bye.xml", calls=16, rate=2,
-                      service="3000", timeout=80)
-    try:
-        time.sleep(3)
-        site.pg.restart()  # every connection of every node is cut
-        time.sleep(3)
-        site.broker.restart()
-        out, _ = sipp.communicate(timeout=85)
-    finally:
-        if sipp.poll() is None:
-            sipp.kill()
-    result = sipp_result(sipp.returncode, out)
-    assert result.successful == 16 and result.failed == 0, result.output[-3000:]
-
-    def ended() -> list[tuple[Any, ...]]:
-        rows = site.sql("SELECT call_id, end_kind FROM calls WHERE ended_at IS NOT NULL")
-        return [r for r in rows if r[0] not in before]
-    cdrs = _wait("16 ended CDRs", lambda: (e := ended()) and len(e) >= 16 and e, 30, nodes)
-    assert len(cdrs) == 16 and {r[1] for r in cdrs} == {"hangup"}, cdrs
-    kinds = site.sql("SELECT call_id, array_agg(kind) FROM events GROUP BY call_id")
-    fresh = {c: set(k) for c, k in kinds if c not in before}
-    assert len(fresh) == 16
-    broken = [c for c, k in fresh.items() if not {"call.start", "call.answer", "call.end"} <= k]
-    assert not broken, [(c, site.sql("SELECT seq, kind, at FROM events WHERE call_id = %s", c),
-                         site.sql("SELECT * FROM calls WHERE call_id = %s", c)) for c in broken]
-    # every event each call's worker numbered arrived: no gap in its sequence
-    seqs = site.sql("SELECT call_id, array_agg(seq ORDER BY seq) FROM events GROUP BY call_id")
-    for call_id, seq in seqs:
-        if call_id in fresh:
-            assert list(seq) == list(range(1, len(seq) + 1)), (call_id, seq)
-    assert site.active() is not None  # one ACD acts after both outages
-
-
 def test_a_media_node_whose_clock_is_2_s_behind_keeps_queue_order_and_reports(
         site: Site, tmp_path: Path) -> None:
     """Three SIPp callers queue through the media node; then a caller joins from a node whose
@@ -392,7 +355,7 @@ def test_a_media_node_whose_clock_is_2_s_behind_keeps_queue_order_and_reports(
                 seen = order()
                 client.caller_gone("skewed-1")
                 await asyncio.wait_for(outbox.drained(), 10)
-                await events.aclose()
+                await events.aclose()  # type: ignore[attr-defined]  # an async generator
             outbox.close()
             return seen, joined
         seen, joined = asyncio.run(skewed_caller())
@@ -405,3 +368,40 @@ def test_a_media_node_whose_clock_is_2_s_behind_keeps_queue_order_and_reports(
     finally:
         sipp.kill()
         sipp.communicate(timeout=10)
+
+
+def test_postgresql_and_the_broker_restarted_under_load_lose_no_cdr_or_event(
+        site: Site) -> None:
+    nodes = list(site.nodes.values())
+    before = {r[0] for r in site.sql("SELECT call_id FROM calls")}
+    sipp = start_sipp(f"127.0.0.1:{site.worker_port}", "uac_callee_bye.xml", calls=16, rate=2,
+                      service="3000", timeout=80)
+    try:
+        time.sleep(3)
+        site.pg.restart()  # every connection of every node is cut
+        time.sleep(3)
+        site.broker.restart()
+        out, _ = sipp.communicate(timeout=85)
+    finally:
+        if sipp.poll() is None:
+            sipp.kill()
+    result = sipp_result(sipp.returncode, out)
+    assert result.successful == 16 and result.failed == 0, result.output[-3000:]
+
+    def ended() -> list[tuple[Any, ...]]:
+        rows = site.sql("SELECT call_id, end_kind FROM calls WHERE ended_at IS NOT NULL")
+        return [r for r in rows if r[0] not in before]
+    cdrs = _wait("16 ended CDRs", lambda: (e := ended()) and len(e) >= 16 and e, 30, nodes)
+    assert len(cdrs) == 16 and {r[1] for r in cdrs} == {"hangup"}, cdrs
+    kinds = site.sql("SELECT call_id, array_agg(kind) FROM events GROUP BY call_id")
+    fresh = {c: set(k) for c, k in kinds if c not in before}
+    assert len(fresh) == 16
+    broken = [c for c, k in fresh.items() if not {"call.start", "call.answer", "call.end"} <= k]
+    assert not broken, [(c, site.sql("SELECT seq, kind, at FROM events WHERE call_id = %s", c),
+                         site.sql("SELECT * FROM calls WHERE call_id = %s", c)) for c in broken]
+    # every event each call's worker numbered arrived: no gap in its sequence
+    seqs = site.sql("SELECT call_id, array_agg(seq ORDER BY seq) FROM events GROUP BY call_id")
+    for call_id, seq in seqs:
+        if call_id in fresh:
+            assert list(seq) == list(range(1, len(seq) + 1)), (call_id, seq)
+    assert site.active() is not None  # one ACD acts after both outages
