@@ -317,8 +317,23 @@ def test_the_standby_takes_over_every_waiting_caller_and_the_callback(
     assert leases == [("acd-1", 3)], leases
 
 
+@pytest.fixture
+def fresh_site(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> Iterator[Site]:
+    """A site of its own: one ACD (acd-1) and the media node."""
+    s = Site(tmp_path_factory.mktemp("skew"), pg_server)
+    try:
+        s.nodes["acd-1"].start("acd")
+        s.nodes["media"].start("media")
+        nodes = [s.nodes["acd-1"], s.nodes["media"]]
+        _wait("acd-1 active, the media node up", lambda: s.acd_state("acd-1") == "active"
+              and s.nodes["media"].health().get("status") == "ok", 60, nodes)
+        yield s
+    finally:
+        s.close()
+
+
 def test_a_media_node_whose_clock_is_2_s_behind_keeps_queue_order_and_reports(
-        site: Site, tmp_path: Path) -> None:
+        fresh_site: Site, tmp_path: Path) -> None:
     """Three SIPp callers queue through the media node; then a caller joins from a node whose
     clock is 2 s behind (the real worker client, ivr/acd/client.py, on a skewed clock, in this
     process). Its `since` claims it came before them: the ACD still puts it last, and its
@@ -328,8 +343,8 @@ def test_a_media_node_whose_clock_is_2_s_behind_keeps_queue_order_and_reports(
     from ivr.acd.client import AcdClient
     from ivr.bus.outbox import Outbox
 
-    active = _wait("an active ACD", site.active, 10, list(site.nodes.values()))
-    for n in site.phones:  # staffed, not taking calls: everybody waits
+    active = _wait("an active ACD", fresh_site.active, 10, list(fresh_site.nodes.values()))
+    for n in fresh_site.phones:  # staffed, not taking calls: everybody waits
         active.api(f"/agents/{n}/login", "POST")
         assert active.api(f"/agents/{n}/away", "POST")[0] == 200
 
@@ -337,15 +352,16 @@ def test_a_media_node_whose_clock_is_2_s_behind_keeps_queue_order_and_reports(
         _, doc = active.api("/queues")
         q = next(q for q in doc["queues"] if q["name"] == "general")
         return [c["call_id"] for c in sorted(q["calls"], key=lambda c: c["position"])]
-    sipp = start_sipp(f"127.0.0.1:{site.worker_port}", "uac_callee_bye.xml", calls=3, rate=4,
+    sipp = start_sipp(f"127.0.0.1:{fresh_site.worker_port}", "uac_callee_bye.xml", calls=3,
+                      rate=4,
                       service="4000", timeout=40)
     try:
         real = _wait("3 callers waiting", lambda: (o := order()) and len(o) == 3 and o, 20,
-                     list(site.nodes.values()))
+                     list(fresh_site.nodes.values()))
 
         async def skewed_caller() -> tuple[list[str], float]:
             outbox = Outbox(tmp_path / "skewed-outbox.sqlite")
-            client = AcdClient(f"mqtt://127.0.0.1:{site.broker.port}", outbox, "skewed",
+            client = AcdClient(f"mqtt://127.0.0.1:{fresh_site.broker.port}", outbox, "skewed",
                                own_sender=True, clock=lambda: time.time() - 2.0)
             async with client:
                 events = client.enqueue("skewed-1", "general", caller={"number": "skew"})
@@ -360,7 +376,7 @@ def test_a_media_node_whose_clock_is_2_s_behind_keeps_queue_order_and_reports(
             return seen, joined
         seen, joined = asyncio.run(skewed_caller())
         assert seen == [*real, "skewed-1"], (seen, real)  # last in, last in line
-        (enqueued, ended, outcome), = site.sql(
+        (enqueued, ended, outcome), = fresh_site.sql(
             "SELECT enqueued_at, ended_at, outcome FROM acd_log WHERE call_id = 'skewed-1'")
         # the ACD's clock: it joined just before `joined`, not 2 s earlier
         assert joined - 1.0 < enqueued <= joined, (enqueued, joined)
