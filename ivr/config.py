@@ -551,6 +551,10 @@ class StoreSettings(_Strict):
     password_file: Path | None = Field(None, description="file (mode 0600) holding the password")
     retry: Duration = Field(15.0, description="how long a write waits for a lost database to "
                             "come back (reconnecting) before it fails")
+    lease_ttl: Duration = Field(3.0, gt=0, description="with url: the ACD lease's length; a "
+                                "standby takes over this long after the active stops renewing")
+    lease_renew: Duration = Field(1.0, gt=0, description="with url: how often the active ACD "
+                                  "renews its lease and a standby tries to take it")
 
     @model_validator(mode="after")
     def _url(self) -> StoreSettings:
@@ -565,6 +569,8 @@ class StoreSettings(_Strict):
         if parts.password:
             raise ValueError("store.url: no password in the URL; use store.password_env or "
                              "store.password_file")
+        if self.lease_renew >= self.lease_ttl:
+            raise ValueError("store.lease_renew must be shorter than store.lease_ttl")
         if self.password_env and self.password_file:
             raise ValueError("store: give password_env or password_file, not both")
         return self

@@ -32,11 +32,13 @@ from ivr.access.middleware import authenticate, principal
 from ivr.access.policy import api_policy
 from ivr.access.tokens import TokenSet
 from ivr.acd.acl import SUPERVISOR, WORKER, broker_users
+from ivr.acd.failover import LEASE, Failover
 from ivr.acd.http import routes as acd_routes
 from ivr.acd.service import AcdService
 from ivr.bus import ids
 from ivr.bus.auth import BusAuth
 from ivr.bus.broker import find_ours, free_port, listening, start_broker
+from ivr.bus.drain import every_message
 from ivr.bus.events import EVENTS, LOST
 from ivr.bus.users import BrokerUsers
 from ivr.config import EngineConfig
@@ -60,6 +62,7 @@ from ivr.speech.asr.service import shared_models
 from ivr.speech.tts import TtsError
 from ivr.speech.voices import prompt_cache
 from ivr.store.backend import StoreError
+from ivr.store.lease import Lease
 from ivr.store.open import open_backend, open_store
 from ivr.web.desktop import Desktop
 from ivr.web.routes import install as install_desktop
@@ -106,6 +109,8 @@ class Supervisor:
         self.draining = False
         self.started = time.time()
         self.acd: AcdService | None = None  # the ACD (ivr/acd): queues, agents, callbacks
+        self.failover: Failover | None = None
+        """With store.url: whether this node's ACD is the active one (ivr/acd/failover.py)."""
         self.recognition: RecognitionProcess | None = None  # shared models (ivr.speech.asr.server)
         self.levels = LevelsFile(self.state / "log-levels.json")
         """Run-time log levels, published to the workers (ivr.log_levels)."""
@@ -222,7 +227,7 @@ class Supervisor:
                                                 clean_session=False) as client:
                     await client.subscribe(EVENTS, qos=1)
                     self.events_connected = True
-                    async for message in client.messages:
+                    async for message in every_message(client):
                         try:
                             event = json.loads(bytes(message.payload))
                             if event.get("kind") == LOST:
@@ -311,7 +316,8 @@ class Supervisor:
         alive = [w for w in workers if w["alive"]]
         front = self.front is not None and self.front.alive
         ok = ((front or not self.parts.front) and (bool(alive) or not self.parts.workers)
-              and (self.acd is not None or not self.parts.acd) and not self.draining)
+              and (self.acd is not None or self.failover is not None or not self.parts.acd)
+              and not self.draining)
         speech = [w["speech"] for w in workers if w["alive"] and w["speech"]]
         speech_doc = {"ready": bool(speech) and all(s.get("ready") for s in speech),
                       "message": next((s.get("message") for s in speech), "no worker")}
@@ -325,7 +331,14 @@ class Supervisor:
                 "pjsua2": {**self.pool.pjsua2.as_json(), "calls_per_worker": max(self.pool.limits)},
                 "front": front, "bus": self.broker_url,
                 "node": {"name": self.node, "role": self.parts.role},
+                **({"acd": self.acd_state()} if self.parts.acd else {}),
                 "flows": self.flow_versions, "uptime_s": round(time.time() - self.started, 1)}
+
+    def acd_state(self) -> str:
+        """active (acts: one box always), standby (waits for the lease), or down."""
+        if self.failover is not None:
+            return self.failover.state
+        return "active" if self.acd is not None else "down"
 
     async def _edge_health(self, doc: dict[str, Any]) -> None:
         """An edge's media workers as its probes see them ("up"/"down"): with none up it cannot
@@ -479,11 +492,35 @@ class Supervisor:
         assert self.broker_url is not None
         self._spawn(self.consume_events())
         self._spawn(self.purge_forever())
-        self.acd = AcdService.create(self.config, open_backend(self.config.store),
-                                     self.state / "outbox" / "acd.sqlite", self.broker_url,
-                                     auth=self.bus_auth, client_id=ids.acd(self.node))
-        self.acd.observers.append(self.desktop.on_actions)
-        self._spawn(self.acd.run())
+        if self.config.store.url is None:  # one box: always active
+            self.acd = self._make_acd()
+            self._spawn(self.acd.run())
+            return
+        settings = self.config.store
+        lease = Lease(open_backend(settings), LEASE, self.node, settings.lease_ttl)
+        self.failover = Failover(lease, self._make_acd, renew_every=settings.lease_renew,
+                                 on_change=self._acd_changed)
+        self._spawn(self.failover.run())
+
+    def _make_acd(self) -> AcdService:
+        """The ACD service, its engine restored from the store. With failover its request
+        session is the site's (whichever ACD is active), its sender the node's."""
+        assert self.broker_url is not None
+        site = self.config.store.url is not None
+        acd = AcdService.create(self.config, open_backend(self.config.store),
+                                self.state / "outbox" / "acd.sqlite", self.broker_url,
+                                auth=self.bus_auth,
+                                client_id=ids.acd_site() if site else ids.acd(self.node),
+                                sender_id=ids.acd(self.node) + "-out")
+        acd.observers.append(self.desktop.on_actions)
+        if self.failover is not None:
+            acd.may_act = self.failover.acting
+        return acd
+
+    def _acd_changed(self, acd: AcdService | None) -> None:
+        """The failover took the lease (the service) or lost it (None): the API, desktop and
+        worker wills follow."""
+        self.acd = acd
 
     async def _start_workers(self) -> None:
         """Flows checked and prompts rendered, the recognition service, the worker pool (roles
@@ -604,7 +641,7 @@ class Supervisor:
             self._broker.terminate()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._broker.wait(), 5)
-        if self.acd is not None:
+        if self.acd is not None and self.failover is None:  # else the failover closed it
             self.acd.close()
         self.store.close()
 

@@ -37,6 +37,7 @@ import aiomqtt
 from ivr import tracing
 from ivr.acd import protocol as p
 from ivr.bus.auth import ANONYMOUS, BusAuth
+from ivr.bus.drain import every_message
 from ivr.bus.outbox import Outbox, send_forever
 
 log = logging.getLogger("ivr.acd.client")
@@ -72,13 +73,16 @@ class AcdEvent:
 
 class AcdClient:
     def __init__(self, broker_url: str, outbox: Outbox, node: str, *, resync_every: float = 30.0,
-                 own_sender: bool = False, auth: BusAuth = ANONYMOUS) -> None:
+                 own_sender: bool = False, auth: BusAuth = ANONYMOUS,
+                 clock: Callable[[], float] = time.time) -> None:
         self.broker_url = broker_url
         self.auth = auth
         self.outbox = outbox
         self.node = node
         self.reply_to = p.reply_topic(node)
         self.resync_every = resync_every
+        self.clock = clock
+        """This node's wall clock (`since`, `at`); the ACD relies only on differences of it."""
         self.own_sender = own_sender
         self._calls: dict[str, asyncio.Queue[AcdEvent]] = {}
         self._seq: dict[str, int] = {}
@@ -116,7 +120,7 @@ class AcdClient:
                     await client.subscribe(self.reply_to, qos=1)
                     self.subscribed.set()
                     delay = 0.2
-                    async for message in client.messages:
+                    async for message in every_message(client):
                         self._deliver(bytes(message.payload))
             except aiomqtt.MqttError as exc:
                 log.warning("ACD client: bus unavailable (%s); retrying", exc)
@@ -223,10 +227,10 @@ class AcdClient:
                    "max_wait": max_wait, "announce_every": announce_every, "caller": caller,
                    "flow": flow, "path": list(path), "variables": dict(variables or {}),
                    "transcript": list(transcript), "context": dict(context or {}),
-                   "sensitive": list(sensitive), "since": time.time()}
+                   "sensitive": list(sensitive), "since": self.clock()}
         events = self.listen(call_id)
         await self.subscribed.wait()
-        self.report(call_id, "enqueue", **request)
+        self.report(call_id, "enqueue", **request, at=self.clock())
         loop = asyncio.get_running_loop()
         resync_at = loop.time() + self.resync_every
         try:
@@ -235,7 +239,7 @@ class AcdClient:
                     ev = await asyncio.wait_for(events.get(), max(0.0, resync_at - loop.time()))
                 except asyncio.TimeoutError:
                     # resync (also a heartbeat): same call, same place, even after a restart
-                    self.report(call_id, "enqueue", **request)
+                    self.report(call_id, "enqueue", **request, at=self.clock())
                     resync_at = loop.time() + self.resync_every
                     continue
                 yield ev

@@ -92,13 +92,29 @@ class Engine:
             if state is AgentState.on_call:
                 agent.state, agent.call_id = state, row.get("call_id")
             elif state in (AgentState.ringing, AgentState.wrap_up):
-                agent.state = AgentState.ready  # the ring's offer is gone; wrap-up is over
+                agent.state = AgentState.ready  # wrap-up is over; a live ring: see below
             else:
                 agent.state = state
         for call in store.load_calls():
-            if call.queue in self.queues:
+            if call.agent is not None:
+                # with an agent when the last ACD stopped: a worker that missed `connected`
+                # and resyncs is told again, not queued anew (nor offered to anyone again)
+                self.active[call.call_id] = call
+            elif call.queue in self.queues:
                 self.waiting[call.call_id] = call
                 self._touched[call.call_id] = now
+                self._restore_ring(call)
+
+    def _restore_ring(self, call: QueuedCall) -> None:
+        """An offer that was out when the last ACD stopped may still ring (a failover, or a
+        supervisor killed while its workers live): the agents stay ringing for it until the
+        answer, a failure or the ring timeout, so nobody is offered it, or them, twice."""
+        for name in sorted(call.ringing):
+            agent = self.agents.get(name)
+            if agent is not None and agent.state is AgentState.ready:
+                agent.state, agent.call_id = AgentState.ringing, call.call_id
+            else:
+                call.ringing.discard(name)
 
     # -- run-time set-up ---------------------------------------------------------------------
     def add_queue(self, name: str, policy: QueuePolicy) -> None:
@@ -251,10 +267,10 @@ class Engine:
         self._release_ringing(call, "answered_elsewhere", out, keep=agent_name)
         self.waiting.pop(call_id)
         self._touched.pop(call_id, None)
-        if self.store is not None:
-            self.store.delete_call(call_id)
         call.agent = agent_name
+        call.ringing = set()
         self.active[call_id] = call
+        self._save_call(call)  # kept (as connected) until it ends: see _restore
         agent.calls += 1
         agent.answered_at = now
         self._set(agent, AgentState.on_call, out, call_id)

@@ -169,7 +169,8 @@ class QueuedCall:
         return {"call_id": self.call_id, "queue": self.queue, "enqueued_at": self.enqueued_at,
                 "priority": self.priority, "skills": self.skills, "max_wait": self.max_wait,
                 "reply_to": self.reply_to, "handoff": self.handoff, "callback": self.callback,
-                "attempt": self.attempt}
+                "attempt": self.attempt, "ringing": sorted(self.ringing),
+                "offered_at": self.offered_at, "tried": self.tried, "agent": self.agent}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> QueuedCall:
@@ -177,7 +178,10 @@ class QueuedCall:
                    priority=int(row.get("priority") or 0), skills=dict(row.get("skills") or {}),
                    max_wait=row.get("max_wait"), reply_to=row.get("reply_to"),
                    handoff=dict(row.get("handoff") or {}), callback=row.get("callback"),
-                   attempt=int(row.get("attempt") or 0))
+                   attempt=int(row.get("attempt") or 0),
+                   ringing={str(a) for a in row.get("ringing") or []},
+                   offered_at=row.get("offered_at"), agent=row.get("agent"),
+                   tried={str(k): float(v) for k, v in (row.get("tried") or {}).items()})
 
 
 # -- decisions ------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ carries the W3C `traceparent` (and `tracestate`) of the span it was sent from (i
 
 worker -> ACD, topic `ivr/acd/request`, `{"op": ..., "call_id", "reply_to", "key", ...}`:
   enqueue        queue, priority, skills, max_wait, since (first enqueue time: a resync keeps the
-                 place), announce_every, caller, flow, path, variables (masked), transcript,
+                 place), at (when this request was written; the ACD uses only at - since, the
+                 time waited, so a worker's clock being off moves no one), announce_every,
+                 caller, flow, path, variables (masked), transcript,
                  context, sensitive (names to mask again here)
   agent_answered agent, attempt           the agent picked up; the first answer wins
   agent_failed   agent, attempt, reason   no_answer | busy | reject | error: next agent

@@ -40,6 +40,7 @@ from ivr.acd.model import (
 )
 from ivr.acd.store import AcdStore
 from ivr.bus.auth import ANONYMOUS, BusAuth
+from ivr.bus.drain import every_message
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig
 from ivr.lang.masking import mask
@@ -50,6 +51,20 @@ log = logging.getLogger("ivr.acd")
 
 def _eta(value: float) -> float | None:
     return None if math.isinf(value) else round(value, 1)
+
+
+def arrival(data: dict[str, Any], now: float | None = None) -> float | None:
+    """When the caller joined the queue, on this ACD's clock. A worker sends `since` (its
+    first enqueue) and `at` (this request), both by its own clock, which may be off: only their
+    difference, the time already waited, is used. Without `at` (an older worker), `since` as
+    is, but never in the future."""
+    if not data.get("since"):
+        return None
+    now = time.time() if now is None else now
+    since = float(data["since"])
+    if data.get("at"):
+        return now - max(0.0, float(data["at"]) - since)
+    return min(since, now)
 
 
 def _masked(values: dict[str, Any], sensitive: list[str]) -> dict[str, Any]:
@@ -72,13 +87,19 @@ def _hide(value: Any) -> Any:
 class AcdService:
     def __init__(self, engine: Engine, store: AcdStore, outbox: Outbox, broker_url: str, *,
                  client_id: str = "ivr-acd", position_every: float = 15.0,
-                 tick_every: float = 0.5, auth: BusAuth = ANONYMOUS) -> None:
+                 tick_every: float = 0.5, auth: BusAuth = ANONYMOUS,
+                 sender_id: str | None = None) -> None:
         self.engine = engine
         self.store = store
         self.outbox = outbox
         self.broker_url = broker_url
         self.auth = auth
         self.client_id = client_id
+        self.sender_id = sender_id or client_id + "-out"
+        """The outbox sender's own session: per node even when `client_id` is the site's."""
+        self.may_act: Callable[[], bool] = lambda: True
+        """False once a failover lease lapsed (ivr/acd/failover.py): input is dropped (the
+        next active gets it from the broker) and the tick does nothing."""
         self.position_every = position_every
         self.tick_every = tick_every
         self._reply: dict[str, str] = {c.call_id: c.reply_to for c in engine.waiting.values()
@@ -108,7 +129,7 @@ class AcdService:
     # -- loops -------------------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        tasks = [loop.create_task(send_forever(self.outbox, self.broker_url, self.client_id + "-out",
+        tasks = [loop.create_task(send_forever(self.outbox, self.broker_url, self.sender_id,
                                                   self.auth)),
                  loop.create_task(self._consume()), loop.create_task(self._ticker())]
         try:
@@ -136,7 +157,7 @@ class AcdService:
                     await client.subscribe(p.AGENT_STATE_SUB, qos=1)
                     self.connected.set()
                     delay = 0.2
-                    async for message in client.messages:
+                    async for message in every_message(client):
                         self.on_message(str(message.topic), bytes(message.payload))
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
@@ -146,6 +167,9 @@ class AcdService:
 
     # -- input -------------------------------------------------------------------------------
     def on_message(self, topic: str, payload: bytes) -> None:
+        if not self.may_act():
+            log.warning("ACD: not active (lease lapsed); %s left to the active ACD", topic)
+            return
         try:
             data = json.loads(payload)
             if not isinstance(data, dict):
@@ -264,7 +288,7 @@ class AcdService:
                 skills={str(k): int(v) for k, v in (data.get("skills") or {}).items()},
                 max_wait=float(data["max_wait"]) if data.get("max_wait") else None,
                 reply_to=reply_to, handoff=handoff,
-                since=float(data["since"]) if data.get("since") else None)
+                since=arrival(data))
             if call_id in e.waiting:
                 self.store.log(call_id, queue=data["queue"], flow=data.get("flow"),
                                caller=(data.get("caller") or {}).get("number")
@@ -299,6 +323,8 @@ class AcdService:
 
     # -- output ------------------------------------------------------------------------------
     def tick(self) -> None:
+        if not self.may_act():
+            return
         self.apply(self.engine.tick())
         now = time.time()
         for call in list(self.engine.waiting.values()):

@@ -18,6 +18,13 @@ def acd(node: str) -> str:
     return f"ivr-acd-{node}"
 
 
+def acd_site() -> str:
+    """The active ACD of a site with failover (store.url): one session for whichever ACD holds
+    the lease, so requests sent while none is active wait in it for the next one. Only the
+    active connects with it; its outbox sender keeps the node's id (`acd(node)` + `-out`)."""
+    return "ivr-acd-site"
+
+
 def worker(node: str, worker_id: str, pid: int) -> str:
     """One worker process: per pid as well, so a worker a killed supervisor left running and
     its replacement with the same id keep sessions of their own."""

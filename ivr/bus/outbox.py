@@ -64,6 +64,11 @@ class Outbox(Database):
             self.emptied.clear()
             await self.emptied.wait()
 
+    def clear(self) -> int:
+        """Drop everything unsent (a deposed ACD's decisions, superseded): how many went."""
+        with self._lock:
+            return int(self._db.execute("DELETE FROM outbox").rowcount)
+
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -97,7 +97,8 @@ def test_bad_worker_ports_are_refused(bad: str) -> None:
         EngineConfig.model_validate({"sip": {"worker_ports": bad}})
 
 
-@pytest.mark.parametrize("name", ["edge.yaml", "media-a.yaml", "media-b.yaml", "acd.yaml"])
+@pytest.mark.parametrize("name", ["edge.yaml", "media-a.yaml", "media-b.yaml", "acd.yaml",
+                                  "acd-2.yaml"])
 def test_the_site_example_configs_load_and_fit_their_role(name: str) -> None:
     config = load_config(REPO / "deploy" / "site" / name)
     role = name.split(".")[0].split("-")[0]
@@ -109,6 +110,9 @@ def test_the_site_example_configs_load_and_fit_their_role(name: str) -> None:
         mine = f"{config.sip.workers_host}:{config.sip.worker_ports}"
         assert mine in edge.edge.media  # the edge lists this node's workers
         assert config.sip.listen == edge.sip.listen  # its workers reach agents through the edge
+    if role == "acd":  # two ACDs on one PostgreSQL store: one active by the lease
+        assert config.store.url is not None
+        assert config.node.name == {"acd.yaml": "acd-1", "acd-2.yaml": "acd-2"}[name]
 
 
 def test_no_two_nodes_share_a_bus_client_id() -> None:
