@@ -33,8 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +43,7 @@ import site_report
 import yaml
 
 sys.path.insert(0, str(h.REPO / "tests" / "integration"))
-from netns import Site  # the namespaces helper the site test uses
+from netns import Site, http_json  # the namespaces helper the site test uses
 
 EDGE, MEDIA_A, MEDIA_B, ACD, CALLER, UAS = 1, 2, 3, 4, 10, 30
 NODES = {"edge": EDGE, "media-a": MEDIA_A, "media-b": MEDIA_B, "acd": ACD, "caller": CALLER,
@@ -91,15 +89,6 @@ def node_config(root: Path, name: str, flow_id: str, max_calls: int, **extra: An
     path = root / "ivr.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def get_json(url: str, token: str | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
 
 
 class SiteRun:
@@ -153,7 +142,7 @@ class SiteRun:
         except OSError:
             token = None
         with contextlib.suppress(OSError, TimeoutError):
-            _, doc = self.site.call(name, lambda: get_json(f"http://127.0.0.1:8080{path}", token))
+            _, doc = self.site.call(name, lambda: http_json(f"http://127.0.0.1:8080{path}", token))
             return doc
         return None
 

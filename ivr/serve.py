@@ -39,7 +39,7 @@ from ivr.bus import ids
 from ivr.bus.auth import BusAuth
 from ivr.bus.broker import find_ours, free_port, listening, start_broker
 from ivr.bus.drain import every_message
-from ivr.bus.events import EVENTS, LOST
+from ivr.bus.events import ALIVE, EVENTS, LOST
 from ivr.bus.users import BrokerUsers
 from ivr.config import EngineConfig
 from ivr.errors import ConfigError
@@ -69,6 +69,9 @@ from ivr.web.routes import install as install_desktop
 from ivr.web.routes import pages
 
 log = logging.getLogger("ivr.serve")
+LOST_GRACE_S = 10.0
+"""How long after a worker's bus will its callers are let go, unless it says it is alive: a
+broker restart plus the workers' reconnect backoff (at most 5 s)."""
 
 MAX_UNIX_PATH = 107
 """sockaddr_un.sun_path holds 108 bytes with the NUL."""
@@ -117,6 +120,8 @@ class Supervisor:
         self.desktop = Desktop(config.desktop, lambda: self.acd, self.store.db,
                                lambda: [w.as_json() for w in self.pool])  # ivr/web
         self.events_connected = False  # the CDR feed's bus session
+        self._lost_workers: dict[str, asyncio.TimerHandle] = {}
+        """Workers whose bus will came, by bus id: their callers go when the grace runs out."""
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -233,6 +238,9 @@ class Supervisor:
                             if event.get("kind") == LOST:
                                 self._lost(event)
                                 continue
+                            if event.get("kind") == ALIVE:
+                                self._alive(event)
+                                continue
                             self._record(event)
                         except (ValueError, KeyError, TypeError) as exc:
                             log.error("bad event on %s: %s", message.topic, exc)
@@ -251,7 +259,24 @@ class Supervisor:
         if lost:
             log.error("worker %s (pid %s) died with %d calls", event["worker"], event.get("pid"),
                       lost)
-        if self.acd is not None and event.get("bus_id"):
+        bus_id = str(event.get("bus_id") or "")
+        if bus_id and bus_id not in self._lost_workers:
+            # a restarting broker sends the wills of workers that are about to reconnect: their
+            # callers go only if the worker does not say it is alive within the grace period
+            self._lost_workers[bus_id] = asyncio.get_running_loop().call_later(
+                LOST_GRACE_S, self._callers_lost, event)
+
+    def _alive(self, event: dict[str, Any]) -> None:
+        """A worker (re)connected: a will of its own process before it was not its end."""
+        handle = self._lost_workers.pop(str(event.get("bus_id") or ""), None)
+        if handle is not None:
+            handle.cancel()
+            log.warning("worker %s is alive after its bus will (a broker restart); its callers "
+                        "stay", event.get("worker"))
+
+    def _callers_lost(self, event: dict[str, Any]) -> None:
+        self._lost_workers.pop(str(event["bus_id"]), None)
+        if self.acd is not None:
             gone = self.acd.worker_lost(str(event["bus_id"]))
             if gone:
                 log.error("worker %s took %d queued or connected callers with it",
@@ -623,6 +648,8 @@ class Supervisor:
 
     async def _teardown(self, runner: web.AppRunner | None) -> None:
         self.stop.set()
+        for handle in self._lost_workers.values():
+            handle.cancel()
         await self.pool.kill()
         if self.front is not None:
             await self.front.stop()

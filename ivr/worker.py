@@ -34,7 +34,7 @@ from ivr import metrics, tracing
 from ivr.acd.client import AcdClient, AcdEvent
 from ivr.bus import ids
 from ivr.bus.auth import ANONYMOUS, BusAuth
-from ivr.bus.events import events_topic, lost_will
+from ivr.bus.events import alive_hello, events_topic, lost_will
 from ivr.bus.outbox import Outbox, send_forever
 from ivr.config import EngineConfig, load_config
 from ivr.flow.context import CallContext
@@ -481,9 +481,9 @@ class Worker:
             # the new supervisor's worker with the same id must not take over each other's
             # session; nor may the workers of two nodes on one site broker
             node = ids.worker(self.config.node.name, self.worker_id, os.getpid())
+            word = (self.name, self.config.node.name, os.getpid(), node)
             sender = loop.create_task(send_forever(self.outbox, self.broker, node, self.bus_auth,
-                                                   will=lost_will(self.name, self.config.node.name,
-                                                                  os.getpid(), node)))
+                                                   will=lost_will(*word), hello=alive_hello(*word)))
             acd_ctx = AcdClient(self.broker, self.outbox, node=node, auth=self.bus_auth)
             acd_ctx.on_callback = self.callback_offer
             self.acd = await acd_ctx.__aenter__()

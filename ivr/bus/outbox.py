@@ -75,15 +75,19 @@ class Outbox(Database):
 
 
 async def send_forever(outbox: Outbox, url: str, client_id: str, auth: BusAuth = ANONYMOUS,
-                       will: aiomqtt.Will | None = None) -> None:
+                       will: aiomqtt.Will | None = None,
+                       hello: tuple[str, str] | None = None) -> None:
     """Deliver the outbox at least once; reconnects with backoff while the broker is away.
-    `will` is what the broker publishes when this process vanishes without a goodbye."""
+    `will` is what the broker publishes when this process vanishes without a goodbye; `hello`
+    (topic, payload) is published on every connect, before the outbox."""
     delay = 0.2
     while True:
         try:
             async with auth.client(url, identifier=client_id, timeout=5, will=will) as client:
                 delay = 0.2
                 outbox.connected = True
+                if hello is not None:
+                    await client.publish(hello[0], hello[1], qos=1)
                 while True:
                     rows = outbox.pending()
                     if not rows:

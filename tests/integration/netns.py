@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import re
 import secrets
@@ -18,6 +19,8 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,20 @@ SUBNET = "10.77.0"
 PREFIX = "ivt"
 CLONE_NEWNET = 0x40000000
 _OURS = re.compile(rf"^{PREFIX}(\d+)x[0-9a-f]+-")
+
+
+def http_json(url: str, token: str | None = None, method: str = "GET") -> tuple[int, Any]:
+    """(status, JSON body) of one API request; (code, None) for an HTTP error and (0, None)
+    when nothing answers (a node still starting, or killed)."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {},
+                                 method=method, data=b"{}" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except OSError:
+        return 0, None
 
 
 def _ip(*args: str, check: bool = True) -> str:

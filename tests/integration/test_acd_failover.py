@@ -16,8 +16,6 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from netns import http_json
 from phones import Softphone, headers_of
 from server import IVR_BIN, REPO, free_port, free_udp_tcp_port
 from sipp_run import sipp_result, start_sipp
@@ -67,16 +66,7 @@ class Node:
             token = (self.root / "var" / "api-token").read_text().strip()
         except FileNotFoundError:  # not written yet: the node is starting
             return 0, None
-        req = urllib.request.Request(f"http://127.0.0.1:{self.http}{path}", method=method,
-                                     headers={"Authorization": f"Bearer {token}"},
-                                     data=b"{}" if method == "POST" else None)
-        try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
-        except OSError:
-            return 0, None
+        return http_json(f"http://127.0.0.1:{self.http}{path}", token, method)
 
     def health(self) -> dict[str, Any]:
         _, doc = self.api("/health")

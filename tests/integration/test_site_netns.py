@@ -8,11 +8,9 @@ namespace: the traffic between them crosses a bridge, never the host's loopback.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from netns import Site
+from netns import Site, http_json
 from phones import Softphone
 from server import IVR_BIN, REPO, agent_secret
 from sipp_run import sipp_command, sipp_result
@@ -87,16 +85,6 @@ def _serve(site: Site, name: str, role: str, root: Path) -> Node:
     return Node(name, root, proc)
 
 
-def _get(url: str, token: str | None = None, method: str = "GET") -> tuple[int, Any]:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {},
-                                 method=method, data=b"{}" if method == "POST" else None)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-
-
 class Running:
     """The started site: the nodes and helpers to ask them (each inside its namespace)."""
 
@@ -105,7 +93,7 @@ class Running:
 
     def healthy(self, name: str) -> bool:
         try:
-            status, doc = self.site.call(name, lambda: _get("http://127.0.0.1:8080/health"))
+            status, doc = self.site.call(name, lambda: http_json("http://127.0.0.1:8080/health"))
         except OSError:
             return False
         return status == 200 and doc["status"] == "ok"
@@ -129,7 +117,7 @@ class Running:
         """The ACD node's HTTP API, with its admin token."""
         token = (self.nodes["acd"].root / "var" / "api-token").read_text().strip()
         status, doc = self.site.call(
-            "acd", lambda: _get(f"http://127.0.0.1:8080{path}", token, method))
+            "acd", lambda: http_json(f"http://127.0.0.1:8080{path}", token, method))
         assert status == 200, (path, status, doc)
         return doc
 
@@ -159,7 +147,7 @@ class Running:
     def edge_media(self) -> dict[str, str]:
         """The media workers as the edge's probes see them: its /health (admin token)."""
         token = (self.nodes["edge"].root / "var" / "api-token").read_text().strip()
-        _, doc = self.site.call("edge", lambda: _get("http://127.0.0.1:8080/health", token))
+        _, doc = self.site.call("edge", lambda: http_json("http://127.0.0.1:8080/health", token))
         return dict(doc["media"]) if doc else {}
 
 

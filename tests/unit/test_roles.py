@@ -249,3 +249,37 @@ def test_a_lost_worker_takes_only_its_own_callers_out_of_the_acd(
         assert acd.store.queue_record("waits-b")["outcome"] == "abandoned"
     finally:
         acd.close()
+
+
+async def test_a_will_followed_by_alive_keeps_the_workers_callers(
+        tmp_path: Path, config: EngineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarting broker publishes the wills of workers that are alive: a worker that says
+    `worker.alive` within the grace keeps its callers; one that stays silent loses them."""
+    import asyncio
+    import json
+
+    import ivr.serve as serve_mod
+    from ivr.acd.service import AcdService
+    from ivr.bus import ids
+
+    monkeypatch.setattr(serve_mod, "LOST_GRACE_S", 0.2)
+    config.store.path = str(tmp_path / "ivr.sqlite")
+    sup = serve_mod.Supervisor(config, None, tmp_path / "var")
+    sup.acd = AcdService.create(config, tmp_path / "acd.sqlite", tmp_path / "outbox.sqlite",
+                                "mqtt://127.0.0.1:1")
+    restarted, dead = ids.worker("media-a", "1", 11), ids.worker("media-a", "2", 12)
+    try:
+        sup.acd.agent_message("bob", {"state": "login", "queues": ["general"]})
+        for n, worker in enumerate((restarted, dead)):
+            sup.acd.on_message("ivr/acd/request", json.dumps(
+                {"op": "enqueue", "call_id": f"caller-{n}", "queue": "general", "key": f"e{n}",
+                 "reply_to": f"ivr/acd/reply/{worker}"}).encode())
+        for worker in (restarted, dead):
+            sup._lost({"kind": "worker.lost", "worker": worker, "bus_id": worker})
+        sup._alive({"kind": "worker.alive", "worker": restarted, "bus_id": restarted})
+        assert set(sup.acd.engine.waiting) == {"caller-0", "caller-1"}  # nothing at once
+        await asyncio.sleep(0.5)
+        assert set(sup.acd.engine.waiting) == {"caller-0"}
+    finally:
+        sup.acd.close()
+        sup.store.close()
