@@ -26,8 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ivr import log as logs
 from ivr.config import AsrSettings, load_config
+from ivr.lang.grammars import Grammar
 from ivr.speech.asr import wire
 from ivr.speech.asr.base import EngineError
 from ivr.speech.asr.remote import engine_key
@@ -63,6 +66,23 @@ class RecognitionService:
                         "describe": got.engine.describe() if got.engine else ""}
                   for key, got in self.models.items()}
         return {"pid": os.getpid(), "rss_kb": rss_kb(), "models": models, **counts}
+
+    def warm_up(self) -> None:
+        """One decode per ready model before the first caller: an engine's first decode pays
+        for lazy setup (seen: the first three real-voice calls after a start timing out)."""
+        noise = (np.random.default_rng(0).standard_normal(8000 // 2) * 30).astype("<i2").tobytes()
+        for key, got in self.models.items():
+            if got.engine is None:
+                continue
+            try:
+                rec = got.engine.new_recognizer(Grammar(phrases=("yes", "no")), 8000)
+                try:
+                    rec.accept(noise)
+                    rec.finalize()
+                finally:
+                    rec.close()
+            except Exception as exc:  # a model that cannot warm up still serves (or says why)
+                log.warning("%s: warm-up decode failed: %s", key, exc)
 
     def handle(self, doc: dict[str, Any], payload: bytes) -> dict[str, Any]:
         """One request -> one answer; errors are answers too (the client maps them to a
@@ -175,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     service = RecognitionService(load_config(args.config).speech.asr)
     for key, got in service.models.items():
         (log.info if got.ready else log.error)("%s: %s", key, got.message)
+    service.warm_up()
     server = bind(args.socket, service)
     bound = args.socket.stat().st_ino
     stop = threading.Event()
