@@ -558,8 +558,10 @@ class Supervisor:
 
     async def _start_front(self) -> None:
         """Kamailio over this node's workers, or an edge's over every media node's (edge.media)."""
-        workers = self.pool.addresses() if self.parts.workers else self.config.edge.workers()
-        self.front = Front(FrontSettings.from_config(self.config, self.state / "front", workers))
+        remote = not self.parts.workers
+        workers = self.config.edge.workers() if remote else self.pool.addresses()
+        self.front = Front(FrontSettings.from_config(self.config, self.state / "front", workers,
+                                                     probe_first=remote))
         await self.front.start()
         self._warn_unregistrable()
 

@@ -161,7 +161,7 @@ class Front:
         exe = self._kamailio or find_tool("kamailio")
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         self.cfg_path.write_text(render_config(self.settings), encoding="utf-8")
-        write_dispatcher(self.dispatcher_path, self._workers)
+        write_dispatcher(self.dispatcher_path, self._workers, self.settings.probe_first)
         if self.settings.tls:
             (self.runtime_dir / TLS_CFG_NAME).write_text(tls_config_text(self.settings), encoding="utf-8")
         if self.settings.registrations:
@@ -250,7 +250,7 @@ class Front:
         for worker in workers:
             split_worker(worker)
         self._workers = list(workers)
-        write_dispatcher(self.dispatcher_path, self._workers)
+        write_dispatcher(self.dispatcher_path, self._workers, self.settings.probe_first)
         if self.alive:
             await self.rpc.reload_dispatcher()
 

@@ -148,6 +148,10 @@ class FrontSettings:
     runtime_dir: Path
     listen: list[str] = field(default_factory=lambda: ["udp:127.0.0.1:5060"])
     workers: list[str] = field(default_factory=list)
+    # workers on other nodes (an edge): listed inactive until their first probe answer, so a
+    # media node still starting (or gone while the edge was down) never gets a call; the
+    # workers a node starts itself are listed once listening, active at once
+    probe_first: bool = False
     allow_from: list[str] = field(default_factory=list)
     trusted: list[str] = field(default_factory=list)
     registrar: bool = True

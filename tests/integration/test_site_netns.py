@@ -176,10 +176,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             ("acd", "acd"), ("media-a", "media"), ("media-b", "media"), ("edge", "edge"))}
         run = Running(site, root, nodes)
         run.wait("every node healthy", lambda: all(run.healthy(n) for n in nodes), 60)
-        # the edge lists the media workers as up before it ever probed them, and a probe it sent
-        # while they were starting fails a transaction timeout later: let every probe round from
-        # before the workers listened run out (seen: all four marked down 0.7 s into the calls)
-        time.sleep(PROBE_INTERVAL + FR_TIMER)
+        # the edge lists the media workers inactive until a probe of its own finds each one
+        # answering (a probe sent while they were starting never marks a worker up)
         run.wait("the edge probing all four media workers up",
                  lambda: (s := run.edge_media()) and len(s) == 4
                  and set(s.values()) == {"up"}, 15)

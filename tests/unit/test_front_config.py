@@ -152,6 +152,8 @@ def test_dispatcher_list(tmp_path: Path) -> None:
     path = tmp_path / "dispatcher.list"
     write_dispatcher(path, ["127.0.0.1:5070"])
     assert "1 sip:127.0.0.1:5070 0 0" in path.read_text()
+    write_dispatcher(path, ["10.0.0.2:5070"], probe_first=True)  # an edge's remote workers
+    assert "1 sip:10.0.0.2:5070 9 0" in path.read_text()  # inactive and probed
     write_dispatcher(path, [])
     assert "sip:" not in path.read_text()
     assert not (tmp_path / "dispatcher.list.tmp").exists()
