@@ -38,11 +38,14 @@ def _bindir() -> Path:
 class PgServer:
     """One throwaway cluster; `url(db)` for the stores, `admin()` for the test's own checks."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> None:
+        """`host`: the address it listens on; `prefix` runs its tools inside something, e.g.
+        `ip netns exec NS` (a site's database node, tests/integration/netns.py)."""
+        self.host, self.prefix = host, prefix
         self.bindir = _bindir()
         self.root = Path(tempfile.mkdtemp(prefix="ivr-pg-"))
         self.data, self.socket_dir = self.root / "data", self.root / "run"
-        self.port = free_port()
+        self.port = free_port() if not prefix else 5432  # a namespace of its own has every port
         self.password = secrets.token_hex(12)
         self._names = itertools.count(1)
         self.socket_dir.mkdir()
@@ -57,16 +60,19 @@ class PgServer:
         self._run("initdb", "-D", str(self.data), "-U", USER, f"--pwfile={pwfile}",
                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
         pwfile.unlink()
+        if host != "127.0.0.1":  # the other nodes of its subnet connect with the password
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet scram-sha-256\n")
         self.start()
 
     def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
-        done = subprocess.run([*self._as_server, str(self.bindir / tool), *args],
+        done = subprocess.run([*self.prefix, *self._as_server, str(self.bindir / tool), *args],
                               capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stdout}{done.stderr}")
 
     def _ctl(self, action: str, *extra: str) -> None:
-        options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+        options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses={self.host} "
                    "-c fsync=off -c full_page_writes=off")
         self._run("pg_ctl", action, "-D", str(self.data), "-l", str(self.root / "server.log"),
                   "-w", "-t", "30", "-o", options, *extra)
@@ -83,7 +89,7 @@ class PgServer:
 
     def url(self, dbname: str = "postgres") -> str:
         """A URL without the password (the stores get it separately, as in production)."""
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://{USER}@{self.host}:{self.port}/{dbname}"
 
     def admin(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """A superuser connection over the unix socket (trust): the test's own look."""
