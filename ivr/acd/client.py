@@ -98,6 +98,7 @@ class AcdClient:
     async def __aenter__(self) -> AcdClient:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._receive()))
+        self._tasks.append(loop.create_task(self._roll_call()))
         if self.on_callback is not None:
             self._tasks.append(loop.create_task(self._receive_callbacks()))
         if self.own_sender:
@@ -126,6 +127,19 @@ class AcdClient:
                 log.warning("ACD client: bus unavailable (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _roll_call(self) -> None:
+        """Every `resync_every`, the calls this worker holds with the ACD (a request sequence
+        still open: enqueued, or bridged to an agent, and not yet reported gone or ended), so
+        the ACD ends a call with an agent whose end report was lost (ivr.acd.protocol)."""
+        rounds = 0
+        while True:
+            await asyncio.sleep(self.resync_every)
+            rounds += 1
+            key = f"acd:{self._boot}:holding:{rounds}"
+            self.outbox.put(p.REQUEST_TOPIC, {"op": "holding", "call_id": "-",
+                                              "reply_to": self.reply_to, "key": key,
+                                              "calls": sorted(self._seq)}, key=key)
 
     async def _receive_callbacks(self) -> None:
         """This worker's share of callback offers, on a clean session of its own: a worker that

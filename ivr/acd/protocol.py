@@ -19,6 +19,11 @@ worker -> ACD, topic `ivr/acd/request`, `{"op": ..., "call_id", "reply_to", "key
                                           default answered; callback_unanswered)
   callback       number, uri?             convert to a callback, keeping the place; uri: where to
                                           call (the caller's Contact), kept with the call
+  holding        calls (call_id "-")      every `resync_every`: the calls this worker still
+                                          holds with the ACD. A call with an agent it does not
+                                          name ended (its end report was lost); one no roll call
+                                          names for LOST_AFTER s while the ACD's bus was up ended
+                                          too (its worker died unseen, e.g. between two ACDs)
 
 ACD -> worker, topic `<reply_to>` (clients use `ivr/acd/reply/<node>`), `{"kind": ..., "call_id",
 "key", ...}`:
@@ -53,6 +58,9 @@ CALLBACK_TOPIC = "ivr/acd/callbacks"
 CALLBACK_SHARED = "$share/ivr-workers/ivr/acd/callbacks"
 AGENT_STATE_SUB = "ivr/agents/+/state"
 TERMINAL = ("connected", "timeout", "callback", "error")
+LOST_AFTER = 120.0
+"""Seconds without a roll call naming a call with an agent before the ACD ends it (four of
+the workers' default 30 s rounds)."""
 
 
 def reply_topic(node: str) -> str:

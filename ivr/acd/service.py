@@ -88,7 +88,7 @@ class AcdService:
     def __init__(self, engine: Engine, store: AcdStore, outbox: Outbox, broker_url: str, *,
                  client_id: str = "ivr-acd", position_every: float = 15.0,
                  tick_every: float = 0.5, auth: BusAuth = ANONYMOUS,
-                 sender_id: str | None = None) -> None:
+                 sender_id: str | None = None, lost_after: float = p.LOST_AFTER) -> None:
         self.engine = engine
         self.store = store
         self.outbox = outbox
@@ -113,6 +113,12 @@ class AcdService:
         self.observers: list[Callable[[list[Action]], None]] = []
         """Called with every batch of decisions after it was sent (the desktop's live feed)."""
         self.counts = QueueCounts(engine)
+        self.lost_after = lost_after
+        """A call with an agent that its worker has not said it holds for this long (while the
+        bus was up) is over: its end report was lost, or its worker with it."""
+        now = time.monotonic()
+        self._held: dict[str, float] = dict.fromkeys(engine.active, now)
+        self._bus_up: float | None = None
 
     @classmethod
     def create(cls, config: EngineConfig, store: Path | Backend, outbox_path: Path,
@@ -156,11 +162,13 @@ class AcdService:
                     await client.subscribe(p.REQUEST_TOPIC, qos=1)
                     await client.subscribe(p.AGENT_STATE_SUB, qos=1)
                     self.connected.set()
+                    self._bus_up = time.monotonic()
                     delay = 0.2
                     async for message in every_message(client):
                         self.on_message(str(message.topic), bytes(message.payload))
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
+                self._bus_up = None
                 log.warning("ACD: bus unavailable (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -233,6 +241,37 @@ class AcdService:
             self.tick()
         return len(calls)
 
+    def _holding(self, reply_to: str, calls: list[str]) -> None:
+        """A worker's roll call (every `resync_every`): the calls it still holds with us. One of
+        its calls with an agent that it no longer names ended without its end report reaching
+        us (the requests of one worker arrive in the order it wrote them)."""
+        now = time.monotonic()
+        held = set(calls)
+        for call_id in held & set(self.engine.active):
+            self._held[call_id] = now
+        gone = [c.call_id for c in self.engine.active.values()
+                if (c.reply_to or self._reply.get(c.call_id)) == reply_to
+                and c.call_id not in held]
+        for call_id in gone:
+            log.warning("call %s with agent %s: its worker no longer holds it; ended",
+                        call_id, self.engine.active[call_id].agent)
+            self.apply(self.engine.ended(call_id, "lost"))
+            self._held.pop(call_id, None)
+
+    def _lost_active(self) -> None:
+        """Calls with an agent whose worker has not named them for `lost_after` while the bus
+        was up (the worker died unseen, e.g. between two ACDs): ended, the agent freed."""
+        if self._bus_up is None:
+            return
+        now = time.monotonic()
+        for call_id in list(self.engine.active):
+            since = max(self._held.setdefault(call_id, now), self._bus_up)
+            if now - since > self.lost_after:
+                log.warning("call %s with agent %s: no word from its worker for %.0f s; ended",
+                            call_id, self.engine.active[call_id].agent, now - since)
+                self.apply(self.engine.ended(call_id, "lost"))
+                self._held.pop(call_id, None)
+
     def accept(self, call_id: str, agent: str) -> None:
         """The agent took the offer on their desktop (StateError when it is not theirs now)."""
         self.apply(self.engine.accept(call_id, agent))
@@ -264,6 +303,11 @@ class AcdService:
         if reply_to and not p.is_reply_topic(str(reply_to)):
             # the ACD may write any ivr/ topic: a request must not make it post an agent's offer
             raise ValueError(f"reply_to {str(reply_to)[:80]!r} is not an ivr/acd/reply/<node> topic")
+        if op == "holding":
+            self._holding(str(reply_to or ""), [str(c) for c in data.get("calls") or []])
+            return
+        if call_id in self.engine.active:
+            self._held[call_id] = time.monotonic()
         if reply_to:
             self._reply[call_id] = str(reply_to)
             call = self.engine.waiting.get(call_id) or self.engine.active.get(call_id)
@@ -326,6 +370,7 @@ class AcdService:
         if not self.may_act():
             return
         self.apply(self.engine.tick())
+        self._lost_active()
         now = time.time()
         for call in list(self.engine.waiting.values()):
             if call.callback or call.ringing:
@@ -360,6 +405,7 @@ class AcdService:
                 self._put(p.agent_topic(a.agent, "cancel"), a.call_id,
                           {"call_id": a.call_id, "reason": a.reason, "at": time.time()})
             elif isinstance(a, Connected):
+                self._held[a.call_id] = time.monotonic()
                 self._reply_msg(a.call_id, "connected", agent=a.agent, wait_s=round(a.waited, 1))
                 self.store.log(a.call_id, answered_at=time.time(), agent=a.agent,
                                context=e.context(a.call_id))
@@ -375,6 +421,7 @@ class AcdService:
                           {"agent": a.agent, "state": a.state, "call_id": a.call_id,
                            "at": time.time()})
             elif isinstance(a, CallClosed):
+                self._held.pop(a.call_id, None)
                 self.store.log(a.call_id, outcome=a.outcome, ended_at=time.time(), agent=a.agent)
                 self._reply.pop(a.call_id, None)
                 self._traces.pop(a.call_id, None)

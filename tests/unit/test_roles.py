@@ -283,3 +283,81 @@ async def test_a_will_followed_by_alive_keeps_the_workers_callers(
     finally:
         sup.acd.close()
         sup.store.close()
+
+
+def test_a_call_with_an_agent_its_worker_no_longer_holds_ends(
+        tmp_path: Path, config: EngineConfig) -> None:
+    """The worker's roll call names the calls it holds: one bridged to an agent that it does
+    not name lost its end report, so it ends and the agent is freed; the calls it names and
+    another worker's stay. A call no roll call names for `lost_after` while the bus is up
+    ends too (its worker died unseen); while the bus is down nothing is judged."""
+    import json
+    import time
+
+    from ivr.acd.service import AcdService
+    from ivr.bus import ids
+
+    alive, dead = ids.worker("media-a", "1", 11), ids.worker("media-b", "1", 12)
+    acd = AcdService.create(config, tmp_path / "acd.sqlite", tmp_path / "outbox.sqlite",
+                            "mqtt://127.0.0.1:1", lost_after=60.0)
+
+    def request(**data: Any) -> None:
+        acd.on_message("ivr/acd/request", json.dumps(data).encode())
+
+    try:
+        for n, (agent, call_id, worker) in enumerate([
+                ("bob", "ended-unheard", alive), ("carl", "still-talking", alive),
+                ("dana", "on-a-dead-worker", dead)]):
+            acd.add_agent(agent, {"queues": ["general"]})
+            acd.agent_message(agent, {"state": "login", "queues": ["general"]})
+            acd.agent_message(agent, {"state": "ready"})
+            request(op="enqueue", call_id=call_id, queue="general", key=f"e{n}",
+                    reply_to=f"ivr/acd/reply/{worker}")
+            (ringing,) = [a for a in acd.engine.agents.values()
+                          if a.call_id == call_id and a.state.value == "ringing"]
+            request(op="agent_answered", call_id=call_id, agent=ringing.name, attempt=1,
+                    key=f"a{n}")
+        assert set(acd.engine.active) == {"ended-unheard", "still-talking", "on-a-dead-worker"}
+        freed = acd.engine.active["ended-unheard"].agent
+        request(op="holding", call_id="-", reply_to=f"ivr/acd/reply/{alive}",
+                calls=["still-talking", "waits-elsewhere"], key="h1")
+        assert set(acd.engine.active) == {"still-talking", "on-a-dead-worker"}
+        assert acd.engine.agents[freed].state.value in ("wrap_up", "ready")
+        assert acd.store.queue_record("ended-unheard")["outcome"] == "lost"
+
+        acd._bus_up = None  # the bus is down: silence says nothing
+        acd._held = {c: time.monotonic() - 3600 for c in acd._held}
+        acd.tick()
+        assert set(acd.engine.active) == {"still-talking", "on-a-dead-worker"}
+        acd._bus_up = time.monotonic() - 3600  # up for an hour, the calls unheard for as long
+        request(op="holding", call_id="-", reply_to=f"ivr/acd/reply/{alive}",
+                calls=["still-talking"], key="h2")
+        acd.tick()
+        assert set(acd.engine.active) == {"still-talking"}
+        assert acd.store.queue_record("on-a-dead-worker")["outcome"] == "lost"
+    finally:
+        acd.close()
+
+
+async def test_a_worker_names_the_calls_it_holds_every_round(tmp_path: Path) -> None:
+    """The roll call lists what the client has open with the ACD, not what it ended."""
+    import asyncio
+    import json
+
+    from ivr.acd.client import AcdClient
+    from ivr.bus.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    client = AcdClient("mqtt://127.0.0.1:1", outbox, "media-a-worker-1-7", resync_every=0.05)
+    client.agent_answered("bridged", "bob", 1)
+    client.agent_answered("over", "carl", 1)
+    client.call_ended("over")
+    async with client:
+        await asyncio.sleep(0.3)
+    rolls = [json.loads(payload) for _, _, payload in outbox.pending(1000)
+             if json.loads(payload).get("op") == "holding"]
+    outbox.close()
+    assert len(rolls) >= 2
+    assert all(r["calls"] == ["bridged"] for r in rolls), rolls
+    assert rolls[0]["reply_to"] == "ivr/acd/reply/media-a-worker-1-7"
+    assert len({r["key"] for r in rolls}) == len(rolls)
