@@ -75,8 +75,11 @@ class Node:
     site: Site
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    killed: bool = False
+    """SIGKILLed by the test: its exit is no failure of the site."""
 
     def start(self, role: str) -> None:
+        self.killed = False
         self.proc = self.site.popen(
             self.name, [str(IVR_BIN), "serve", "--role", role, "--config",
                         str(self.root / "ivr.yaml"), "--state-dir", str(self.root / "var")],
@@ -84,6 +87,7 @@ class Node:
 
     def kill(self) -> None:
         if self.proc is not None:
+            self.killed = True
             self.site.kill(self.proc)
 
     def api(self, path: str, method: str = "GET") -> tuple[int, Any]:
@@ -103,7 +107,8 @@ class Node:
         return doc or {}
 
     def dead(self) -> bool:
-        return self.proc is not None and self.proc.poll() is not None
+        """Exited by itself (a crash): the waits stop at once and show the logs."""
+        return self.proc is not None and self.proc.poll() is not None and not self.killed
 
     def tail(self) -> str:
         text = (self.root / "serve.log").read_text(errors="replace") if (
@@ -443,3 +448,30 @@ def test_postgresql_and_the_broker_restarted_under_load_lose_no_cdr_or_event(
         if call_id in fresh:
             assert list(seq) == list(range(1, len(seq) + 1)), (call_id, seq)
     assert site.active() is not None  # one ACD acts after both outages
+
+
+def test_after_two_failovers_and_both_restarts_a_new_caller_still_queues_and_is_served(
+        site: Running) -> None:
+    """The site as the tests before left it (acd-1 active since the second failover, the
+    database and the broker restarted): a new caller waits while the agents are away, and
+    is served once one is ready."""
+    active = _wait("an active ACD", site.active, 10, list(site.nodes.values()))
+    alice = site.phone("agents", "alice", PHONES["alice"], "--incoming", "answer",
+                       "--answer-after", "0.3", "--hangup-in-after", "1", "--duration", "60")
+    sipp = None
+    try:
+        for n in PHONES:
+            assert active.api(f"/agents/{n}/login", "POST")[0] == 200
+            assert active.api(f"/agents/{n}/away", "POST")[0] == 200
+        sipp = site.sipp(1, 1, "4000", timeout=50)
+        _wait("the caller waiting", lambda: _waiting(active) == 1, 25, list(site.nodes.values()))
+        assert active.api("/agents/alice/ready", "POST")[0] == 200
+        alice.wait(15, "alice rung and talking", ev="state", leg="in", state="CONFIRMED")
+        out, _ = sipp.communicate(timeout=55)
+        result = sipp_result(sipp.returncode, out.decode(errors="replace"))
+        assert result.successful == 1 and result.failed == 0, result.output[-3000:]
+    finally:
+        if sipp is not None and sipp.poll() is None:
+            sipp.kill()
+        alice.stop()
+    assert _waiting(active) == 0
