@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 from pathlib import Path
@@ -100,6 +101,7 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
     loop = asyncio.get_running_loop()
     quiet = bytes(FRAME)
     records: list[dict[str, Any]] = []
+    busy: list[float] = []
 
     class Stream:
         def __init__(self, n: int) -> None:
@@ -158,15 +160,25 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
             value = real_voice.value_of(builtin, got.value) if got is not None else None
             sure = got is not None and got.confidence >= default_confidence(builtin)
             eos = None
+            wait_ms = run_ms = 0.0
             if self.answered_at is not None and self.words_end_at is not None:
                 eos = (self.answered_at - self.words_end_at) * 1000
+                lo, hi = self.words_end_at, self.answered_at
+                for _, sub, start, fin in turn.decodes:  # the part after the words ended
+                    wait_ms += max(0.0, min(start, hi) - max(sub, lo)) * 1000
+                    run_ms += max(0.0, min(fin, hi) - max(start, lo)) * 1000
+            busy.extend(fin - start for _, _, start, fin in turn.decodes)
+            pauses = sum(1 for d in turn.decodes if d[0])
             records.append({"id": uid, "set": set_, "ended_by": getattr(turn, "ended_by", "") or "none",
                             "cut": self.cut, "timed_out": self.answered_at is None,
                             "verdict": getattr(turn, "verdict", ""), "text": got.value if got else None,
                             "confidence": got.confidence if got else None,
                             "right": bool(sure and value == truth),
                             "wrong": bool(sure and value != truth),
-                            "eos_ms": None if eos is None else round(eos, 1)})
+                            "eos_ms": None if eos is None else round(eos, 1),
+                            "wait_ms": round(wait_ms, 1), "decode_ms": round(run_ms, 1),
+                            "pause_decodes": pauses,
+                            "final_decodes": len(turn.decodes) - pauses})
 
     await asyncio.sleep(max(0.0, start_at - time.time()))
     streams = [Stream(n) for n in range(k)]
@@ -195,7 +207,8 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
     hub.stop()
     q.put({"lag_s": round(max(0.0, lag), 3), "late_ticks": late_ticks, "ticks": ticks,
            "late_ms_p99": round(sorted(lateness)[int(0.99 * (len(lateness) - 1))], 1),
-           "records": records})
+           "records": records, "decode_busy_s": round(sum(busy), 2),
+           "skipped": hub.decode_pool.skipped})
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -206,6 +219,7 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def run(streams: int, procs: int, seconds: float, listen: float = 0.0) -> dict[str, Any]:
+    load = round(os.getloadavg()[0], 2)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     per = [streams // procs + (1 if i < streams % procs else 0) for i in range(procs)]
@@ -236,9 +250,11 @@ def run(streams: int, procs: int, seconds: float, listen: float = 0.0) -> dict[s
         d["n"] += 1
         d["right"] += r["right"]
         d["wrong"] += r["wrong"]
+        d["timed_out"] = d.get("timed_out", 0) + r["timed_out"]
         if r["eos_ms"] is not None:
             d["eos"].append(r["eos_ms"])
     return {"streams": streams, "procs": procs, "seconds": seconds, "listen_s": listen,
+            "load_avg_at_start": load,
             "realtime": all(d["lag_s"] < 0.2 for d in docs),
             "lag_s_max": max(d["lag_s"] for d in docs),
             "late_ticks": sum(d["late_ticks"] for d in docs),
@@ -251,10 +267,24 @@ def run(streams: int, procs: int, seconds: float, listen: float = 0.0) -> dict[s
             "ended_by": {k: {"n": len(v), "p50": pct(v, 0.5), "p99": pct(v, 0.99)}
                          for k, v in sorted(by.items())},
             "by_set": {k: {"n": d["n"], "right": d["right"], "wrong": d["wrong"], "ended_by": d["by"],
+                           "timed_out": d["timed_out"],
                            "eos_p50": pct(d["eos"], 0.5), "eos_p99": pct(d["eos"], 0.99)}
                        for k, d in sorted(sets.items())},
             "end_of_speech_to_result_ms_p50": pct(eos, 0.5),
             "end_of_speech_to_result_ms_p99": pct(eos, 0.99),
+            "decode_busy_s_per_s": round(sum(d["decode_busy_s"] for d in docs) / seconds, 2),
+            "decodes_skipped": sum(d["skipped"] for d in docs),
+            "decodes_per_turn": {"pause": round(sum(r["pause_decodes"] for r in recs)
+                                                / max(1, len(recs)), 2),
+                                 "final": round(sum(r["final_decodes"] for r in recs)
+                                                / max(1, len(recs)), 2)},
+            "after_words_ms": {"queue_wait_p50/p99": [pct([r["wait_ms"] for r in answered], q)
+                                                      for q in (0.5, 0.99)],
+                               "decode_p50/p99": [pct([r["decode_ms"] for r in answered], q)
+                                                  for q in (0.5, 0.99)],
+                               "endpointer_and_rest_p50/p99": [
+                                   pct([r["eos_ms"] - r["wait_ms"] - r["decode_ms"]
+                                        for r in answered], q) for q in (0.5, 0.99)]},
             "slowest": sorted(answered, key=lambda r: -r["eos_ms"])[:8],
             "cut": [r for r in recs if r["cut"]][:8]}
 

@@ -251,6 +251,9 @@ class Turn:
         end), noinput, cancel, stalled, error."""
         self.verdict = ""
         """The last pause decode's standing in the grammar (incomplete, complete, final)."""
+        self.decodes: list[tuple[bool, float, float, float]] = []
+        """(at a pause, submitted, started, finished) per decode that ran, monotonic: where a
+        turn's time went (queue wait against decode), for the bench and the logs."""
         # the call's context (its call id) follows the turn's log lines and decode requests
         self._ctx = contextvars.copy_context()
         hub.add(self)
@@ -496,8 +499,17 @@ class Turn:
             still_wanted = lambda: (  # noqa: E731 - read by the decode thread
                 not self.cancelled.is_set() and self._pause == pause
                 and self._resumed == resumed)
-        fut = self.hub.decode_pool.submit(lambda: ctx.run(self._decode, audio, partial),
-                                          PAUSE if partial else FINAL, len(audio), still_wanted)
+        submitted = time.monotonic()
+
+        def work() -> Input | None:
+            started = time.monotonic()
+            try:
+                return ctx.run(self._decode, audio, partial)
+            finally:
+                self.decodes.append((partial, submitted, started, time.monotonic()))
+
+        fut = self.hub.decode_pool.submit(work, PAUSE if partial else FINAL, len(audio),
+                                          still_wanted)
         fut.add_done_callback(lambda _: self.hub.wake())
         return fut
 
