@@ -48,7 +48,8 @@ def corpus() -> list[tuple[str, str, str | None, str | None, bytes, float]]:
     interleaved by set so that every stream hears every kind."""
     import real_voice
 
-    from ivr.speech.asr.service import read_any_wav, resample
+    from ivr.speech.asr.service import read_any_wav
+    from ivr.speech.audio import resample
 
     items = [u for u in real_voice.build() if u.rate == 8000]
     by_set: dict[str, list[Any]] = {}
@@ -81,23 +82,27 @@ def spec_of(set_: str) -> Any:
     return ListenSpec(timeout=5.0, phrases=tuple(real_voice.MENU))
 
 
-def worker(index: int, k: int, seconds: float, listen: float, start_at: float, q: Any) -> None:
-    asyncio.run(_worker(index, k, seconds, listen, start_at, q))
+def worker(index: int, k: int, seconds: float, listen: float, start_at: float, q: Any,
+           decoder_procs: int = 0) -> None:
+    asyncio.run(_worker(index, k, seconds, listen, start_at, q, decoder_procs))
 
 
 async def _worker(index: int, k: int, seconds: float, listen: float, start_at: float,
-                  q: Any) -> None:
+                  q: Any, decoder_procs: int = 0) -> None:
     """`listen`: seconds of quiet between a stream's answer and its next utterance (the IVR's
     next prompt); streams start spread over one listen."""
     import real_voice
 
     from ivr.lang.grammars import default_confidence
     from ivr.sip.speech import SpeechHub, Turn
+    from ivr.speech.asr.base import Engine
     from ivr.speech.asr.pocketsphinx import PocketSphinxEngine
+    from ivr.speech.asr.procs import ProcessEngine
 
     items = corpus()
-    engine = PocketSphinxEngine()
-    hub = SpeechHub()
+    engine: Engine = ProcessEngine("pocketsphinx", None, decoder_procs) if decoder_procs \
+        else PocketSphinxEngine()
+    hub = SpeechHub(max(2, decoder_procs))
     loop = asyncio.get_running_loop()
     quiet = bytes(FRAME)
     records: list[dict[str, Any]] = []
@@ -205,6 +210,7 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
         if s.turn is not None:
             s.turn.cancel()
     hub.stop()
+    engine.close()
     q.put({"lag_s": round(max(0.0, lag), 3), "late_ticks": late_ticks, "ticks": ticks,
            "late_ms_p99": round(sorted(lateness)[int(0.99 * (len(lateness) - 1))], 1),
            "records": records, "decode_busy_s": round(sum(busy), 2),
@@ -218,13 +224,14 @@ def pct(values: list[float], q: float) -> float | None:
     return round(v[min(len(v) - 1, int(q * (len(v) - 1)))], 1)
 
 
-def run(streams: int, procs: int, seconds: float, listen: float = 0.0) -> dict[str, Any]:
+def run(streams: int, procs: int, seconds: float, listen: float = 0.0,
+        decoder_procs: int = 0) -> dict[str, Any]:
     load = round(os.getloadavg()[0], 2)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     per = [streams // procs + (1 if i < streams % procs else 0) for i in range(procs)]
     start_at = time.time() + 8.0  # every process loads its model and the corpus first
-    ps = [ctx.Process(target=worker, args=(i, k, seconds, listen, start_at, q))
+    ps = [ctx.Process(target=worker, args=(i, k, seconds, listen, start_at, q, decoder_procs))
           for i, k in enumerate(per)]
     for p in ps:
         p.start()
@@ -253,7 +260,8 @@ def run(streams: int, procs: int, seconds: float, listen: float = 0.0) -> dict[s
         d["timed_out"] = d.get("timed_out", 0) + r["timed_out"]
         if r["eos_ms"] is not None:
             d["eos"].append(r["eos_ms"])
-    return {"streams": streams, "procs": procs, "seconds": seconds, "listen_s": listen,
+    return {"streams": streams, "procs": procs, "decoder_procs": decoder_procs,
+            "seconds": seconds, "listen_s": listen,
             "load_avg_at_start": load,
             "realtime": all(d["lag_s"] < 0.2 for d in docs),
             "lag_s_max": max(d["lag_s"] for d in docs),
@@ -296,8 +304,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--listen", type=float, default=0.0,
                     help="seconds each caller listens between utterances (default 0: talk on)")
+    ap.add_argument("--decoder-procs", type=int, default=0,
+                    help="decoder processes per process (ivr.speech.asr.procs; the workers' "
+                    "default is one per core); 0: decode in the process's own threads")
     args = ap.parse_args()
-    out = [run(int(s), args.procs, args.seconds, args.listen) for s in args.streams.split(",")]
+    out = [run(int(s), args.procs, args.seconds, args.listen, args.decoder_procs)
+           for s in args.streams.split(",")]
     print(json.dumps(out, indent=2))
 
 

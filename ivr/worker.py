@@ -165,9 +165,12 @@ class Worker:
                                   private_dir=private_dir(self.state_dir))
         self.outbox = Outbox(self.state_dir / "outbox" / f"worker-{self.worker_id}.sqlite")
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
-        self.asr = load_engine(self.config.speech.asr, self.asr_service)
+        self.asr = load_engine(self.config.speech.asr, self.asr_service, processes=True)
         self.rx_ports = RxPortPool()
-        self.speech_hub = SpeechHub(timing=self.config.speech.turn)
+        # a decode thread per decoder process: each waits on its child, GIL free
+        self.speech_hub = SpeechHub(max(2, self.config.speech.asr.decoder_processes
+                                        or os.cpu_count() or 2),
+                                    timing=self.config.speech.turn)
         if not self.asr.ready:
             log.warning("speech not ready: %s", self.asr.message)
 
@@ -538,6 +541,8 @@ class Worker:
         self.rx_ports.free.clear()
         self.rx_ports.all.clear()
         self.speech_hub.stop()
+        if self.asr.engine is not None:
+            self.asr.engine.close()  # its decoder processes
         self.account = None
         account.shutdown()
         del account

@@ -108,6 +108,9 @@ class Engine(abc.ABC):
     def describe(self) -> str:
         return self.name
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Stop what the engine runs besides its model (decoder processes): the worker's stop."""
+
 
 class StreamResampler:
     """int16 PCM from a call rate to a model rate, chunk by chunk (soxr keeps filter state)."""
