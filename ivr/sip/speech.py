@@ -519,6 +519,7 @@ class Turn:
             return None
         if grammar.empty:
             return Input("speech", "", 0.0)
+        node = grammar
         if partial:
             grammar = partial_grammar(grammar)
         started = time.monotonic()
@@ -527,7 +528,10 @@ class Turn:
             rec = self.engine.new_recognizer(grammar, RATE)
             try:
                 rec.accept(audio)
-                result = rec.finalize()
+                # at a pause a digits collect needs its min digits before a score matters
+                short_ok = partial and grammar.builtin == "digits" and grammar != node
+                result = rec.finalize_partial(node.min_words) if short_ok \
+                    else rec.finalize()
             finally:
                 rec.close()
         metrics.ASR_DECODE.observe(time.monotonic() - started)

@@ -10,8 +10,8 @@ decode has a process of its own; the parent (ivr.speech.asr.procs) waits on a so
 
 The protocol is the recognition service's (ivr.speech.asr.wire): the child first sends
 {"ready": bool, "message": str, "pid": int}, then answers each {"op": "decode", "grammar",
-"rate"} + PCM with {"result": ...} or {"error": ...}. It exits when the socket closes (its
-parent closed it or died) or its parent process changes.
+"rate", "min_digits"} + PCM with {"result": ...} or {"error": ...}. It exits when the socket
+closes (its parent closed it or died) or its parent process changes.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def handle(engine: Engine, doc: dict[str, Any], payload: bytes) -> dict[str, Any
         rec = engine.new_recognizer(grammar, int(doc.get("rate", 8000)))
         try:
             rec.accept(payload)
-            result = rec.finalize()
+            min_digits = int(doc.get("min_digits") or 0)
+            result = rec.finalize_partial(min_digits) if min_digits else rec.finalize()
         finally:
             rec.close()
     except EngineError as exc:

@@ -99,6 +99,10 @@ class BufferedRecognizer(Recognizer):
         pcm, self._pcm = bytes(self._pcm), bytearray()
         return self.engine.decode(self.grammar, self.sample_rate, pcm)
 
+    def finalize_partial(self, min_digits: int) -> Result | None:
+        pcm, self._pcm = bytes(self._pcm), bytearray()
+        return self.engine.decode(self.grammar, self.sample_rate, pcm, min_digits)
+
     def reset(self) -> None:
         self._pcm.clear()
 
@@ -173,9 +177,12 @@ class ProcessEngine(Engine):
         if not ok or self._closed:
             child.close()
 
-    def decode(self, grammar: Grammar, sample_rate: int, pcm: bytes) -> Result | None:
+    def decode(self, grammar: Grammar, sample_rate: int, pcm: bytes,
+               min_digits: int = 0) -> Result | None:
+        """One utterance on an idle child (`min_digits`: Recognizer.finalize_partial's)."""
         child = self._acquire()
-        doc = {"op": "decode", "grammar": wire.grammar_to_doc(grammar), "rate": sample_rate}
+        doc = {"op": "decode", "grammar": wire.grammar_to_doc(grammar), "rate": sample_rate,
+               "min_digits": min_digits}
         try:
             answer = child.decode(doc, pcm)
         except (OSError, wire.WireError) as exc:  # died, or stalled past the timeout
