@@ -107,6 +107,7 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
     quiet = bytes(FRAME)
     records: list[dict[str, Any]] = []
     busy: list[float] = []
+    busy_by: dict[str, float] = {}
 
     class Stream:
         def __init__(self, n: int) -> None:
@@ -173,6 +174,9 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
                     wait_ms += max(0.0, min(start, hi) - max(sub, lo)) * 1000
                     run_ms += max(0.0, min(fin, hi) - max(start, lo)) * 1000
             busy.extend(fin - start for _, _, start, fin in turn.decodes)
+            for partial, _, start, fin in turn.decodes:
+                key = f"{set_} {'pause' if partial else 'final'}"
+                busy_by[key] = busy_by.get(key, 0.0) + fin - start
             pauses = sum(1 for d in turn.decodes if d[0])
             records.append({"id": uid, "set": set_, "ended_by": getattr(turn, "ended_by", "") or "none",
                             "cut": self.cut, "timed_out": self.answered_at is None,
@@ -211,9 +215,14 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
             s.turn.cancel()
     hub.stop()
     engine.close()
+    import resource
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the decoder processes, reaped
     q.put({"lag_s": round(max(0.0, lag), 3), "late_ticks": late_ticks, "ticks": ticks,
            "late_ms_p99": round(sorted(lateness)[int(0.99 * (len(lateness) - 1))], 1),
            "records": records, "decode_busy_s": round(sum(busy), 2),
+           "busy_by": busy_by, "cpu_s": round(cpu.ru_utime + cpu.ru_stime, 1),
+           "decoder_cpu_s": round(kids.ru_utime + kids.ru_stime, 1),
            "skipped": hub.decode_pool.skipped})
 
 
@@ -281,6 +290,11 @@ def run(streams: int, procs: int, seconds: float, listen: float = 0.0,
             "end_of_speech_to_result_ms_p50": pct(eos, 0.5),
             "end_of_speech_to_result_ms_p99": pct(eos, 0.99),
             "decode_busy_s_per_s": round(sum(d["decode_busy_s"] for d in docs) / seconds, 2),
+            "cpu_cores": {"bench processes": round(sum(d["cpu_s"] for d in docs) / seconds, 2),
+                          "decoder processes": round(sum(d["decoder_cpu_s"] for d in docs)
+                                                     / seconds, 2)},
+            "decode_busy_s_by": {k: round(sum(d["busy_by"].get(k, 0.0) for d in docs), 1)
+                                 for k in sorted({k for d in docs for k in d["busy_by"]})},
             "decodes_skipped": sum(d["skipped"] for d in docs),
             "decodes_per_turn": {"pause": round(sum(r["pause_decodes"] for r in recs)
                                                 / max(1, len(recs)), 2),

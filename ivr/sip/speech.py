@@ -240,6 +240,11 @@ class Turn:
         self._decode_started = 0.0
         self._final = False
         self._final_audio: bytes | None = None
+        self._early: tuple[int, Future[Input | None], float] | None = None
+        """(pause, decode, started): the whole utterance under the node's grammar, submitted at
+        a pause whose decode reached the collect's min digits unsure. The turn then waits
+        `incomplete_silence` and decodes exactly that; started at the pause, it is ready when
+        the wait is over instead of after it (the caller's words are all in)."""
         self._final_at = 0.0
         self._resumed = 0
         """Times the caller went on after a pause (a pause decode queued before is moot)."""
@@ -436,7 +441,18 @@ class Turn:
             self.ended_by = "final"
             return True, value
         self._ep.trailing_silence = self._hold(value, verdict)
+        if self._needs_whole(value):
+            self._early = (pause, self._submit(self._ep.peek_audio(), early=True),
+                           time.monotonic())
         return False, None
+
+    def _needs_whole(self, value: Input | None) -> bool:
+        """A digits collect's pause decode (its 1..max grammar) that heard the min digits but
+        cannot answer for the utterance: the end of the turn will decode it all."""
+        g = self.grammar
+        return g is not None and g.builtin == "digits" and partial_grammar(g) != g \
+            and not needs_more_digits(g, value.value if value else None) \
+            and not self._answers(value)
 
     def _end(self, cut: bool = False) -> tuple[bool, Input | None]:
         """The endpointer ended the utterance: answer from the last pause's decode when it holds
@@ -444,7 +460,7 @@ class Turn:
         self._final, self._final_at = True, time.monotonic()
         self._final_audio = self._ep.take_audio()
         if cut:  # max_speech: the pause decodes had less than the whole utterance
-            self._spec = self._heard = None
+            self._spec = self._heard = self._early = None
         elif self._heard is not None and self._heard[0] == self._pause \
                 and self._answers(self._heard[1]):
             self.ended_by = "pause"
@@ -464,6 +480,12 @@ class Turn:
                 if self._answers(value):
                     self.ended_by = "pause"
                     return True, value
+        early = self._early
+        if self._decoding is None and early is not None and early[0] == self._pause \
+                and not early[1].cancelled():
+            # the caller said nothing after that pause: its decode is the utterance's
+            self._decoding, self._decode_started = early[1], early[2]
+            self._final_audio = None
         if self._decoding is None:
             if self._final_audio is None:
                 return True, None
@@ -488,13 +510,14 @@ class Turn:
         self.ended_by = "stalled"
         return True, Input("speech", "", 0.0)
 
-    def _submit(self, audio: bytes, partial: bool = False) -> Future[Input | None]:
+    def _submit(self, audio: bytes, partial: bool = False,
+                early: bool = False) -> Future[Input | None]:
         """Decode on the hub's pool: the whole utterance ahead of any pause's guess, shorter
-        audio first, and a pause's guess only while the caller is still quiet at that pause
-        when its turn comes."""
+        audio first, and a pause's guess (or an `early` whole decode) only while the caller is
+        still quiet at that pause when its turn comes."""
         ctx = self._ctx.copy()
         still_wanted = None
-        if partial:
+        if partial or early:
             pause, resumed = self._pause, self._resumed
             still_wanted = lambda: (  # noqa: E731 - read by the decode thread
                 not self.cancelled.is_set() and self._pause == pause

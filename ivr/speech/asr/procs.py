@@ -10,8 +10,9 @@ Every decode is self-contained (the grammar, the rate and the whole utterance in
 the child's recognizer starts from a fresh front end and a fixed dither seed), so a result never
 depends on which child ran it or which call's audio came before.
 
-Faults: a child that dies or stalls past `timeout` is killed and started again on the next
-decode; that decode raises EngineError (the turn's nomatch). `close()` ends every child (the
+Faults: a child found dead when a decode wants it is replaced first (no nomatch); one that
+dies or stalls past `timeout` during a decode is killed and started again on the next decode,
+and that decode raises EngineError (the turn's nomatch). `close()` ends every child (the
 worker's stop); so does the worker's death (a child exits when its socket closes).
 """
 
@@ -147,6 +148,13 @@ class ProcessEngine(Engine):
             while True:
                 if self._closed:
                     raise EngineError("decoder processes are stopped")
+                while self._idle and self._idle[-1].proc.poll() is not None:
+                    dead = self._idle.pop()  # died idle (killed, OOM): replaced, no nomatch
+                    dead.sock.close()
+                    self.faults += 1
+                    self._missing += 1
+                    log.warning("decoder process %d exited (%s); starting another", dead.pid,
+                                dead.proc.returncode)
                 if self._idle:
                     child = self._idle.pop()
                     self._busy.add(child)
