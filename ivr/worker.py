@@ -56,6 +56,7 @@ from ivr.sip.session import CallSession, IvrCall, parse_invite
 from ivr.sip.speech import CallSpeech, RxPortPool, SpeechHub
 from ivr.sip.stubbed import StubbedSipChannel
 from ivr.sip.test_hooks import TestHook
+from ivr.speech.asr.procs import ProcessEngine
 from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
 from ivr.speech.voices import prompt_cache
@@ -167,9 +168,10 @@ class Worker:
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
         self.asr = load_engine(self.config.speech.asr, self.asr_service, processes=True)
         self.rx_ports = RxPortPool()
-        # a decode thread per decoder process: each waits on its child, GIL free
-        self.speech_hub = SpeechHub(max(2, self.config.speech.asr.decoder_processes
-                                        or os.cpu_count() or 2),
+        # a decode thread per decoder process (each waits on its child, GIL free), so the
+        # hub's queue, not a thread waiting for a child, decides which decode runs next
+        engine = self.asr.engine
+        self.speech_hub = SpeechHub(engine.size if isinstance(engine, ProcessEngine) else 2,
                                     timing=self.config.speech.turn)
         if not self.asr.ready:
             log.warning("speech not ready: %s", self.asr.message)
