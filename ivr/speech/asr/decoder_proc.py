@@ -53,7 +53,10 @@ def serve(sock: socket.socket, engine: Engine, parent: int) -> None:
             doc, payload = wire.recv(sock)
         except (wire.WireError, OSError):
             return  # the parent closed its end, or died
-        wire.send(sock, handle(engine, doc, payload))
+        try:
+            wire.send(sock, handle(engine, doc, payload))
+        except OSError:
+            return  # the parent gave up on this decode (its timeout) or went away
 
 
 def main(argv: list[str] | None = None) -> None:
