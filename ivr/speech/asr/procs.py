@@ -133,7 +133,10 @@ class ProcessEngine(Engine):
         self.sample_rate = 16000
 
     def _spawn(self) -> _Child:
-        child = _Child(self.engine, self.model, self.timeout)
+        try:
+            child = _Child(self.engine, self.model, self.timeout)
+        except OSError as exc:  # no process to be had (fork limits, memory)
+            raise EngineError(f"decoder process did not start: {exc}") from None
         self.started += 1
         return child
 
