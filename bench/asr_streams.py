@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,7 +48,8 @@ def corpus() -> list[tuple[str, str, str | None, str | None, bytes, float]]:
     interleaved by set so that every stream hears every kind."""
     import real_voice
 
-    from ivr.speech.asr.service import read_any_wav, resample
+    from ivr.speech.asr.service import read_any_wav
+    from ivr.speech.audio import resample
 
     items = [u for u in real_voice.build() if u.rate == 8000]
     by_set: dict[str, list[Any]] = {}
@@ -80,26 +82,32 @@ def spec_of(set_: str) -> Any:
     return ListenSpec(timeout=5.0, phrases=tuple(real_voice.MENU))
 
 
-def worker(index: int, k: int, seconds: float, listen: float, start_at: float, q: Any) -> None:
-    asyncio.run(_worker(index, k, seconds, listen, start_at, q))
+def worker(index: int, k: int, seconds: float, listen: float, start_at: float, q: Any,
+           decoder_procs: int = 0) -> None:
+    asyncio.run(_worker(index, k, seconds, listen, start_at, q, decoder_procs))
 
 
 async def _worker(index: int, k: int, seconds: float, listen: float, start_at: float,
-                  q: Any) -> None:
+                  q: Any, decoder_procs: int = 0) -> None:
     """`listen`: seconds of quiet between a stream's answer and its next utterance (the IVR's
     next prompt); streams start spread over one listen."""
     import real_voice
 
     from ivr.lang.grammars import default_confidence
     from ivr.sip.speech import SpeechHub, Turn
+    from ivr.speech.asr.base import Engine
     from ivr.speech.asr.pocketsphinx import PocketSphinxEngine
+    from ivr.speech.asr.procs import ProcessEngine
 
     items = corpus()
-    engine = PocketSphinxEngine()
-    hub = SpeechHub()
+    engine: Engine = ProcessEngine("pocketsphinx", None, decoder_procs) if decoder_procs \
+        else PocketSphinxEngine()
+    hub = SpeechHub(decoder_procs or 2)  # as a worker: a decode thread per decoder process
     loop = asyncio.get_running_loop()
     quiet = bytes(FRAME)
     records: list[dict[str, Any]] = []
+    busy: list[float] = []
+    busy_by: dict[str, float] = {}
 
     class Stream:
         def __init__(self, n: int) -> None:
@@ -158,18 +166,33 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
             value = real_voice.value_of(builtin, got.value) if got is not None else None
             sure = got is not None and got.confidence >= default_confidence(builtin)
             eos = None
+            wait_ms = run_ms = 0.0
             if self.answered_at is not None and self.words_end_at is not None:
                 eos = (self.answered_at - self.words_end_at) * 1000
+                lo, hi = self.words_end_at, self.answered_at
+                for _, sub, start, fin in turn.decodes:  # the part after the words ended
+                    wait_ms += max(0.0, min(start, hi) - max(sub, lo)) * 1000
+                    run_ms += max(0.0, min(fin, hi) - max(start, lo)) * 1000
+            busy.extend(fin - start for _, _, start, fin in turn.decodes)
+            for partial, _, start, fin in turn.decodes:
+                key = f"{set_} {'pause' if partial else 'final'}"
+                busy_by[key] = busy_by.get(key, 0.0) + fin - start
+            pauses = sum(1 for d in turn.decodes if d[0])
             records.append({"id": uid, "set": set_, "ended_by": getattr(turn, "ended_by", "") or "none",
                             "cut": self.cut, "timed_out": self.answered_at is None,
                             "verdict": getattr(turn, "verdict", ""), "text": got.value if got else None,
                             "confidence": got.confidence if got else None,
                             "right": bool(sure and value == truth),
                             "wrong": bool(sure and value != truth),
-                            "eos_ms": None if eos is None else round(eos, 1)})
+                            "eos_ms": None if eos is None else round(eos, 1),
+                            "wait_ms": round(wait_ms, 1), "decode_ms": round(run_ms, 1),
+                            "pause_decodes": pauses,
+                            "final_decodes": len(turn.decodes) - pauses})
 
     await asyncio.sleep(max(0.0, start_at - time.time()))
     streams = [Stream(n) for n in range(k)]
+    cpu0 = time.process_time()
+    kids0 = sum(_cpu_s(pid) for pid in getattr(engine, "pids", list)())
     ticks = int(seconds / TICK)
     late_ticks = 0
     lateness: list[float] = []
@@ -193,9 +216,25 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
         if s.turn is not None:
             s.turn.cancel()
     hub.stop()
+    # decoder processes (a child started on demand counts its model load, ~0.3 s)
+    kids = sum(_cpu_s(pid) for pid in getattr(engine, "pids", list)()) - kids0
+    engine.close()
+    cpu = time.process_time() - cpu0
     q.put({"lag_s": round(max(0.0, lag), 3), "late_ticks": late_ticks, "ticks": ticks,
            "late_ms_p99": round(sorted(lateness)[int(0.99 * (len(lateness) - 1))], 1),
-           "records": records})
+           "records": records, "decode_busy_s": round(sum(busy), 2),
+           "busy_by": busy_by, "cpu_s": round(cpu, 1),
+           "decoder_cpu_s": round(kids, 1),
+           "skipped": hub.decode_pool.skipped})
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds a process has used so far (user + system, from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -205,12 +244,14 @@ def pct(values: list[float], q: float) -> float | None:
     return round(v[min(len(v) - 1, int(q * (len(v) - 1)))], 1)
 
 
-def run(streams: int, procs: int, seconds: float, listen: float = 0.0) -> dict[str, Any]:
+def run(streams: int, procs: int, seconds: float, listen: float = 0.0,
+        decoder_procs: int = 0) -> dict[str, Any]:
+    load = round(os.getloadavg()[0], 2)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     per = [streams // procs + (1 if i < streams % procs else 0) for i in range(procs)]
     start_at = time.time() + 8.0  # every process loads its model and the corpus first
-    ps = [ctx.Process(target=worker, args=(i, k, seconds, listen, start_at, q))
+    ps = [ctx.Process(target=worker, args=(i, k, seconds, listen, start_at, q, decoder_procs))
           for i, k in enumerate(per)]
     for p in ps:
         p.start()
@@ -236,9 +277,12 @@ def run(streams: int, procs: int, seconds: float, listen: float = 0.0) -> dict[s
         d["n"] += 1
         d["right"] += r["right"]
         d["wrong"] += r["wrong"]
+        d["timed_out"] = d.get("timed_out", 0) + r["timed_out"]
         if r["eos_ms"] is not None:
             d["eos"].append(r["eos_ms"])
-    return {"streams": streams, "procs": procs, "seconds": seconds, "listen_s": listen,
+    return {"streams": streams, "procs": procs, "decoder_procs": decoder_procs,
+            "seconds": seconds, "listen_s": listen,
+            "load_avg_at_start": load,
             "realtime": all(d["lag_s"] < 0.2 for d in docs),
             "lag_s_max": max(d["lag_s"] for d in docs),
             "late_ticks": sum(d["late_ticks"] for d in docs),
@@ -251,10 +295,29 @@ def run(streams: int, procs: int, seconds: float, listen: float = 0.0) -> dict[s
             "ended_by": {k: {"n": len(v), "p50": pct(v, 0.5), "p99": pct(v, 0.99)}
                          for k, v in sorted(by.items())},
             "by_set": {k: {"n": d["n"], "right": d["right"], "wrong": d["wrong"], "ended_by": d["by"],
+                           "timed_out": d["timed_out"],
                            "eos_p50": pct(d["eos"], 0.5), "eos_p99": pct(d["eos"], 0.99)}
                        for k, d in sorted(sets.items())},
             "end_of_speech_to_result_ms_p50": pct(eos, 0.5),
             "end_of_speech_to_result_ms_p99": pct(eos, 0.99),
+            "decode_busy_s_per_s": round(sum(d["decode_busy_s"] for d in docs) / seconds, 2),
+            "cpu_cores": {"bench processes": round(sum(d["cpu_s"] for d in docs) / seconds, 2),
+                          "decoder processes": round(sum(d["decoder_cpu_s"] for d in docs)
+                                                     / seconds, 2)},
+            "decode_busy_s_by": {k: round(sum(d["busy_by"].get(k, 0.0) for d in docs), 1)
+                                 for k in sorted({k for d in docs for k in d["busy_by"]})},
+            "decodes_skipped": sum(d["skipped"] for d in docs),
+            "decodes_per_turn": {"pause": round(sum(r["pause_decodes"] for r in recs)
+                                                / max(1, len(recs)), 2),
+                                 "final": round(sum(r["final_decodes"] for r in recs)
+                                                / max(1, len(recs)), 2)},
+            "after_words_ms": {"queue_wait_p50/p99": [pct([r["wait_ms"] for r in answered], q)
+                                                      for q in (0.5, 0.99)],
+                               "decode_p50/p99": [pct([r["decode_ms"] for r in answered], q)
+                                                  for q in (0.5, 0.99)],
+                               "endpointer_and_rest_p50/p99": [
+                                   pct([r["eos_ms"] - r["wait_ms"] - r["decode_ms"]
+                                        for r in answered], q) for q in (0.5, 0.99)]},
             "slowest": sorted(answered, key=lambda r: -r["eos_ms"])[:8],
             "cut": [r for r in recs if r["cut"]][:8]}
 
@@ -266,8 +329,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--listen", type=float, default=0.0,
                     help="seconds each caller listens between utterances (default 0: talk on)")
+    ap.add_argument("--decoder-procs", type=int, default=0,
+                    help="decoder processes per process (ivr.speech.asr.procs; the workers' "
+                    "default is one per core); 0: decode in the process's own threads")
     args = ap.parse_args()
-    out = [run(int(s), args.procs, args.seconds, args.listen) for s in args.streams.split(",")]
+    out = [run(int(s), args.procs, args.seconds, args.listen, args.decoder_procs)
+           for s in args.streams.split(",")]
     print(json.dumps(out, indent=2))
 
 

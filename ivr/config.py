@@ -351,6 +351,11 @@ class AsrSettings(_Strict):
         "instead of in every worker; unset: vosk (about 0.5 GB each) and Whisper models (about "
         "130 MB, and a decode a core can run only one of at a time) are shared, PocketSphinx "
         "(about 30 MB) loads per worker; true: every model; false: none")
+    decoder_processes: int | None = Field(
+        None, ge=0, le=64, description="PocketSphinx models a worker loads itself decode in this "
+        "many child processes per worker (PocketSphinx holds the GIL while it decodes, which "
+        "stalled the worker's endpointers and event loop); unset: one per core; 0: in the "
+        "worker's own decode threads")
 
 
 class TtsVoiceSettings(_Strict):

@@ -56,6 +56,7 @@ from ivr.sip.session import CallSession, IvrCall, parse_invite
 from ivr.sip.speech import CallSpeech, RxPortPool, SpeechHub
 from ivr.sip.stubbed import StubbedSipChannel
 from ivr.sip.test_hooks import TestHook
+from ivr.speech.asr.procs import ProcessEngine
 from ivr.speech.asr.service import load_engine
 from ivr.speech.audio import write_wav
 from ivr.speech.voices import prompt_cache
@@ -165,9 +166,13 @@ class Worker:
                                   private_dir=private_dir(self.state_dir))
         self.outbox = Outbox(self.state_dir / "outbox" / f"worker-{self.worker_id}.sqlite")
         self.beep = make_beep(self.state_dir / "prompts" / "beep-8000.wav", 8000)
-        self.asr = load_engine(self.config.speech.asr, self.asr_service)
+        self.asr = load_engine(self.config.speech.asr, self.asr_service, processes=True)
         self.rx_ports = RxPortPool()
-        self.speech_hub = SpeechHub(timing=self.config.speech.turn)
+        # a decode thread per decoder process (each waits on its child, GIL free), so the
+        # hub's queue, not a thread waiting for a child, decides which decode runs next
+        engine = self.asr.engine
+        self.speech_hub = SpeechHub(engine.size if isinstance(engine, ProcessEngine) else 2,
+                                    timing=self.config.speech.turn)
         if not self.asr.ready:
             log.warning("speech not ready: %s", self.asr.message)
 
@@ -538,6 +543,8 @@ class Worker:
         self.rx_ports.free.clear()
         self.rx_ports.all.clear()
         self.speech_hub.stop()
+        if self.asr.engine is not None:
+            self.asr.engine.close()  # its decoder processes
         self.account = None
         account.shutdown()
         del account

@@ -240,6 +240,11 @@ class Turn:
         self._decode_started = 0.0
         self._final = False
         self._final_audio: bytes | None = None
+        self._early: tuple[int, Future[Input | None], float] | None = None
+        """(pause, decode, started): the whole utterance under the node's grammar, submitted at
+        a pause whose decode reached the collect's min digits unsure. The turn then waits
+        `incomplete_silence` and decodes exactly that; started at the pause, it is ready when
+        the wait is over instead of after it (the caller's words are all in)."""
         self._final_at = 0.0
         self._resumed = 0
         """Times the caller went on after a pause (a pause decode queued before is moot)."""
@@ -251,6 +256,9 @@ class Turn:
         end), noinput, cancel, stalled, error."""
         self.verdict = ""
         """The last pause decode's standing in the grammar (incomplete, complete, final)."""
+        self.decodes: list[tuple[bool, float, float, float]] = []
+        """(at a pause, submitted, started, finished) per decode that ran, monotonic: where a
+        turn's time went (queue wait against decode), for the bench and the logs."""
         # the call's context (its call id) follows the turn's log lines and decode requests
         self._ctx = contextvars.copy_context()
         hub.add(self)
@@ -433,7 +441,18 @@ class Turn:
             self.ended_by = "final"
             return True, value
         self._ep.trailing_silence = self._hold(value, verdict)
+        if self._needs_whole(value):
+            self._early = (pause, self._submit(self._ep.peek_audio(), early=True),
+                           time.monotonic())
         return False, None
+
+    def _needs_whole(self, value: Input | None) -> bool:
+        """A digits collect's pause decode (its 1..max grammar) that heard the min digits but
+        cannot answer for the utterance: the end of the turn will decode it all."""
+        g = self.grammar
+        return g is not None and g.builtin == "digits" and partial_grammar(g) != g \
+            and not needs_more_digits(g, value.value if value else None) \
+            and not self._answers(value)
 
     def _end(self, cut: bool = False) -> tuple[bool, Input | None]:
         """The endpointer ended the utterance: answer from the last pause's decode when it holds
@@ -441,7 +460,7 @@ class Turn:
         self._final, self._final_at = True, time.monotonic()
         self._final_audio = self._ep.take_audio()
         if cut:  # max_speech: the pause decodes had less than the whole utterance
-            self._spec = self._heard = None
+            self._spec = self._heard = self._early = None
         elif self._heard is not None and self._heard[0] == self._pause \
                 and self._answers(self._heard[1]):
             self.ended_by = "pause"
@@ -461,6 +480,12 @@ class Turn:
                 if self._answers(value):
                     self.ended_by = "pause"
                     return True, value
+        early = self._early
+        if self._decoding is None and early is not None and early[0] == self._pause \
+                and not early[1].cancelled():
+            # the caller said nothing after that pause: its decode is the utterance's
+            self._decoding, self._decode_started = early[1], early[2]
+            self._final_audio = None
         if self._decoding is None:
             if self._final_audio is None:
                 return True, None
@@ -485,19 +510,29 @@ class Turn:
         self.ended_by = "stalled"
         return True, Input("speech", "", 0.0)
 
-    def _submit(self, audio: bytes, partial: bool = False) -> Future[Input | None]:
+    def _submit(self, audio: bytes, partial: bool = False,
+                early: bool = False) -> Future[Input | None]:
         """Decode on the hub's pool: the whole utterance ahead of any pause's guess, shorter
-        audio first, and a pause's guess only while the caller is still quiet at that pause
-        when its turn comes."""
+        audio first, and a pause's guess (or an `early` whole decode) only while the caller is
+        still quiet at that pause when its turn comes."""
         ctx = self._ctx.copy()
         still_wanted = None
-        if partial:
+        if partial or early:
             pause, resumed = self._pause, self._resumed
             still_wanted = lambda: (  # noqa: E731 - read by the decode thread
                 not self.cancelled.is_set() and self._pause == pause
                 and self._resumed == resumed)
-        fut = self.hub.decode_pool.submit(lambda: ctx.run(self._decode, audio, partial),
-                                          PAUSE if partial else FINAL, len(audio), still_wanted)
+        submitted = time.monotonic()
+
+        def work() -> Input | None:
+            started = time.monotonic()
+            try:
+                return ctx.run(self._decode, audio, partial)
+            finally:
+                self.decodes.append((partial, submitted, started, time.monotonic()))
+
+        fut = self.hub.decode_pool.submit(work, PAUSE if partial else FINAL, len(audio),
+                                          still_wanted)
         fut.add_done_callback(lambda _: self.hub.wake())
         return fut
 
@@ -507,6 +542,7 @@ class Turn:
             return None
         if grammar.empty:
             return Input("speech", "", 0.0)
+        node = grammar
         if partial:
             grammar = partial_grammar(grammar)
         started = time.monotonic()
@@ -515,7 +551,10 @@ class Turn:
             rec = self.engine.new_recognizer(grammar, RATE)
             try:
                 rec.accept(audio)
-                result = rec.finalize()
+                # at a pause a digits collect needs its min digits before a score matters
+                short_ok = partial and grammar.builtin == "digits" and grammar != node
+                result = rec.finalize_partial(node.min_words) if short_ok \
+                    else rec.finalize()
             finally:
                 rec.close()
         metrics.ASR_DECODE.observe(time.monotonic() - started)

@@ -212,6 +212,73 @@ async def test_no_decode_at_a_pause_too_early_for_the_min_digits(engine: PocketS
     assert counting.partial >= 1, got
 
 
+class UnsureDigitsEngine(Engine):
+    """Hears "four seven one nine" in anything: unsure at a pause (its 1..max grammar); a whole
+    decode is sure, its confidence telling how much audio it had (0.5 + seconds / 10)."""
+
+    name = "unsure-digits"
+
+    def __init__(self) -> None:
+        self.decodes: list[tuple[bool, float, float]] = []
+        """(whole?, confidence, when) per decode"""
+
+    def new_recognizer(self, grammar: Grammar, sample_rate: int = 8000) -> Recognizer:
+        engine, whole = self, grammar.min_words > 1
+
+        class Scripted(Recognizer):
+            audio = 0
+
+            def accept(self, pcm: bytes) -> None:
+                self.audio += len(pcm)
+
+            def finalize(self) -> Result | None:
+                confidence = round(0.5 + self.audio / 16000 / 10, 3) if whole else 0.5
+                engine.decodes.append((whole, confidence, time.monotonic()))
+                return Result("four seven one nine", confidence)
+
+            def reset(self) -> None:
+                self.audio = 0
+
+        return Scripted()
+
+
+async def test_an_unsure_full_count_is_decoded_whole_while_the_turn_waits() -> None:
+    """All four digits heard unsure at a pause: the turn waits `incomplete_silence` and then
+    answers from the whole decode under the node's grammar, which started at the pause (not
+    after the wait); a caller who goes on after that pause gets a whole decode of it all."""
+    scripted = UnsureDigitsEngine()
+    hub = SpeechHub(timing=TurnSettings())
+    spec = ListenSpec(timeout=5.0, min_digits=4, max_digits=4, builtin="digits")
+    try:
+        words = digit_string("4719", 0.1)[: int(2.5 * 8000)]
+        x = np.concatenate([words[: np.flatnonzero(np.abs(words) > 600)[-1] + 1], quiet(1.5)])
+        turn = new_turn(scripted, hub, spec)
+        t0 = time.monotonic()
+        await speak(turn, x)
+        got = await asyncio.wait_for(turn.result, 5)
+        end = t0 + last_loud_s(x)
+        (answer,) = [d for d in scripted.decodes if d[0] and got and d[1] == got.confidence]
+        assert got is not None and got.value == "four seven one nine"
+        # made at the pause after the words (the script hears four digits at every pause, so
+        # earlier pauses got one too), not after the wait, and no other whole decode after it
+        assert end < answer[2] < end + TurnSettings().incomplete_silence - 0.2, (answer, end)
+        assert not [d for d in scripted.decodes if d[0] and d[2] > answer[2]]
+        assert turn.ended_by == "decode"
+        # the caller goes on after a pause: its whole decode is not the answer
+        scripted.decodes.clear()
+        y = np.concatenate([x[: int((last_loud_s(x) + 0.5) * 8000)], recording("digits/2"),
+                            quiet(1.5)])
+        turn = new_turn(scripted, hub, spec)
+        t0 = time.monotonic()
+        await speak(turn, y)
+        got = await asyncio.wait_for(turn.result, 5)
+        longest = max(d[1] for d in scripted.decodes if d[0])
+        assert got is not None and got.confidence == longest, (got, scripted.decodes)
+        assert [d for d in scripted.decodes if d[0] and d[2] > t0 + last_loud_s(y)]
+    finally:
+        hub.stop()
+
+
 # -- barge-in ---------------------------------------------------------------------------------
 def _prompt(cache: Path) -> np.ndarray:
     samples, _ = read_any_wav(render(cache, "Welcome to the bank. For your balance say balance. "

@@ -86,6 +86,12 @@ class Recognizer(abc.ABC):
     def finalize(self) -> Result | None:
         """End the utterance; the best result, or None when nothing in the grammar was heard."""
 
+    def finalize_partial(self, min_digits: int) -> Result | None:
+        """`finalize()` at a pause of a digits collect, whose result matters only once it holds
+        `min_digits` digits: an engine may return a shorter digit string unscored (confidence
+        0.0) where scoring costs more than searching (PocketSphinx's lattice)."""
+        return self.finalize()
+
     @abc.abstractmethod
     def reset(self) -> None:
         """Drop the current utterance and start a new one."""
@@ -107,6 +113,9 @@ class Engine(abc.ABC):
 
     def describe(self) -> str:
         return self.name
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Stop what the engine runs besides its model (decoder processes): the worker's stop."""
 
 
 class StreamResampler:

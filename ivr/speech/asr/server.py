@@ -34,7 +34,7 @@ from ivr.lang.grammars import Grammar
 from ivr.speech.asr import wire
 from ivr.speech.asr.base import EngineError
 from ivr.speech.asr.remote import engine_key
-from ivr.speech.asr.service import AsrReadiness, load_model, shared_models
+from ivr.speech.asr.service import AsrReadiness, in_processes, load_model, shared_models
 from ivr.status_line import rss_kb, write_status
 
 log = logging.getLogger("ivr.asr")
@@ -49,8 +49,11 @@ class RecognitionService:
     """The shared models and the request handling (no sockets here: `serve` adds those)."""
 
     def __init__(self, settings: AsrSettings, *, concurrency: int | None = None) -> None:
+        # a PocketSphinx model decodes in child processes: its decodes hold the GIL, and this
+        # service's threads would take turns on one core
         self.models: dict[str, AsrReadiness] = {
-            engine_key(engine, model): load_model(engine, model)
+            engine_key(engine, model): in_processes(load_model(engine, model), engine, model,
+                                                    settings.decoder_processes)
             for engine, model in shared_models(settings)
         }
         self.gate = threading.BoundedSemaphore(concurrency or os.cpu_count() or 2)
@@ -210,6 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     stop.set()
     thread.join(2 * ACCEPT_POLL)
     server.server_close()
+    for got in service.models.values():
+        if got.engine is not None:
+            got.engine.close()
     with contextlib.suppress(OSError):
         if args.socket.stat().st_ino == bound:  # not a newer service's socket
             args.socket.unlink()

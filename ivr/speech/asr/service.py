@@ -123,6 +123,10 @@ class LanguageRouter(Engine):
         extra = ", ".join(f"{lang}: {e.describe()}" for lang, e in self.by_language.items())
         return f"{self.default.describe()}; {extra}"
 
+    def close(self) -> None:
+        for engine in (self.default, *self.by_language.values()):
+            engine.close()
+
 
 def load_model(engine: str, model: str | None) -> AsrReadiness:
     """One model, loaded once per process (later calls share it)."""
@@ -132,6 +136,26 @@ def load_model(engine: str, model: str | None) -> AsrReadiness:
         if got is None:
             got = _engines[key] = _build(AsrSettings(engine=engine, model=model))
     return got
+
+
+def in_processes(got: AsrReadiness, engine: str, model: str | None,
+                 processes: int | None) -> AsrReadiness:
+    """A loaded PocketSphinx model moved to `processes` decoder processes (None: one per core;
+    0: left here). PocketSphinx holds the GIL for the whole of a decode, so in this process it
+    would stall every other thread (ivr.speech.asr.procs); other engines release it."""
+    from ivr.speech.asr.pocketsphinx import PocketSphinxEngine
+    from ivr.speech.asr.procs import ProcessEngine
+
+    if processes == 0 or not isinstance(got.engine, PocketSphinxEngine):
+        return got
+    try:
+        moved = ProcessEngine(engine, model, processes)
+    except EngineError as exc:
+        return AsrReadiness(None, False, f"speech not ready: {exc}; input nodes use DTMF only")
+    with _lock:  # the children decode; this process's copy of the model can go
+        if _engines.get((engine, model)) is got:
+            del _engines[(engine, model)]
+    return AsrReadiness(moved, True, f"speech ready: {moved.describe()}")
 
 
 def shared_models(settings: AsrSettings) -> list[tuple[str, str | None]]:
@@ -179,9 +203,10 @@ def _remote(service: Path, engine: str, model: str | None, wait: float) -> AsrRe
 
 
 def load_engine(settings: AsrSettings, service: Path | None = None, *,
-                wait: float = 10.0) -> AsrReadiness:
+                wait: float = 10.0, processes: bool = False) -> AsrReadiness:
     """The configured engine(s). With `service` (the recognition service's socket) the shared
-    models are reached there and only the others load here.
+    models are reached there and only the others load here; with `processes` (a worker) a
+    PocketSphinx model that loads here decodes in `decoder_processes` child processes.
 
     Speech is ready only when every configured engine is: a language left without its engine
     would otherwise be recognised by a model of another language.
@@ -192,7 +217,9 @@ def load_engine(settings: AsrSettings, service: Path | None = None, *,
         probe = ("pocketsphinx" if engine == "vosk" and not model else engine, model)
         if service is not None and probe in shared:
             return _remote(service, *probe, wait)
-        return load_model(engine, model)
+        got = load_model(engine, model)
+        return in_processes(got, engine, model, settings.decoder_processes) if processes \
+            else got
 
     base = one(settings.engine, settings.model)
     if not settings.languages or base.engine is None:
