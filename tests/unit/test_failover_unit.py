@@ -83,7 +83,7 @@ def test_one_active_and_the_standby_takes_over_when_it_dies(tmp_path: Path) -> N
         ta.cancel()
         await asyncio.gather(ta, return_exceptions=True)
         took = await _until(lambda: b.state == "active", TTL + 3 * RENEW + 1)
-        assert took <= TTL + 2 * RENEW + 0.5, took
+        assert took <= TTL + 2 * RENEW + 1.5, took  # slack for a loaded box; the lease says TTL
         assert made_b[0].running and made_b[0].outbox.cleared == 1  # a fresh tenure
         assert b.lease.token == 2
         tb.cancel()
