@@ -8,8 +8,9 @@
    words, 1.5 s of silence (a phone keeps sending RTP), written as PCMA RTP pcaps (20 ms frames of
    160 bytes, payload type 8). Each is first decoded offline by the same engine and endpointer
    logic as a call's turn (ivr.sip.speech.Turn): the engine's own verdict with no SIP and no load.
-   Phrases the engine gets wrong even offline are reported and left out of the calls (--all keeps
-   them), so that a wrong branch under load is a density problem, not a vocabulary one.
+   Phrases the engine gets wrong even offline (or right, below the flow's confidence: the call's
+   nomatch) are reported and left out of the calls (--all keeps them), so that a wrong branch or
+   a nomatch under load is a density problem, not a vocabulary one.
 2. `ivr serve` (built-in pool: one worker per core, calls_per_worker auto, asr pocketsphinx) on
    bench/flows/speech_menu.yaml: one spoken menu of six options, each to its own prompt.
 3. SIPp places N calls at --rate calls/s (-l N, -m N): each caller answers the menu's prompt with
@@ -133,6 +134,13 @@ def flow_options() -> dict[str, list[str]]:
     return {o["goto"]: list(o["speech"]) for o in doc["nodes"]["menu"]["menu"]["options"]}
 
 
+def flow_confidence() -> float:
+    """The menu's confidence threshold (the flow's defaults): below it the call hears a nomatch."""
+    doc = yaml.safe_load(FLOW.read_text())
+    return float(doc["nodes"]["menu"]["menu"].get("confidence",
+                                                  doc.get("defaults", {}).get("confidence", 0.0)))
+
+
 def offline_check(phrases: list[Phrase]) -> None:
     """Each phrase through a call's turn (ivr.sip.speech.Turn on a SpeechHub, the default
     `speech.turn` timing), fed in real time, all phrases at once: the engine's verdict and the
@@ -171,12 +179,14 @@ def offline_check(phrases: list[Phrase]) -> None:
         finally:
             hub.stop()
 
+    threshold = flow_confidence()  # a right word under it is the flow's nomatch, offline too
     for p, (got, at_ms) in zip(phrases, asyncio.run(all_of()), strict=True):
         text = got.value if got is not None else ""
         phrase = best_phrase(text, all_phrases) if text else None
         option = next((o for o, ps in options.items() if phrase in ps), None) if phrase else None
+        sure = got is not None and got.confidence >= threshold
         p.offline = {"heard": text, "confidence": round(got.confidence, 3) if got else None,
-                     "option": option, "right": option == p.option,
+                     "option": option, "right": option == p.option and sure,
                      "endpoint_ms": round(at_ms - p.speech_end_s * 1000)}
 
 
@@ -573,7 +583,7 @@ def markdown(doc: dict[str, Any]) -> str:
     for p in doc["phrases"]:
         o = p["offline"]
         lines.append(f"| {p['name']} | {Path(p['source']).name} | {o['heard']} | {o['confidence']} | "
-                     f"{o['endpoint_ms']} | {'yes' if p['used'] else 'no (wrong offline)'} |")
+                     f"{o['endpoint_ms']} | {'yes' if p['used'] else 'no (wrong or unsure offline)'} |")
     last = doc["steps"][-1] if doc["steps"] else None
     if last:
         lines += ["", f"Per phrase at {last['calls']} calls (EoS->result ms):", "",
@@ -598,6 +608,10 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--asr-shared", action="store_true",
                     help="speech.asr.shared: decode in the recognition service, not in the workers")
+    ap.add_argument("--decoder-procs", type=int, default=None,
+                    help="speech.asr.decoder_processes: PocketSphinx in N child processes per "
+                         "worker (default: the engine's, one per core; 0: in the worker's own "
+                         "threads)")
     ap.add_argument("--asr", default="pocketsphinx", choices=["pocketsphinx", "none"],
                     help="none: the same calls with speech off, for the cost of listening")
     ap.add_argument("--calls-per-worker", default="auto", type=lambda v: v if v == "auto" else int(v),
@@ -635,9 +649,12 @@ def main() -> int:
     try:
         server = h.start_ivr(work / "ivr", max_calls=max(steps) + 8, flow=FLOW, asr=args.asr,
                              calls_per_worker=args.calls_per_worker,
-                             asr_options={"shared": True} if args.asr_shared else None)
+                             asr_options={**({"shared": True} if args.asr_shared else {}),
+                                          **({} if args.decoder_procs is None else
+                                             {"decoder_processes": args.decoder_procs})})
         doc["workers"] = len(server.health()["workers"])
         doc["asr_shared"] = args.asr_shared
+        doc["decoder_processes"] = args.decoder_procs
         doc["calls_per_worker"] = args.calls_per_worker
         doc["pjsua2"] = server.health().get("pjsua2", {})
         if doc["pjsua2"].get("build") != "source" and not args.allow_wheel:

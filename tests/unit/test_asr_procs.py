@@ -43,6 +43,16 @@ def engine() -> Iterator[ProcessEngine]:
         eng.close()
 
 
+@pytest.fixture
+def single() -> Iterator[ProcessEngine]:
+    """One child: a fault has no other child to hide behind."""
+    eng = ProcessEngine("pocketsphinx", None, 1, timeout=3.0)
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -77,14 +87,14 @@ def test_results_are_the_in_process_decoders_in_any_order_on_any_child(
 def test_a_decode_takes_an_idle_child_while_another_is_busy(
         engine: ProcessEngine, clips: list[tuple[real_voice.Trial, bytes]]) -> None:
     trial, pcm = clips[0]
-    _decode(engine, trial, pcm)
     first = engine.pids()
-    assert len(first) == 1  # one child started with the engine, the next on demand
+    assert len(first) == 2  # both started with the engine: none loads while callers wait
+    _decode(engine, trial, pcm)
     held = engine._acquire()  # as if a long decode ran there
     try:
         assert _decode(engine, trial, pcm) is not None
         pids = engine.pids()
-        assert len(pids) == 2 and held.pid in pids
+        assert sorted(pids) == sorted(first) and held.pid in pids
         assert engine.started == 2
     finally:
         engine._release(held, ok=True)
@@ -108,46 +118,46 @@ def test_a_decode_takes_an_idle_child_while_another_is_busy(
 
 
 def test_a_child_that_died_idle_is_replaced_without_a_nomatch(
-        engine: ProcessEngine, clips: list[tuple[real_voice.Trial, bytes]]) -> None:
+        single: ProcessEngine, clips: list[tuple[real_voice.Trial, bytes]]) -> None:
     trial, pcm = clips[0]
-    (child,) = engine._idle
+    (child,) = single._idle
     pid = child.pid
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     # exited as a whole (its main thread shows as a zombie while other threads still exit)
     while child.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _decode(engine, trial, pcm) is not None
-    assert pid not in engine.pids() and len(engine.pids()) == 1 and engine.faults == 1
+    assert _decode(single, trial, pcm) is not None
+    assert pid not in single.pids() and len(single.pids()) == 1 and single.faults == 1
 
 
 def test_a_child_killed_mid_decode_costs_one_nomatch_and_is_started_again(
-        engine: ProcessEngine, clips: list[tuple[real_voice.Trial, bytes]]) -> None:
+        single: ProcessEngine, clips: list[tuple[real_voice.Trial, bytes]]) -> None:
     trial, pcm = clips[0]
-    (pid,) = engine.pids()
+    (pid,) = single.pids()
     # killed while our decode is under way (it waits on the child's answer)
     threading.Timer(0.01, os.kill, (pid, signal.SIGKILL)).start()
     with pytest.raises(EngineError):
-        _decode(engine, trial, pcm * 20)  # long enough to be under way when the kill lands
-    assert engine.faults == 1
-    assert _decode(engine, trial, pcm) is not None
-    assert pid not in engine.pids() and len(engine.pids()) == 1
+        _decode(single, trial, pcm * 20)  # long enough to be under way when the kill lands
+    assert single.faults == 1
+    assert _decode(single, trial, pcm) is not None
+    assert pid not in single.pids() and len(single.pids()) == 1
 
 
 def test_a_stalled_child_is_a_nomatch_within_its_timeout(
-        engine: ProcessEngine, clips: list[tuple[real_voice.Trial, bytes]]) -> None:
+        single: ProcessEngine, clips: list[tuple[real_voice.Trial, bytes]]) -> None:
     trial, pcm = clips[0]
-    (pid,) = engine.pids()
+    (pid,) = single.pids()
     os.kill(pid, signal.SIGSTOP)
     started = time.monotonic()
     with pytest.raises(EngineError):
-        _decode(engine, trial, pcm)
+        _decode(single, trial, pcm)
     assert time.monotonic() - started < 3.0 + 2.0
     deadline = time.monotonic() + 5
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(pid)  # killed, not left stopped
-    assert _decode(engine, trial, pcm) is not None
+    assert _decode(single, trial, pcm) is not None
 
 
 def test_close_ends_every_child_and_later_decodes_are_errors(
