@@ -21,6 +21,8 @@ TARGETS = {
 }
 ANALYSIS = Path(__file__).with_name("analysis.md")
 SPEECH_LOAD = Path(__file__).with_name("speech_load.md")
+SPEECH_NOTES = Path(__file__).with_name("speech_notes.md")
+"""Hand-written speech sections (turn-taking, real voices): kept across regenerations."""
 SITE = Path(__file__).with_name("site.md")  # bench/site.py: the "Several nodes" section
 """bench/speech_load.py's report (speech over SIP at density), kept beside this one."""
 
@@ -308,6 +310,8 @@ def write(doc: dict[str, Any], path: Path) -> None:
     sp = doc.get("speech") or {}
     if sp:
         lines += ["## Speech", "", "```json", json.dumps(sp, indent=1)[:4000], "```", ""]
+    if SPEECH_NOTES.is_file():
+        lines += [SPEECH_NOTES.read_text().rstrip(), ""]
     if ANALYSIS.is_file():
         lines += [ANALYSIS.read_text().rstrip(), ""]
     if SPEECH_LOAD.is_file():
