@@ -315,7 +315,7 @@ def write(doc: dict[str, Any], path: Path) -> None:
     if ANALYSIS.is_file():
         lines += [ANALYSIS.read_text().rstrip(), ""]
     if SPEECH_LOAD.is_file():
-        lines += ["#" + SPEECH_LOAD.read_text().rstrip().replace("\n## ", "\n### "), ""]
+        lines += [SPEECH_LOAD.read_text().rstrip(), ""]
     if SITE.is_file():
         lines += [SITE.read_text().rstrip(), ""]
     path.write_text("\n".join(lines) + "\n")
