@@ -313,8 +313,11 @@ def asr(quick: bool) -> dict[str, Any]:
     except (subprocess.TimeoutExpired, ValueError) as exc:
         out["asr_bench"] = {"error": str(exc)}
     streams = "60" if quick else "40,60,80"
+    # callers also hear prompts; PocketSphinx decodes in child processes, one per core per
+    # worker process, as `speech.asr.decoder_processes` does by default
     cmd = [sys.executable, str(h.BENCH / "asr_streams.py"), "--streams", streams,
-           "--seconds", "8" if quick else "15", "--listen", "2"]  # callers also hear prompts
+           "--seconds", "8" if quick else "15", "--listen", "2",
+           "--decoder-procs", str(os.cpu_count() or 2)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=h.REPO)
         out["streams"] = json.loads(proc.stdout) if proc.returncode == 0 else {
