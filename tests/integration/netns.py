@@ -48,6 +48,24 @@ def http_json(url: str, token: str | None = None, method: str = "GET") -> tuple[
         return 0, None
 
 
+def poll(what: str, predicate: Callable[[], Any], timeout: float,
+         crashed: Callable[[], str | None] = lambda: None,
+         logs: Callable[[], str] = lambda: "") -> Any:
+    """`predicate()`'s first true value within `timeout`, polled every 0.2 s; an
+    AssertionError with `logs()` when it times out or `crashed()` names a node that exited."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        dead = crashed()
+        if dead:
+            raise AssertionError(f"{dead} exited while waiting for {what}\n{logs()}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last {last!r}\n{logs()}")
+
+
 def _ip(*args: str, check: bool = True) -> str:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=False)
     if check and proc.returncode != 0:

@@ -53,6 +53,12 @@ def start_sipp(target: str, scenario: str, **kw: Any) -> subprocess.Popen[str]:
                             stderr=subprocess.STDOUT, text=True)
 
 
+def finished(proc: subprocess.Popen[bytes], timeout: float) -> SippResult:
+    """A background SIPp (bytes output) waited for to its end."""
+    out, _ = proc.communicate(timeout=timeout)
+    return sipp_result(proc.returncode, out.decode(errors="replace"))
+
+
 def count_calls(text: str, label: str) -> int:
     """A counter from SIPp's final statistics screen (-1 when absent)."""
     hits = re.findall(rf"{label}\s*\|\s*\d+\s*\|\s*(\d+)", text)

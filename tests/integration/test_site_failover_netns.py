@@ -32,11 +32,11 @@ from typing import Any
 
 import pytest
 import yaml
-from netns import Site, http_json
+from netns import Site, http_json, poll
 from pg import PgServer
 from phones import Softphone, headers_of
 from server import IVR_BIN, REPO
-from sipp_run import SCENARIOS, sipp_command, sipp_result
+from sipp_run import SCENARIOS, finished, sipp_command
 
 from ivr.acd.report import build_report
 from ivr.secret_file import write_private
@@ -143,17 +143,9 @@ class Broker:
 
 
 def _wait(what: str, predicate: Any, timeout: float, nodes: list[Node] = ()) -> Any:  # type: ignore[assignment]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        if any(n.dead() for n in nodes):
-            break
-        time.sleep(0.2)
-    tails = "\n".join(n.tail() for n in nodes)
-    raise AssertionError(f"timed out waiting for {what}; last {last!r}\n{tails}")
+    return poll(what, predicate, timeout,
+                crashed=lambda: next((n.name for n in nodes if n.dead()), None),
+                logs=lambda: "\n".join(n.tail() for n in nodes))
 
 
 class Running:
@@ -371,8 +363,7 @@ def test_the_standby_takes_over_every_waiting_caller_in_arrival_order(
         record_property("takeover_s", [round(first, 2), round(second, 2)])
         assert first < 5.0 and second < 5.0, (first, second)
 
-        out, _ = sipp.communicate(timeout=100)
-        result = sipp_result(sipp.returncode, out.decode(errors="replace"))
+        result = finished(sipp, 100)
         assert result.successful == 12 and result.failed == 0, result.output[-3000:]
     finally:
         if sipp is not None and sipp.poll() is None:
@@ -423,11 +414,10 @@ def test_postgresql_and_the_broker_restarted_under_load_lose_no_cdr_or_event(
         site.pg.restart()  # every connection of every node is cut
         time.sleep(3)
         site.broker.restart()
-        out, _ = sipp.communicate(timeout=85)
+        result = finished(sipp, 85)
     finally:
         if sipp.poll() is None:
             sipp.kill()
-    result = sipp_result(sipp.returncode, out.decode(errors="replace"))
     assert result.successful == 16 and result.failed == 0, result.output[-3000:]
 
     def ended() -> list[tuple[Any, ...]]:
@@ -467,8 +457,7 @@ def test_after_two_failovers_and_both_restarts_a_new_caller_still_queues_and_is_
         _wait("the caller waiting", lambda: _waiting(active) == 1, 25, list(site.nodes.values()))
         assert active.api("/agents/alice/ready", "POST")[0] == 200
         alice.wait(15, "alice rung and talking", ev="state", leg="in", state="CONFIRMED")
-        out, _ = sipp.communicate(timeout=55)
-        result = sipp_result(sipp.returncode, out.decode(errors="replace"))
+        result = finished(sipp, 55)
         assert result.successful == 1 and result.failed == 0, result.output[-3000:]
     finally:
         if sipp is not None and sipp.poll() is None:

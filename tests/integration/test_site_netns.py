@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from netns import Site, http_json
+from netns import Site, http_json, poll
 from phones import Softphone
 from server import IVR_BIN, REPO, agent_secret
 from sipp_run import sipp_command, sipp_result
@@ -99,19 +99,11 @@ class Running:
         return status == 200 and doc["status"] == "ok"
 
     def wait(self, what: str, predicate: Any, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            for node in self.nodes.values():
-                if node.proc.poll() is not None and node.name != "media-b":
-                    raise AssertionError(f"{node.name} exited: {node.log.read_text()[-3000:]}")
-            time.sleep(0.3)
-        tails = "\n".join(f"--- {n.name}\n{n.log.read_text(errors='replace')[-1500:]}"
-                          for n in self.nodes.values())
-        raise AssertionError(f"timed out waiting for {what}; last {last!r}\n{tails}")
+        return poll(what, predicate, timeout, crashed=lambda: next(
+            (n.name for n in self.nodes.values()
+             if n.proc.poll() is not None and n.name != "media-b"), None),
+            logs=lambda: "\n".join(f"--- {n.name}\n{n.log.read_text(errors='replace')[-1500:]}"
+                                   for n in self.nodes.values()))
 
     def api(self, path: str, method: str = "GET") -> Any:
         """The ACD node's HTTP API, with its admin token."""
