@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,19 +80,21 @@ def spec_of(set_: str) -> Any:
     if set_ == "digits4":
         return ListenSpec(timeout=5.0, builtin="digits", min_digits=4, max_digits=4)
     if set_ == "digit":
-        return ListenSpec(timeout=5.0, builtin="digits", min_digits=1, max_digits=1)
+        # as a collect with `digits: {min: 1, max: 1}` listens (ivr.flow.nodes.collect)
+        return ListenSpec(timeout=5.0, builtin="digits", min_digits=1, max_digits=1,
+                          digits_counted=True)
     if set_ == "yes_no":
         return ListenSpec(timeout=5.0, builtin="yes_no")
     return ListenSpec(timeout=5.0, phrases=tuple(real_voice.MENU))
 
 
 def worker(index: int, k: int, seconds: float, listen: float, start_at: float, q: Any,
-           decoder_procs: int = 0) -> None:
-    asyncio.run(_worker(index, k, seconds, listen, start_at, q, decoder_procs))
+           decoder_procs: int = 0, service: str | None = None) -> None:
+    asyncio.run(_worker(index, k, seconds, listen, start_at, q, decoder_procs, service))
 
 
 async def _worker(index: int, k: int, seconds: float, listen: float, start_at: float,
-                  q: Any, decoder_procs: int = 0) -> None:
+                  q: Any, decoder_procs: int = 0, service: str | None = None) -> None:
     """`listen`: seconds of quiet between a stream's answer and its next utterance (the IVR's
     next prompt); streams start spread over one listen."""
     import real_voice
@@ -100,8 +106,14 @@ async def _worker(index: int, k: int, seconds: float, listen: float, start_at: f
     from ivr.speech.asr.procs import ProcessEngine
 
     items = corpus()
-    engine: Engine = ProcessEngine("pocketsphinx", None, decoder_procs) if decoder_procs \
-        else PocketSphinxEngine()
+    engine: Engine
+    if service is not None:  # Whisper in the recognition service, as `ivr serve` runs it
+        from ivr.speech.asr.remote import RemoteEngine
+        engine = RemoteEngine(Path(service), "whisper", None)
+    elif decoder_procs:
+        engine = ProcessEngine("pocketsphinx", None, decoder_procs)
+    else:
+        engine = PocketSphinxEngine()
     hub = SpeechHub(decoder_procs or 2)  # as a worker: a decode thread per decoder process
     loop = asyncio.get_running_loop()
     quiet = bytes(FRAME)
@@ -244,17 +256,55 @@ def pct(values: list[float], q: float) -> float | None:
     return round(v[min(len(v) - 1, int(q * (len(v) - 1)))], 1)
 
 
+@contextlib.contextmanager
+def recognition_service(engine: str) -> Iterator[tuple[str, int] | None]:
+    """The recognition service (`ivr.speech.asr.server`) serving `engine`'s default model, as
+    `ivr serve` starts it: (socket path, pid); None for PocketSphinx, which decodes in the
+    bench processes (or their decoder processes) as in a worker."""
+    if engine == "pocketsphinx":
+        yield None
+        return
+    from ivr.speech.asr.remote import RemoteEngine
+
+    with tempfile.TemporaryDirectory(prefix="asr-streams-") as tmp:
+        cfg = Path(tmp) / "ivr.yaml"
+        cfg.write_text(f"speech:\n  asr:\n    engine: {engine}\n")
+        sock = Path(tmp) / "asr.sock"
+        proc = subprocess.Popen([sys.executable, "-m", "ivr.speech.asr.server", "--socket",
+                                 str(sock), "--config", str(cfg), "--log-level", "WARNING"],
+                                cwd=ROOT, stdout=subprocess.DEVNULL)
+        try:
+            remote = RemoteEngine(sock, engine, None)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if remote.status()["ready"]:
+                        break
+                except Exception:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the recognition service for {engine} did not start")
+                time.sleep(0.2)
+            yield str(sock), proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
 def run(streams: int, procs: int, seconds: float, listen: float = 0.0,
-        decoder_procs: int = 0) -> dict[str, Any]:
+        decoder_procs: int = 0, service: tuple[str, int] | None = None) -> dict[str, Any]:
     load = round(os.getloadavg()[0], 2)
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     per = [streams // procs + (1 if i < streams % procs else 0) for i in range(procs)]
     start_at = time.time() + 8.0  # every process loads its model and the corpus first
-    ps = [ctx.Process(target=worker, args=(i, k, seconds, listen, start_at, q, decoder_procs))
+    ps = [ctx.Process(target=worker, args=(i, k, seconds, listen, start_at, q, decoder_procs,
+                                           service[0] if service else None))
           for i, k in enumerate(per)]
     for p in ps:
         p.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    service_cpu0 = _cpu_s(service[1]) if service else 0.0
     docs = []
     try:
         for _ in ps:
@@ -264,6 +314,7 @@ def run(streams: int, procs: int, seconds: float, listen: float = 0.0,
             p.join(10)
             if p.is_alive():
                 p.kill()
+    service_cpu = (_cpu_s(service[1]) - service_cpu0) if service else 0.0
     recs = [r for d in docs for r in d["records"]]
     answered = [r for r in recs if r["eos_ms"] is not None]
     eos = [r["eos_ms"] for r in answered]
@@ -281,6 +332,7 @@ def run(streams: int, procs: int, seconds: float, listen: float = 0.0,
         if r["eos_ms"] is not None:
             d["eos"].append(r["eos_ms"])
     return {"streams": streams, "procs": procs, "decoder_procs": decoder_procs,
+            "engine": "whisper (recognition service)" if service else "pocketsphinx",
             "seconds": seconds, "listen_s": listen,
             "load_avg_at_start": load,
             "realtime": all(d["lag_s"] < 0.2 for d in docs),
@@ -303,7 +355,8 @@ def run(streams: int, procs: int, seconds: float, listen: float = 0.0,
             "decode_busy_s_per_s": round(sum(d["decode_busy_s"] for d in docs) / seconds, 2),
             "cpu_cores": {"bench processes": round(sum(d["cpu_s"] for d in docs) / seconds, 2),
                           "decoder processes": round(sum(d["decoder_cpu_s"] for d in docs)
-                                                     / seconds, 2)},
+                                                     / seconds, 2),
+                          "recognition service": round(service_cpu / seconds, 2)},
             "decode_busy_s_by": {k: round(sum(d["busy_by"].get(k, 0.0) for d in docs), 1)
                                  for k in sorted({k for d in docs for k in d["busy_by"]})},
             "decodes_skipped": sum(d["skipped"] for d in docs),
@@ -332,9 +385,12 @@ def main() -> None:
     ap.add_argument("--decoder-procs", type=int, default=0,
                     help="decoder processes per process (ivr.speech.asr.procs; the workers' "
                     "default is one per core); 0: decode in the process's own threads")
+    ap.add_argument("--engine", default="pocketsphinx", choices=["pocketsphinx", "whisper"],
+                    help="whisper: the engine's default, decoded in a recognition service")
     args = ap.parse_args()
-    out = [run(int(s), args.procs, args.seconds, args.listen, args.decoder_procs)
-           for s in args.streams.split(",")]
+    with recognition_service(args.engine) as service:
+        out = [run(int(s), args.procs, args.seconds, args.listen, args.decoder_procs, service)
+               for s in args.streams.split(",")]
     print(json.dumps(out, indent=2))
 
 

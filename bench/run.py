@@ -312,18 +312,22 @@ def asr(quick: bool) -> dict[str, Any]:
             "error": proc.stderr[-800:]}
     except (subprocess.TimeoutExpired, ValueError) as exc:
         out["asr_bench"] = {"error": str(exc)}
-    streams = "60" if quick else "40,60,80"
     # callers also hear prompts; PocketSphinx decodes in child processes, one per core per
-    # worker process, as `speech.asr.decoder_processes` does by default
-    cmd = [sys.executable, str(h.BENCH / "asr_streams.py"), "--streams", streams,
-           "--seconds", "8" if quick else "15", "--listen", "2",
-           "--decoder-procs", str(os.cpu_count() or 2)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=h.REPO)
-        out["streams"] = json.loads(proc.stdout) if proc.returncode == 0 else {
-            "error": proc.stderr[-800:]}
-    except (subprocess.TimeoutExpired, ValueError) as exc:
-        out["streams"] = {"error": str(exc)}
+    # worker process, as `speech.asr.decoder_processes` does by default; Whisper (the default
+    # engine) in the recognition service, as `ivr serve` runs it
+    runs = {"streams": ["--engine", "pocketsphinx", "--streams", "60" if quick else "40,60,80",
+                        "--decoder-procs", str(os.cpu_count() or 2)],
+            "streams_whisper": ["--engine", "whisper",
+                                "--streams", "40" if quick else "20,40,60"]}
+    for key, extra in runs.items():
+        cmd = [sys.executable, str(h.BENCH / "asr_streams.py"), *extra,
+               "--seconds", "8" if quick else "20", "--listen", "2"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=h.REPO)
+            out[key] = json.loads(proc.stdout) if proc.returncode == 0 else {
+                "error": proc.stderr[-800:]}
+        except (subprocess.TimeoutExpired, ValueError) as exc:
+            out[key] = {"error": str(exc)}
     return out
 
 

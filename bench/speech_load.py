@@ -141,7 +141,7 @@ def flow_confidence() -> float:
                                                   doc.get("defaults", {}).get("confidence", 0.0)))
 
 
-def offline_check(phrases: list[Phrase]) -> None:
+def offline_check(phrases: list[Phrase], asr: str = "pocketsphinx") -> None:
     """Each phrase through a call's turn (ivr.sip.speech.Turn on a SpeechHub, the default
     `speech.turn` timing), fed in real time, all phrases at once: the engine's verdict and the
     endpoint with no SIP and no load."""
@@ -150,12 +150,14 @@ def offline_check(phrases: list[Phrase]) -> None:
     from ivr.flow.channel import ListenSpec
     from ivr.lang.normalize import best_phrase
     from ivr.sip.speech import SpeechHub, Turn
+    from ivr.speech.asr.base import Engine
     from ivr.speech.asr.pocketsphinx import PocketSphinxEngine
+    from ivr.speech.asr.whisper import WhisperEngine
 
     options = flow_options()
     all_phrases = [p for ps in options.values() for p in ps]
     spec = ListenSpec(timeout=60.0, phrases=tuple(all_phrases))
-    engine = PocketSphinxEngine()
+    engine: Engine = WhisperEngine() if asr == "whisper" else PocketSphinxEngine()
 
     async def one(hub: SpeechHub, p: Phrase) -> tuple[Any, float]:
         pcm = ALAW_PCM[np.frombuffer(p.alaw, dtype=np.uint8)].tobytes()
@@ -535,6 +537,12 @@ def step(server: h.IvrServer, work: Path, phrases: list[Phrase], calls: int, rat
 
 
 # -- report --------------------------------------------------------------------------------------
+ASR_WHERE = {
+    "pocketsphinx": "`asr: pocketsphinx` in each worker (its decoder processes)",
+    "whisper": "`asr: whisper` (the default engine: tiny.en in the recognition service)",
+}
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines = [
@@ -545,15 +553,15 @@ def markdown(doc: dict[str, Any]) -> str:
         "Target (issues 11, 12): >= 200 concurrent calls, every caller speaks once, 0 wrong branches, "
         f"end of speech -> result p99 <= {TARGET_P99_MS:.0f} ms.", "",
         f"`ivr serve`, built-in pool ({doc['workers']} workers, calls_per_worker auto), "
-        "`asr: pocketsphinx` in each worker, flow bench/flows/speech_menu.yaml (six spoken options). "
+        + ASR_WHERE.get(doc.get("asr", "pocketsphinx"), "`asr: none`")
+        + ", flow bench/flows/speech_menu.yaml (six spoken options). "
         f"Callers (SIPp, {doc['rate']:.0f} calls/s) answer the menu with one phrase each once every "
         "call of the step is up, so all N calls are live while they speak; phrases round robin. "
         "End of speech -> result: the caller's last RTP packet with |sample| > 600 to the first "
         "sounding RTP packet back (the option's prompt), from a tcpdump capture; it includes the "
         "endpointer's silence (`speech.turn`: 0.15 s for a confident match nothing in the grammar "
         "extends, 0.3 s for one the decoder is unsure of, else 0.7 s). Branches from "
-        "the CDRs' paths. Steps run in order on one server: the first use of the recognisers "
-        "pays for loading them (PocketSphinx decoders are made on demand, ~110 ms each). "
+        "the CDRs' paths. Steps run in order on one server. "
         "`stuck`: calls the IVR ended only by its 30 s media timeout (the flow stopped "
         "advancing).", "",
         "| calls | load avg before | other work, cores | SIPp ok/failed | right / wrong / nomatch / "
@@ -612,8 +620,9 @@ def main() -> int:
                     help="speech.asr.decoder_processes: PocketSphinx in N child processes per "
                          "worker (default: the engine's, one per core; 0: in the worker's own "
                          "threads)")
-    ap.add_argument("--asr", default="pocketsphinx", choices=["pocketsphinx", "none"],
-                    help="none: the same calls with speech off, for the cost of listening")
+    ap.add_argument("--asr", default="pocketsphinx", choices=["pocketsphinx", "whisper", "none"],
+                    help="whisper: the default engine, in the recognition service; none: the same calls "
+                         "with speech off, for the cost of listening")
     ap.add_argument("--calls-per-worker", default="auto", type=lambda v: v if v == "auto" else int(v),
                     help="sip.calls_per_worker (default auto: one worker per core)")
     ap.add_argument("--allow-wheel", action="store_true", help="run on the pjsua2 wheel fallback too")
@@ -632,7 +641,7 @@ def main() -> int:
         phrases = [p for p in phrases if not p.name.startswith("human:")]
     for p in phrases:
         render(p, work)
-    offline_check(phrases)
+    offline_check(phrases, args.asr)
     used = [p for p in phrases if args.all or p.offline["right"]]
     for p in phrases:
         log(f"{p.name:26} offline: {p.offline}{'' if p in used else '  (left out)'}")
@@ -653,6 +662,7 @@ def main() -> int:
                                           **({} if args.decoder_procs is None else
                                              {"decoder_processes": args.decoder_procs})})
         doc["workers"] = len(server.health()["workers"])
+        doc["asr"] = args.asr
         doc["asr_shared"] = args.asr_shared
         doc["decoder_processes"] = args.decoder_procs
         doc["calls_per_worker"] = args.calls_per_worker
