@@ -83,6 +83,8 @@ def make_engine(name: str) -> Engine:
         beam = int(name.split("-b")[1][0]) if "-b" in name else 3
         engine = WhisperEngine(threads=1, workers=1, beam_size=beam)
         engine.hot_words = "plain" not in name
+        if "-pp" in name:  # quiet after a phrase, in seconds: whisper-pp2
+            engine.phrase_pad_s = float(name.split("-pp")[1].split("-")[0])
         return engine
     raise SystemExit(f"unknown engine {name}")
 

@@ -437,7 +437,10 @@ class Turn:
         self._heard = (pause, value)
         verdict = self.verdict = self._verdict(value)
         assert self.grammar is not None
-        if verdict == "final" and self.grammar.builtin != "digits":
+        if verdict == "final" and (self.grammar.builtin != "digits"
+                                   or self.grammar.max_words == 1):
+            # a whole phrase, or the one digit of a one-digit collect (nothing can follow it,
+            # as its DTMF ends at the first key): longer digit strings wait (see _hold)
             self.ended_by = "final"
             return True, value
         self._ep.trailing_silence = self._hold(value, verdict)

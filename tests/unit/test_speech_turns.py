@@ -176,6 +176,49 @@ async def test_all_of_a_collects_digits_at_a_short_pause_still_wait(engine: Pock
         turn.cancel()
 
 
+class SureEngine(Engine):
+    """Hears `text` surely in anything, at every decode."""
+
+    name = "sure"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def new_recognizer(self, grammar: Grammar, sample_rate: int = 8000) -> Recognizer:
+        text = self.text
+
+        class Scripted(Recognizer):
+            def accept(self, pcm: bytes) -> None:
+                pass
+
+            def finalize(self) -> Result | None:
+                return Result(text, 0.95)
+
+            def reset(self) -> None:
+                pass
+
+        return Scripted()
+
+
+@pytest.mark.parametrize(("max_digits", "ended_by"), [(1, "final"), (2, "pause")])
+async def test_a_one_digit_collect_ends_at_the_pause_on_a_sure_digit(
+        max_digits: int, ended_by: str) -> None:
+    """The one digit of a `digits: {min: 1, max: 1}` collect, surely heard, ends the turn at
+    the short pause like a menu word (nothing can follow it); one digit of a collect that
+    takes two waits the complete silence for the next one."""
+    hub = SpeechHub(timing=TurnSettings())
+    spec = ListenSpec(timeout=5.0, min_digits=1, max_digits=max_digits, builtin="digits",
+                      digits_counted=True)
+    try:
+        turn = new_turn(SureEngine("seven"), hub, spec)
+        await speak(turn, np.concatenate([quiet(0.3), recording("digits/7"), quiet(1.5)]))
+        got = await asyncio.wait_for(turn.result, 5)
+        assert got is not None and got.value == "seven"
+        assert turn.ended_by == ended_by
+    finally:
+        hub.stop()
+
+
 class CountingEngine(Engine):
     """PocketSphinx, counting the decodes made at a pause (under the partial grammar)."""
 

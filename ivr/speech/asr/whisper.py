@@ -70,6 +70,9 @@ LOOP_DIGIT_S = 0.35
 over SIP: a decode at a pause between digits): it needs this much sound per digit (a caller
 saying 6767 takes ~1.4 s or more), else it is no reading (the caller is asked again rather than
 a wrong code taken)."""
+PHRASE_PAD_S = PAD_S
+"""Quiet after the utterance for a phrase grammar (a menu, yes/no), where a repetition loop
+reads as the same phrase, not as a longer code."""
 HOT_WORDS_MAX = 40
 """Phrases in the prompt at most (the prompt shares the 448-token context)."""
 
@@ -165,6 +168,7 @@ class WhisperEngine(Engine):
         self.path = path
         self.beam_size = max(1, beam_size)
         self.pad_s = PAD_S
+        self.phrase_pad_s = PHRASE_PAD_S
         self.digit_hint = DIGIT_HINT
         self.hot_words = True
         self.length_penalty = 1.0
@@ -203,7 +207,7 @@ class WhisperEngine(Engine):
             self._prompts[key] = tokens
         return tokens
 
-    def transcribe(self, x: np.ndarray, prompt: list[int]
+    def transcribe(self, x: np.ndarray, prompt: list[int], pad_s: float | None = None
                    ) -> tuple[list[tuple[str, float]], float, float]:
         """(text, total log-probability) per hypothesis, best first, the no-speech probability
         and the seconds of voice, for 16 kHz int16 samples."""
@@ -214,7 +218,7 @@ class WhisperEngine(Engine):
         # the window as Whisper was trained on it, only shorter: the utterance then digital
         # silence, log-mel computed (and normalised) over the whole window
         seconds = len(audio) / self.sample_rate
-        window = min(MAX_S, math.ceil(seconds + self.pad_s))
+        window = min(MAX_S, math.ceil(seconds + (self.pad_s if pad_s is None else pad_s)))
         padded = np.zeros(int(window * self.sample_rate), dtype=np.float32)
         padded[: len(audio)] = audio[: len(padded)]
         feats = self.model.feature_extractor(padded, padding=0)
@@ -234,7 +238,8 @@ class WhisperEngine(Engine):
         return hyps, float(result.no_speech_prob), voiced_seconds(x, self.sample_rate)
 
     def recognize(self, grammar: Grammar, x: np.ndarray) -> Result | None:
-        hyps, no_speech, sound_s = self.transcribe(x, self.prompt(grammar))
+        pad = self.pad_s if grammar.builtin == "digits" else self.phrase_pad_s
+        hyps, no_speech, sound_s = self.transcribe(x, self.prompt(grammar), pad)
         if not hyps:
             return None
 
